@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make demo` (the main job) and `make test`.
+# Both set up .venv first; setup reruns only when its inputs change.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Override to use another torch build, e.g. `make setup TORCH_SPEC="torch==2.7.1"`.
+TORCH_SPEC ?= torch==2.13.0
+export TORCH_SPEC
+STAMP := $(VENV)/.setup-done
+SETUP_INPUTS := pyproject.toml scripts/setup_venv.sh $(wildcard requirements/*.txt)
+
+# A different TORCH_SPEC than the one the venv was built with forces a refresh.
+ifneq ($(TORCH_SPEC),$(shell cat $(VENV)/.torch-spec 2>/dev/null))
+.PHONY: $(STAMP)
+endif
+
+.PHONY: setup test demo bench compile-check clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): $(SETUP_INPUTS)
+	scripts/setup_venv.sh
+	echo "$(TORCH_SPEC)" > $(VENV)/.torch-spec
+	touch $@
+
+compile-check: setup
+	$(PY) -m spp_triton.compile_check
+
+test: setup
+	$(PY) -m spp_triton.compile_check
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m mmdet_plugin.demo
+
+bench: setup
+	$(PY) benchmarks/bench_spp_roi_pool.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Creates or refreshes the project's virtual environment at .venv.
+#
+# Order matters: torch first (mmcv's build imports it), setuptools held in
+# [77, 81) (torch needs >= 77; mmcv and openmim import pkg_resources, gone in 81),
+# mmcv 2.1.0 built from source against that torch (no wheel exists for it, and
+# mmdet 3.3.0 refuses mmcv >= 2.2), openmim without its openxlab chain (which
+# would pin setuptools ~= 60), then this project in editable mode.
+#
+# Overrides (environment): PYTHON (interpreter, default python3),
+# TORCH_SPEC (default "torch==2.13.0"; e.g. "torch==2.5.1" or a CUDA build's spec),
+# MAX_JOBS (parallel C++ jobs for the mmcv build, default: number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+VENV=.venv
+PIP="$VENV/bin/python -m pip --disable-pip-version-check"
+
+step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+step "build tools (setuptools >=77,<81)"
+$PIP install -q "setuptools>=77,<81" wheel ninja
+
+step "$TORCH_SPEC and triton"
+$PIP install -q "$TORCH_SPEC" -r requirements/triton.txt
+
+step "mmengine, numpy and mmcv's build requirements"
+$PIP install -q -r requirements/openmmlab-base.txt
+
+if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops" >/dev/null 2>&1; then
+  step "mmcv 2.1.0 from source with compiled ops (about 17 min on 2 cores the first time; pip caches the wheel)"
+  $PIP install --no-build-isolation -r requirements/mmcv.txt
+fi
+
+step "mmdet and the test tools"
+$PIP install -q -r requirements/openmmlab.txt -r requirements/test.txt
+
+step "openmim without openxlab (its declared deps would downgrade setuptools)"
+$PIP install -q --no-deps -r requirements/mim.txt
+$PIP install -q -r requirements/mim-deps.txt
+
+step "this project (editable)"
+$PIP install -q --no-deps --no-build-isolation -e .
+
+step "checking the stack"
+"$VENV/bin/python" - <<'PY'
+import torch, triton, mmengine, mmcv, mmcv.ops, mmdet, mmdet.models, setuptools
+print(f"torch {torch.__version__}, triton {triton.__version__}, mmengine {mmengine.__version__}, "
+      f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, setuptools {setuptools.__version__}")
+PY

@@ -1,0 +1,203 @@
+"""The public API: golden cases by hand, errors, autograd, torch.compile, the profiler."""
+import pytest
+import torch
+
+import spp_triton
+from spp_triton import SpatialPyramidRoIPool, spp_roi_pool
+
+from reference import spp_reference
+
+
+def _grid(h, w, c=1, n=1):
+    return torch.arange(n * c * h * w, dtype=torch.float32).reshape(n, c, h, w)
+
+
+# ---------------------------------------------------------------- golden cases
+def test_golden_round_whole_map():
+    # 4x4 map holding 0..15, window = whole map; 2x2 bins are rows/cols {0,1} and {2,3}.
+    out = spp_roi_pool(_grid(4, 4), torch.tensor([[0, 0, 0, 3, 3.]]), spatial_scales=1.0,
+                       pyramid=(1, 2), projection="round")
+    assert out.tolist() == [[[15, 5, 7, 13, 15]]]
+
+
+def test_golden_sppnet_projection_and_overlapping_bins():
+    # stride 16: x1 = 0 -> floor(1/16) = 0; x2 = 63 -> ceil(64/16) - 2 = 2, so a 3x3
+    # window. Two bins over 3 cells: [0, ceil(3/2)-1] = [0, 1] and [floor(3/2), 2] = [1, 2]:
+    # they share cell 1.
+    feats = _grid(5, 5)
+    out = spp_roi_pool(feats, torch.tensor([[0, 0, 0, 63, 63.]]), spatial_scales=1 / 16, pyramid=(2, 1))
+    # map value = 5 * y + x; bin (i, j) max sits at its bottom-right cell.
+    assert out.tolist() == [[[6, 7, 11, 12, 12]]]
+
+
+def test_golden_avg():
+    out = spp_roi_pool(_grid(4, 4), torch.tensor([[0, 0, 0, 3, 3.]]), spatial_scales=1.0,
+                       pyramid=(1, 2), projection="round", mode="avg")
+    assert out.tolist() == [[[7.5, 2.5, 4.5, 10.5, 12.5]]]
+
+
+def test_golden_inverted_box_collapses_to_midpoint():
+    # round, s = 1: x: lo = 3, hi = 1 -> both (3 + 1) >> 1 = 2; y: 0..3. Column 2 only.
+    out = spp_roi_pool(_grid(4, 4), torch.tensor([[0, 3, 0, 1, 3.]]), spatial_scales=1.0,
+                       pyramid=(1,), projection="round")
+    assert out.item() == 14.0
+
+
+def test_golden_negative_midpoint_and_clamp():
+    # x: lo = 1, hi = -8 -> floor(-7 / 2) = -4 -> clamped to 0. y: -5..-2 -> clamped to 0.
+    out = spp_roi_pool(_grid(4, 4), torch.tensor([[0, 1, -5, -8, -2.]]), spatial_scales=1.0,
+                       pyramid=(1,), projection="round")
+    assert out.item() == 0.0
+
+
+def test_golden_box_outside_map_clamps_to_edge():
+    out = spp_roi_pool(_grid(4, 4), torch.tensor([[0, 100, 100, 200, 200.]]), spatial_scales=1.0,
+                       pyramid=(2,), projection="round")
+    assert out.tolist() == [[[15, 15, 15, 15]]]
+
+
+def test_layout_is_level_major_then_row_major():
+    feats = torch.randn(1, 3, 9, 11)
+    rois = torch.tensor([[0, 0, 0, 10, 8.]])
+    out = spp_roi_pool(feats, rois, spatial_scales=1.0, pyramid=(3, 1), projection="round")
+    ref = spp_reference([feats], rois, [1.0], (3, 1), "max", "round")
+    assert out.shape == (1, 3, 10)
+    assert torch.equal(out.double(), ref)
+
+
+# ---------------------------------------------------------------- shapes, K = 0
+def test_module_output_shape_and_repr():
+    m = SpatialPyramidRoIPool(pyramid=(1, 2, 3, 6), spatial_scales=(1 / 4, 1 / 8))
+    feats = [torch.randn(2, 7, 20, 24), torch.randn(2, 7, 10, 12)]
+    rois = torch.tensor([[0, 1, 2, 40, 50.], [1, 0, 0, 90, 70.], [1, 5, 5, 6, 6.]])
+    out = m(feats, rois, torch.tensor([0, 1, 1]))
+    assert out.shape == (3, 7, 50) and out.dtype == torch.float32
+    assert "bins=50" in repr(m)
+
+
+def test_empty_rois_give_empty_output_and_zero_grads():
+    feats = torch.randn(2, 5, 6, 6, requires_grad=True)
+    out = spp_roi_pool(feats, torch.zeros(0, 5), spatial_scales=0.5)
+    assert out.shape == (0, 5, 50)
+    out.sum().backward()
+    assert feats.grad is not None and torch.count_nonzero(feats.grad) == 0
+
+
+# ---------------------------------------------------------------- autograd
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("projection", ["sppnet", "round"])
+def test_gradcheck_float64_torch_path(mode, projection):
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 3, 7, 8, dtype=torch.float64, requires_grad=True),
+             torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)]
+    rois = torch.tensor([[0, 2, 3, 40, 30.], [1, -5, 0, 70, 80.], [1, 10, 12, 11, 13.]], dtype=torch.float64)
+    levels = torch.tensor([0, 1, 0])
+
+    def fn(a, b):
+        return spp_roi_pool([a, b], rois, spatial_scales=(1 / 8, 1 / 16), roi_levels=levels,
+                            pyramid=(1, 2, 3), mode=mode, projection=projection, backend="torch")
+
+    assert torch.autograd.gradcheck(fn, tuple(feats))
+
+
+def test_max_gradient_goes_to_first_maximum():
+    feats = torch.zeros(1, 1, 3, 3, requires_grad=True)
+    out = spp_roi_pool(feats, torch.tensor([[0, 0, 0, 2, 2.]]), spatial_scales=1.0, pyramid=(1,),
+                       projection="round")
+    out.sum().backward()
+    expected = torch.zeros(1, 1, 3, 3)
+    expected[0, 0, 0, 0] = 1
+    assert torch.equal(feats.grad, expected)
+
+
+# ---------------------------------------------------------------- torch.library
+def test_op_is_registered_and_named_in_profiler():
+    assert hasattr(torch.ops.spp_triton, "spp_roi_pool")
+    feats = torch.randn(1, 2, 5, 5)
+    rois = torch.tensor([[0, 0, 0, 4, 4.]])
+    with torch.profiler.profile() as prof:
+        spp_roi_pool(feats, rois, spatial_scales=1.0)
+    assert any(e.key == "spp_triton::spp_roi_pool" for e in prof.key_averages())
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_module():
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = SpatialPyramidRoIPool(spatial_scales=(1 / 4, 1 / 8))
+            self.fc = torch.nn.Linear(3 * 50, 2)
+
+        def forward(self, a, b, rois, levels):
+            return self.fc(self.pool([a.relu(), b.relu()], rois, levels).flatten(1))
+
+    torch.manual_seed(0)
+    head = Head()
+    a = torch.randn(2, 3, 12, 12, requires_grad=True)
+    b = torch.randn(2, 3, 6, 6)
+    rois = torch.tensor([[0, 0, 0, 40, 30.], [1, 4, 4, 44, 44.]])
+    levels = torch.tensor([0, 1])
+    eager = head(a, b, rois, levels)
+    (g_eager,) = torch.autograd.grad(eager.sum(), a)
+    compiled = torch.compile(head, fullgraph=True)(a, b, rois, levels)
+    (g_comp,) = torch.autograd.grad(compiled.sum(), a)
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(g_comp, g_eager)
+
+
+# ---------------------------------------------------------------- bad input
+FEATS = torch.randn(2, 3, 8, 8)
+GOOD = torch.tensor([[0, 0, 0, 10, 10.]])
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(rois=torch.zeros(3, 4)), ValueError, "rois must have shape (K, 5)"),
+    (dict(rois=torch.zeros(5)), ValueError, "rois must have shape (K, 5)"),
+    (dict(rois=torch.zeros(1, 5, dtype=torch.int64)), TypeError, "rois must be a floating tensor"),
+    (dict(rois=torch.tensor([[0, float("nan"), 0, 1, 1]])), ValueError, "rois coordinates must be finite"),
+    (dict(rois=torch.tensor([[0, 0, float("inf"), 1, 1]])), ValueError, "rois coordinates must be finite"),
+    (dict(rois=torch.tensor([[2, 0, 0, 1, 1.]])), ValueError, "batch indices in [0, 2)"),
+    (dict(rois=torch.tensor([[-1, 0, 0, 1, 1.]])), ValueError, "batch indices in [0, 2)"),
+    (dict(rois=torch.tensor([[0.5, 0, 0, 1, 1.]])), ValueError, "integer batch indices"),
+    (dict(pyramid=()), ValueError, "pyramid must not be empty"),
+    (dict(pyramid=(1, 0)), ValueError, "pyramid entries must be ints >= 1"),
+    (dict(pyramid=3), TypeError, "pyramid must be a sequence"),
+    (dict(mode="sum"), ValueError, "mode must be one of"),
+    (dict(projection="floor"), ValueError, "projection must be one of"),
+    (dict(backend="cuda"), ValueError, "backend must be one of"),
+    (dict(spatial_scales=(0.5, 0.25)), ValueError, "spatial_scales has 2 entries but features has 1"),
+    (dict(spatial_scales=-1.0), ValueError, "spatial_scales must be finite"),
+    (dict(features=FEATS.to(torch.int32)), TypeError, "features dtype torch.int32 is not supported"),
+    (dict(features=FEATS.double(), backend="triton"), TypeError, "not supported by backend 'triton'"),
+    (dict(features=FEATS[0]), ValueError, "features[0] must be 4-D"),
+    (dict(features=[FEATS, torch.randn(2, 4, 4, 4)], spatial_scales=(1, 1), roi_levels=torch.tensor([0])),
+     ValueError, "share N and C"),
+    (dict(features=[FEATS, torch.randn(3, 3, 4, 4)], spatial_scales=(1, 1), roi_levels=torch.tensor([0])),
+     ValueError, "share N and C"),
+    (dict(features=[FEATS, FEATS], spatial_scales=(1, 1)), ValueError, "roi_levels is required"),
+    (dict(features=[FEATS, FEATS], spatial_scales=(1, 1), roi_levels=torch.tensor([0, 1])),
+     ValueError, "roi_levels must have shape (1,)"),
+    (dict(features=[FEATS, FEATS], spatial_scales=(1, 1), roi_levels=torch.tensor([2])),
+     ValueError, "roi_levels must be in [0, 2)"),
+    (dict(features=[FEATS, FEATS], spatial_scales=(1, 1), roi_levels=torch.tensor([0.0])),
+     TypeError, "roi_levels must be an integer tensor"),
+    (dict(rois=GOOD.to("meta")), ValueError, "rois is on meta"),
+])
+def test_bad_input_raises_naming_the_argument(kwargs, exc, words):
+    args = dict(features=FEATS, rois=GOOD, spatial_scales=1.0)
+    args.update(kwargs)
+    features, rois = args.pop("features"), args.pop("rois")
+    with pytest.raises(exc) as info:
+        spp_roi_pool(features, rois, **args)
+    assert words in str(info.value)
+
+
+def test_bad_module_arguments_fail_at_construction():
+    with pytest.raises(ValueError, match="pyramid must not be empty"):
+        SpatialPyramidRoIPool(pyramid=())
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SpatialPyramidRoIPool(mode="median")
+
+
+def test_package_version():
+    assert spp_triton.__version__
