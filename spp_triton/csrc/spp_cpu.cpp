@@ -1,0 +1,398 @@
+// CPU kernels of spatial-pyramid RoI pooling, built on first use by
+// spp_triton/torch_backend.py (torch.utils.cpp_extension.load, cached by torch's
+// extension cache). Registered as torch.ops.spp_triton_cpu.{forward,backward}.
+//
+// The windows come from Python (geometry.roi_windows), so the projection lives in
+// one place; this file only applies the bin rule of geometry.bin_bounds:
+//   start_i = lo + floor(i h / n),  end_i = lo + ceil((i + 1) h / n) - 1.
+//
+// Forward: one work item per (RoI, block of 64 channels), parallel with
+// at::parallel_for; features are read in place (NCHW, or channels-last when every
+// level already is, then the channel loops vectorise). Each bin is scanned in
+// row-major order, channels innermost, keeping per channel the best value and its
+// cell y * W + x, replaced only by a strictly better value: the first maximum. NaN
+// counts as the largest (the first NaN wins); -0.0 == +0.0 (the first wins). When
+// every pyramid entry divides G = max(pyramid) (max mode), only the G x G grid is
+// scanned and coarser bins are exact unions of fine bins, whose winner is the best
+// value with the smallest cell index, i.e. again the first in row-major order.
+// Comparisons run in float (double for double), exact for half/bfloat16; the output
+// is the element at the argmax, so NaN payloads and zero signs are its own. Avg sums
+// each bin in row-major order in float (double for double), then divides.
+//
+// Backward is parallel over channels: each channel's gradient planes belong to one
+// thread, which adds the RoIs in order, so results are bit-identical run to run.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// Window table columns (int64, (K, 6)).
+enum { kBatch = 0, kLevel = 1, kXLo = 2, kXHi = 3, kYLo = 4, kYHi = 5, kWinCols = 6 };
+
+
+
+inline void bin_bounds(int64_t lo, int64_t hi, int64_t n, int64_t* start, int64_t* end) {
+  const int64_t size = hi - lo + 1;
+  for (int64_t i = 0; i < n; ++i) {
+    start[i] = lo + (i * size) / n;
+    end[i] = lo + ((i + 1) * size + n - 1) / n - 1;
+  }
+}
+
+struct Levels {
+  std::vector<const void*> data;
+  std::vector<int64_t> height, width;
+};
+
+// Channels of one work item (a RoI and a block of channels). The inner loops run
+// over the block's channels with the layout's channel stride: 1 when channels-last
+// (kCL, the loops vectorise), the plane size for NCHW.
+template <bool kCL>
+constexpr int64_t channel_block() { return kCL ? 256 : 64; }
+
+// First maximum of every bin of an n x n grid, for channels [0, cb) of the block.
+// ``base`` points at channel c0 of cell 0 of the image's level; cell y * W + x is at
+// base + cell * cell_stride, channel c at + c * chan_stride (1 when kCL). Writes
+// val[(i * n + j) * cb + c] and idx[...] = y * W + x, scanning each bin in row-major
+// order and replacing only on a strictly better value (NaN beats non-NaN), which keeps
+// the first maximum; -0.0 and +0.0 compare equal.
+template <typename scalar_t, typename acc_t, bool kCL>
+void max_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, int64_t width, int64_t cb,
+              const int64_t* w, int64_t n, acc_t* __restrict__ val, int32_t* __restrict__ idx) {
+  const int64_t cs = kCL ? 1 : chan_stride;
+  int64_t xs[64], xe[64], ys[64], ye[64];
+  bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
+  bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      acc_t* __restrict__ bv = val + (i * n + j) * cb;
+      int32_t* __restrict__ bi = idx + (i * n + j) * cb;
+      const int32_t first = static_cast<int32_t>(ys[i] * width + xs[j]);
+      for (int64_t c = 0; c < cb; ++c) {
+        bv[c] = -std::numeric_limits<acc_t>::infinity();
+        bi[c] = first;  // kept when every value is -inf
+      }
+      for (int64_t y = ys[i]; y <= ye[i]; ++y) {
+        for (int64_t x = xs[j]; x <= xe[j]; ++x) {
+          const int32_t cell = static_cast<int32_t>(y * width + x);
+          const scalar_t* __restrict__ p = base + static_cast<int64_t>(cell) * cell_stride;
+          for (int64_t c = 0; c < cb; ++c) {
+            const acc_t v = static_cast<acc_t>(p[c * cs]);
+            const acc_t b = bv[c];
+            const bool up = (v > b) | ((v != v) & (b == b));
+            bv[c] = up ? v : b;
+            bi[c] = up ? cell : bi[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Mean of every bin of an n x n grid (row-major sum in acc_t, then / count).
+template <typename scalar_t, typename acc_t, bool kCL>
+void avg_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, int64_t width, int64_t cb,
+              const int64_t* w, int64_t n, acc_t* __restrict__ val) {
+  const int64_t cs = kCL ? 1 : chan_stride;
+  int64_t xs[64], xe[64], ys[64], ye[64];
+  bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
+  bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      acc_t* __restrict__ bv = val + (i * n + j) * cb;
+      for (int64_t c = 0; c < cb; ++c) bv[c] = 0;
+      for (int64_t y = ys[i]; y <= ye[i]; ++y) {
+        for (int64_t x = xs[j]; x <= xe[j]; ++x) {
+          const scalar_t* __restrict__ p = base + (y * width + x) * cell_stride;
+          for (int64_t c = 0; c < cb; ++c) bv[c] += static_cast<acc_t>(p[c * cs]);
+        }
+      }
+      const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
+      for (int64_t c = 0; c < cb; ++c) bv[c] = bv[c] / count;
+    }
+  }
+}
+
+// Coarse bins of an n x n grid from the fine G x G grid, n | G: bin (p, q) is the
+// union of fine bins (p f + a, q f + b), f = G / n. Its winner is the best value,
+// ties going to the smallest cell index, i.e. the first in row-major order (fine
+// bins may share a row or column, which changes nothing).
+template <typename acc_t>
+void derive_grid(const acc_t* __restrict__ fine_val, const int32_t* __restrict__ fine_idx, int64_t g, int64_t n,
+                 int64_t cb, acc_t* __restrict__ val, int32_t* __restrict__ idx) {
+  const int64_t f = g / n;
+  for (int64_t p = 0; p < n; ++p) {
+    for (int64_t q = 0; q < n; ++q) {
+      acc_t* __restrict__ bv = val + (p * n + q) * cb;
+      int32_t* __restrict__ bi = idx + (p * n + q) * cb;
+      for (int64_t a = 0; a < f; ++a) {
+        for (int64_t b = 0; b < f; ++b) {
+          const int64_t fb = ((p * f + a) * g + q * f + b) * cb;
+          const acc_t* __restrict__ sv = fine_val + fb;
+          const int32_t* __restrict__ si = fine_idx + fb;
+          if (a == 0 && b == 0) {
+            for (int64_t c = 0; c < cb; ++c) {
+              bv[c] = sv[c];
+              bi[c] = si[c];
+            }
+            continue;
+          }
+          for (int64_t c = 0; c < cb; ++c) {
+            const acc_t v = sv[c], cur = bv[c];
+            const int32_t ci = si[c], cc = bi[c];
+            const bool v_nan = v != v, cur_nan = cur != cur;
+            const bool tie = (v == cur) | (v_nan & cur_nan);
+            const bool up = (v > cur) | (v_nan & !cur_nan) | (tie & (ci < cc));
+            bv[c] = up ? v : cur;
+            bi[c] = up ? ci : cc;
+          }
+        }
+      }
+    }
+  }
+}
+
+Levels collect(const std::vector<Tensor>& feats) {
+  Levels lv;
+  for (const auto& f : feats) {
+    lv.data.push_back(f.data_ptr());
+    lv.height.push_back(f.size(2));
+    lv.width.push_back(f.size(3));
+  }
+  return lv;
+}
+
+template <typename scalar_t, bool kCL>
+void forward_impl(const std::vector<Tensor>& feats, const Tensor& win, const std::vector<int64_t>& pyramid,
+                  int64_t fine_grid, bool is_max, Tensor& out, Tensor& argmax) {
+  using acc_t = at::opmath_type<scalar_t>;
+  // For float and double the kept value is the element's own bits (selects only), so
+  // it is the output; half and bfloat16 re-read the element to keep NaN payloads.
+  constexpr bool kExactAcc = std::is_same<scalar_t, acc_t>::value;
+  constexpr int64_t kBlock = channel_block<kCL>();
+  const Levels lv = collect(feats);
+  const int64_t k_total = win.size(0), channels = feats[0].size(1), bins = out.size(2);
+  const int64_t blocks = (channels + kBlock - 1) / kBlock;
+  const int64_t* wins = win.data_ptr<int64_t>();
+  scalar_t* out_p = out.data_ptr<scalar_t>();
+  int32_t* arg_p = is_max ? argmax.data_ptr<int32_t>() : nullptr;
+  int64_t max_n = std::max<int64_t>(fine_grid, 1);
+  for (int64_t n : pyramid) max_n = std::max(max_n, n);
+
+  at::parallel_for(0, k_total * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> val(max_n * max_n * kBlock), fine_val(fine_grid * fine_grid * kBlock);
+    std::vector<int32_t> idx(max_n * max_n * kBlock), fine_idx(fine_grid * fine_grid * kBlock);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t k = item / blocks, c0 = (item % blocks) * kBlock;
+      const int64_t cb = std::min(kBlock, channels - c0);
+      const int64_t* w = wins + k * kWinCols;
+      const int64_t level = w[kLevel], width = lv.width[level];
+      const int64_t plane = lv.height[level] * width;
+      // NHWC: ((b * H + y) * W + x) * C + c.  NCHW: ((b * C + c) * H + y) * W + x.
+      const scalar_t* base = static_cast<const scalar_t*>(lv.data[level]) +
+                             (kCL ? w[kBatch] * plane * channels + c0 : (w[kBatch] * channels + c0) * plane);
+      const int64_t cell_stride = kCL ? channels : 1, chan_stride = kCL ? 1 : plane;
+      if (is_max && fine_grid > 0) {
+        max_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, fine_grid,
+                                       fine_val.data(), fine_idx.data());
+      }
+      int64_t offset = 0;
+      for (int64_t n : pyramid) {
+        if (!is_max) {
+          avg_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, n, val.data());
+          for (int64_t c = 0; c < cb; ++c) {
+            scalar_t* o = out_p + (k * channels + c0 + c) * bins + offset;
+            for (int64_t b = 0; b < n * n; ++b) o[b] = static_cast<scalar_t>(val[b * cb + c]);
+          }
+          offset += n * n;
+          continue;
+        }
+        const acc_t* sv = val.data();
+        const int32_t* si = idx.data();
+        if (fine_grid == 0) {
+          max_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, n, val.data(), idx.data());
+        } else if (n == fine_grid) {
+          sv = fine_val.data();
+          si = fine_idx.data();
+        } else {
+          derive_grid<acc_t>(fine_val.data(), fine_idx.data(), fine_grid, n, cb, val.data(), idx.data());
+        }
+        for (int64_t c = 0; c < cb; ++c) {
+          scalar_t* o = out_p + (k * channels + c0 + c) * bins + offset;
+          int32_t* a = arg_p + (k * channels + c0 + c) * bins + offset;
+          for (int64_t b = 0; b < n * n; ++b) {
+            const int32_t cell = si[b * cb + c];
+            if constexpr (kExactAcc) {
+              o[b] = sv[b * cb + c];
+            } else {
+              o[b] = base[static_cast<int64_t>(cell) * cell_stride + c * chan_stride];
+            }
+            a[b] = cell;
+          }
+        }
+        offset += n * n;
+      }
+    }
+  });
+}
+
+void check_common(const std::vector<Tensor>& feats, const Tensor& win, const std::vector<int64_t>& pyramid) {
+  TORCH_CHECK(!feats.empty(), "spp_triton_cpu: no feature levels");
+  TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
+              "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
+  for (int64_t n : pyramid) TORCH_CHECK(n >= 1 && n <= 64, "spp_triton_cpu: pyramid entries must be in [1, 64]");
+}
+
+std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
+                                       int64_t fine_grid, bool is_max) {
+  // Read in place: channels-last when every level already is (no copy), else NCHW.
+  bool channels_last = true;
+  for (const auto& f : feats_in) {
+    channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast) && !f.is_contiguous();
+  }
+  std::vector<Tensor> feats;
+  for (const auto& f : feats_in) feats.push_back(channels_last ? f : f.contiguous());
+  const std::vector<int64_t> pyramid = pyramid_in.vec();
+  check_common(feats, win, pyramid);
+  TORCH_CHECK(fine_grid >= 0 && fine_grid <= 64, "spp_triton_cpu: bad fine grid");
+  for (const auto& f : feats) {
+    TORCH_CHECK(f.size(2) * f.size(3) <= std::numeric_limits<int32_t>::max(), "spp_triton_cpu: level too large");
+  }
+  int64_t bins = 0;
+  for (int64_t n : pyramid) bins += n * n;
+  const auto& f0 = feats[0];
+  Tensor out = at::empty({win.size(0), f0.size(1), bins}, f0.options().memory_format(at::MemoryFormat::Contiguous));
+  Tensor argmax = at::empty({is_max ? win.size(0) : 0, f0.size(1), bins}, out.options().dtype(at::kInt));
+  if (!is_max) argmax = argmax.view({0});
+  if (win.size(0) == 0) return {out, argmax};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f0.scalar_type(), "spp_triton_cpu_forward", [&] {
+    if (channels_last) {
+      forward_impl<scalar_t, true>(feats, win, pyramid, is_max ? fine_grid : 0, is_max, out, argmax);
+    } else {
+      forward_impl<scalar_t, false>(feats, win, pyramid, is_max ? fine_grid : 0, is_max, out, argmax);
+    }
+  });
+  return {out, argmax};
+}
+
+template <typename scalar_t>
+void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& win,
+                   const std::vector<int64_t>& heights, const std::vector<int64_t>& widths, int64_t images,
+                   const std::vector<int64_t>& pyramid, bool is_max, std::vector<Tensor>& grads) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t levels = static_cast<int64_t>(heights.size());
+  const int64_t k_total = win.size(0), channels = grad_out.size(1), bins = grad_out.size(2);
+  const int64_t* wins = win.data_ptr<int64_t>();
+  const scalar_t* g_p = grad_out.data_ptr<scalar_t>();
+  const int32_t* a_p = is_max ? argmax.data_ptr<int32_t>() : nullptr;
+  std::vector<scalar_t*> dst(levels);
+  std::vector<int64_t> sizes(levels), offsets(levels);
+  int64_t total = 0;
+  for (int64_t l = 0; l < levels; ++l) {
+    dst[l] = grads[l].data_ptr<scalar_t>();
+    sizes[l] = heights[l] * widths[l];
+    offsets[l] = total;
+    total += images * sizes[l];
+  }
+
+  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    // One channel's planes of every image and level, accumulated in acc_t.
+    std::vector<acc_t> acc(total);
+    for (int64_t c = begin; c < end; ++c) {
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t k = 0; k < k_total; ++k) {
+        const int64_t* w = wins + k * kWinCols;
+        const int64_t level = w[kLevel];
+        acc_t* plane = acc.data() + offsets[level] + w[kBatch] * sizes[level];
+        const scalar_t* g = g_p + (k * channels + c) * bins;
+        if (is_max) {
+          const int32_t* a = a_p + (k * channels + c) * bins;
+          for (int64_t b = 0; b < bins; ++b) plane[a[b]] += static_cast<acc_t>(g[b]);
+          continue;
+        }
+        const int64_t width = widths[level];
+        int64_t xs[64], xe[64], ys[64], ye[64];
+        int64_t offset = 0;
+        for (int64_t n : pyramid) {
+          bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
+          bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+          for (int64_t i = 0; i < n; ++i) {
+            for (int64_t j = 0; j < n; ++j) {
+              const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
+              const acc_t share = static_cast<acc_t>(g[offset + i * n + j]) / count;
+              for (int64_t y = ys[i]; y <= ye[i]; ++y) {
+                acc_t* line = plane + y * width;
+                for (int64_t x = xs[j]; x <= xe[j]; ++x) line[x] += share;
+              }
+            }
+          }
+          offset += n * n;
+        }
+      }
+      for (int64_t l = 0; l < levels; ++l) {
+        for (int64_t img = 0; img < images; ++img) {
+          const acc_t* src = acc.data() + offsets[l] + img * sizes[l];
+          scalar_t* out = dst[l] + (img * channels + c) * sizes[l];
+          for (int64_t i = 0; i < sizes[l]; ++i) out[i] = static_cast<scalar_t>(src[i]);
+        }
+      }
+    }
+  });
+}
+
+std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax_in, const Tensor& win,
+                                 at::IntArrayRef level_hw, int64_t images, at::IntArrayRef pyramid_in, bool is_max) {
+  const Tensor grad_out = grad_out_in.contiguous();
+  const std::vector<int64_t> pyramid = pyramid_in.vec();
+  TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
+  TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
+              "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
+  for (int64_t n : pyramid) TORCH_CHECK(n >= 1 && n <= 64, "spp_triton_cpu: pyramid entries must be in [1, 64]");
+  std::vector<int64_t> heights, widths;
+  for (size_t i = 0; i < level_hw.size(); i += 2) {
+    heights.push_back(level_hw[i]);
+    widths.push_back(level_hw[i + 1]);
+  }
+  const int64_t channels = grad_out.size(1);
+  std::vector<Tensor> grads;
+  for (size_t l = 0; l < heights.size(); ++l) {
+    grads.push_back(at::empty({images, channels, heights[l], widths[l]}, grad_out.options()));
+  }
+  Tensor argmax;
+  if (is_max) {
+    argmax = argmax_in.contiguous();
+    TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad_out.sizes(),
+                "spp_triton_cpu: argmax must be int32 shaped like grad_out");
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "spp_triton_cpu_backward", [&] {
+    backward_impl<scalar_t>(grad_out, argmax, win, heights, widths, images, pyramid, is_max, grads);
+  });
+  return grads;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(spp_triton_cpu, m) {
+  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, bool is_max) -> (Tensor, Tensor)");
+  m.def("backward(Tensor grad_out, Tensor argmax, Tensor win, int[] level_hw, int images, int[] pyramid, "
+        "bool is_max) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(spp_triton_cpu, CPU, m) {
+  m.impl("forward", &spp_forward);
+  m.impl("backward", &spp_backward);
+}
