@@ -31,7 +31,7 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) -m mmdet_plugin.demo
+	$(PY) scripts/demo.py
 
 bench: setup
 	$(PY) benchmarks/bench_spp_roi_pool.py

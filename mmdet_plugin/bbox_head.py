@@ -1,0 +1,37 @@
+"""``SPPBBoxHead``: fc6, fc7, classifier and box regressor over a pyramid vector."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
+from mmdet.registry import MODELS
+
+
+@MODELS.register_module()
+class SPPBBoxHead(ConvFCBBoxHead):
+    """The paper's detection head: fc6 takes the C x B spatial-pyramid vector.
+
+    Input (K, C, B) from ``SPPRoIExtractor``; flattened to K x (C * B), then
+    ``num_fcs`` shared fully connected layers of ``fc_out_channels`` (the paper's fc6
+    and fc7, 4096 wide there), then mmdet's classifier and box regressor with all the
+    usual losses, coders and post-processing of ``ConvFCBBoxHead``.
+
+    Args:
+        pyramid: must match the extractor's; fixes B = sum(n * n).
+        in_channels: C.
+        num_fcs: shared fully connected layers (2 = fc6, fc7).
+        fc_out_channels: their width.
+        Other keyword arguments go to ``ConvFCBBoxHead`` (num_classes, bbox_coder,
+        loss_cls, loss_bbox, reg_class_agnostic, ...).
+    """
+
+    def __init__(self, pyramid: Sequence[int] = (1, 2, 3, 6), in_channels: int = 256,
+                 num_fcs: int = 2, fc_out_channels: int = 1024, **kwargs) -> None:
+        self.pyramid = tuple(pyramid)
+        num_bins = sum(n * n for n in self.pyramid)
+        # BBoxHead sizes fc6 as in_channels * roi_feat_area; a 1 x B "feature size"
+        # gives exactly C * B inputs without reshaping the pyramid vector.
+        super().__init__(num_shared_convs=0, num_shared_fcs=num_fcs, num_cls_convs=0,
+                         num_cls_fcs=0, num_reg_convs=0, num_reg_fcs=0,
+                         roi_feat_size=(1, num_bins), in_channels=in_channels,
+                         fc_out_channels=fc_out_channels, **kwargs)

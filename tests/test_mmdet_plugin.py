@@ -1,0 +1,117 @@
+"""The MMDetection plugin: registered modules, every config, the data checks."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py"))
+
+mmdet = pytest.importorskip("mmdet", reason="the plugin needs mmdet")
+
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+import mmdet_plugin  # noqa: E402,F401
+
+register_all_modules()
+
+
+def _random_batch(model, num_classes, sizes=((3, 160, 192), (3, 128, 160))):
+    from mmdet.testing import demo_mm_inputs
+
+    packed = demo_mm_inputs(len(sizes), [list(s) for s in sizes], num_items=[3, 2], num_classes=num_classes)
+    return model.data_preprocessor(packed, True)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_builds_and_runs_a_loss_forward(path):
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone.init_cfg = None  # no download: weights stay random
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.train()
+    losses = model(**_random_batch(model, cfg.model.roi_head.bbox_head.num_classes), mode="loss")
+    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+                for k, v in losses.items() if "loss" in k)
+    assert torch.isfinite(total)
+    total.backward()
+    if "sppnet" in path.name:
+        assert type(model.roi_head.bbox_roi_extractor).__name__ == "SPPRoIExtractor"
+        assert model.roi_head.bbox_head.shared_fcs[0].weight.grad is not None
+
+
+def test_extractor_fpn_mapping_matches_mmdet():
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+
+    from mmdet_plugin import SPPRoIExtractor
+
+    theirs = SingleRoIExtractor(dict(type="RoIAlign", output_size=7, sampling_ratio=0), 8, [4, 8, 16, 32])
+    ours = SPPRoIExtractor(8, [4, 8, 16, 32])
+    wh = torch.exp(torch.empty(500, 2).uniform_(1, 7))
+    rois = torch.cat([torch.zeros(500, 1), torch.zeros(500, 2), wh], dim=1)
+    assert torch.equal(ours.map_roi_levels(rois, 4), theirs.map_roi_levels(rois, 4))
+
+
+def test_extractor_sppnet_mapping_picks_window_closest_to_224():
+    from mmdet_plugin import SPPRoIExtractor
+
+    ext = SPPRoIExtractor(8, [4, 8, 16, 32], level_mapping="sppnet")
+    # 224x224 at stride 16 is 14x14 cells: level 2. 56x56 is 14x14 cells at stride 4.
+    # 448x448: 28x28 at stride 16 (784), 14x14 at stride 32 (196) -> level 3.
+    rois = torch.tensor([[0, 0, 0, 224, 224.], [0, 0, 0, 56, 56.], [0, 0, 0, 448, 448.],
+                         [0, 0, 0, 2000, 2000.], [0, 0, 0, 4, 4.]])
+    assert ext.map_roi_levels(rois, 4).tolist() == [2, 0, 3, 3, 0]
+
+
+def test_extractor_output_and_single_level():
+    from mmdet_plugin import SPPRoIExtractor
+
+    feats = [torch.randn(2, 8, 32, 32), torch.randn(2, 8, 16, 16)]
+    rois = torch.tensor([[0, 0, 0, 20, 30.], [1, 10, 10, 120, 100.]])
+    out = SPPRoIExtractor(8, [4, 8])(feats, rois)
+    assert out.shape == (2, 8, 50)
+    single = SPPRoIExtractor(8, [16], pyramid=(1, 2))(feats[:1], rois)
+    assert single.shape == (2, 8, 5)
+
+
+def test_extractor_refuses_roi_layer():
+    from mmdet_plugin import SPPRoIExtractor
+
+    with pytest.raises(ValueError, match="roi_layer=None"):
+        SPPRoIExtractor(8, [4], roi_layer=dict(type="RoIAlign", output_size=7))
+
+
+def test_every_level_gets_a_gradient_when_one_level_has_no_roi():
+    from mmdet_plugin import SPPRoIExtractor
+
+    feats = [torch.randn(1, 4, 32, 32, requires_grad=True), torch.randn(1, 4, 16, 16, requires_grad=True)]
+    rois = torch.tensor([[0, 0, 0, 20, 20.], [0, 5, 5, 30, 40.]])  # both small: level 0 only
+    ext = SPPRoIExtractor(4, [4, 8])
+    assert ext.map_roi_levels(rois, 2).tolist() == [0, 0]
+    ext(feats, rois).sum().backward()
+    assert feats[1].grad is not None and torch.count_nonzero(feats[1].grad) == 0
+    assert torch.count_nonzero(feats[0].grad) > 0
+
+
+@pytest.mark.slow
+def test_missing_voc_stops_with_a_message_not_a_stack_trace(tmp_path):
+    # tools/train.py is what `mim train` runs; it must exit non-zero with the message and
+    # no traceback. (mim itself then adds a CalledProcessError traceback of its own for
+    # any failed run: openmim 0.3.9 calls subprocess.check_call and lets it raise.)
+    train_py = Path(mmdet.__file__).parent / ".mim" / "tools" / "train.py"
+    proc = subprocess.run([sys.executable, str(train_py), str(ROOT / "configs/sppnet_r50_voc.py"),
+                           "--work-dir", str(tmp_path / "wd")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "data/VOCdevkit" in out and "make demo" in out
+    assert "Traceback" not in out
+    mim = Path(sys.executable).parent / "mim"
+    proc = subprocess.run([str(mim), "train", "mmdet", str(ROOT / "configs/sppnet_r50_voc.py"),
+                           "--work-dir", str(tmp_path / "wd")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "data/VOCdevkit" in proc.stdout + proc.stderr

@@ -1,0 +1,93 @@
+"""End to end through `mim`, as a user runs it, on a tiny generated data set: train on
+CPU, kill the run mid-epoch, resume it, test the checkpoint, run DetInferencer."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MIM = Path(sys.executable).parent / "mim"
+CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_12e_synth-voc.py"
+
+pytest.importorskip("mmdet", reason="needs mmdet")
+pytestmark = pytest.mark.slow
+
+
+def _options(root: Path) -> list[str]:
+    opts = ["train_cfg.max_epochs=2", "param_scheduler.0.end=4", "default_hooks.logger.interval=1"]
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts += [f"{loader}.dataset.data_root={root}/", f"{loader}.num_workers=0",
+                 f"{loader}.persistent_workers=False", f"{loader}.batch_size=2"]
+    return opts
+
+
+def _mim(*args, cwd: Path) -> str:
+    proc = subprocess.run([str(MIM), *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Train 2 epochs of 12 iterations, killed at epoch 2 iteration 2, then resumed."""
+    from mmdet_plugin.synthetic_voc import generate
+
+    base = tmp_path_factory.mktemp("e2e")
+    generate(base / "data", num_trainval=24, num_test=4, seed=3)
+    work = base / "work"
+    opts = _options(base / "data")
+    cmd = [str(MIM), "train", "mmdet", str(CONFIG), "--work-dir", str(work), "--cfg-options", *opts]
+    proc = subprocess.Popen(cmd, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    killed_at, log = None, []
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        log.append(line)
+        if re.search(r"Epoch\(train\)\s+\[2\]\[\s*2/12\]", line):
+            os.killpg(proc.pid, signal.SIGKILL)  # as a crash or a pre-empted job would
+            killed_at = line
+            break
+        assert time.time() < deadline, "training did not reach epoch 2"
+    proc.wait()
+    assert killed_at, "".join(log[-50:])
+    killed_files = sorted(p.name for p in work.glob("epoch_*.pth"))
+    resumed = _mim("train", "mmdet", str(CONFIG), "--work-dir", str(work), "--resume",
+                   "--cfg-options", *opts, cwd=base)
+    return dict(base=base, work=work, opts=opts, killed_files=killed_files, resumed=resumed)
+
+
+def test_killed_mid_epoch_keeps_the_last_checkpoint(run):
+    assert run["killed_files"] == ["epoch_1.pth"]
+
+
+def test_resume_continues_from_the_last_checkpoint(run):
+    out = run["resumed"]
+    assert re.search(r"resumed epoch: 1, iter: 12", out), out[-2000:]
+    assert re.search(r"Epoch\(train\)\s+\[2\]\[\s*1/12\]", out)  # epoch 2 restarts at its beginning
+    assert "Epoch(train) [1]" not in out  # epoch 1 is not trained again
+    work = run["work"]
+    assert (work / "epoch_1.pth").exists() and (work / "epoch_2.pth").exists()
+    assert len([d for d in work.iterdir() if d.is_dir()]) == 2  # both runs' logs are kept
+
+
+def test_mim_test_loads_the_checkpoint_and_reports_map(run):
+    out = _mim("test", "mmdet", str(CONFIG), "--checkpoint", str(run["work"] / "epoch_2.pth"),
+               "--work-dir", str(run["base"] / "test"), "--cfg-options", *run["opts"], cwd=run["base"])
+    assert "pascal_voc/mAP" in out
+    assert "| ellipse" in out  # our class names, not VOC's
+
+
+def test_det_inferencer_runs_a_trained_checkpoint(run):
+    from mmdet.apis import DetInferencer
+
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    inferencer = DetInferencer(model=str(CONFIG), weights=str(run["work"] / "epoch_2.pth"), device="cpu",
+                               show_progress=False)
+    pred = inferencer(str(image), no_save_vis=True)["predictions"][0]
+    assert set(pred) >= {"labels", "scores", "bboxes"}
+    assert all(0 <= label < 5 for label in pred["labels"])
