@@ -201,3 +201,29 @@ def test_bad_module_arguments_fail_at_construction():
 
 def test_package_version():
     assert spp_triton.__version__
+
+
+# ---------------------------------------------------------------- backends agree through the op
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton backend needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_public_op_triton_equals_torch_forward_and_backward(mode):
+    torch.manual_seed(1)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    base = [torch.randn(2, 6, 11, 13), torch.randn(2, 6, 6, 7)]
+    rois = torch.tensor([[0, 3, 4, 60, 40.], [1, -10, 0, 30, 90.], [1, 20, 20, 21, 22.], [0, 0, 0, 200, 200.]])
+    levels = torch.tensor([0, 1, 0, 1])
+    results = {}
+    for backend in ("torch", "triton"):
+        feats = [f.clone().to(dev).requires_grad_() for f in base]
+        out = spp_roi_pool(feats, rois.to(dev), spatial_scales=(1 / 4, 1 / 8), roi_levels=levels.to(dev),
+                           mode=mode, backend=backend)
+        out.backward(torch.linspace(-1, 1, out.numel(), device=dev).view_as(out))
+        results[backend] = (out.cpu(), [f.grad.cpu() for f in feats])
+    (o_t, g_t), (o_tr, g_tr) = results["torch"], results["triton"]
+    if mode == "max":
+        assert torch.equal(o_t, o_tr)
+    else:
+        torch.testing.assert_close(o_tr, o_t, rtol=1e-6, atol=1e-6)
+    for a, b in zip(g_t, g_tr):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
