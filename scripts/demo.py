@@ -38,7 +38,7 @@ def draw(config: str, checkpoint: Path, out_png: Path, count: int = 4) -> None:
     result = inferencer(images, return_vis=True, pred_score_thr=0.5, no_save_vis=True)
     tiles = result["visualization"]
     mmcv.imwrite(np.concatenate(tiles, axis=1)[:, :, ::-1], str(out_png))
-    print(f"detections drawn on {len(tiles)} test images: {out_png.relative_to(ROOT)}")
+    print(f"detections drawn on {len(tiles)} test images: {out_png}")
 
 
 def main() -> None:
