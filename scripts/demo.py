@@ -45,13 +45,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=CONFIG)
     p.add_argument("--work-dir", default="work_dirs/demo")
+    p.add_argument("--epochs", type=int, help="override the config's number of epochs (quick runs)")
     a = p.parse_args()
+    extra = ["--cfg-options", f"train_cfg.max_epochs={a.epochs}"] if a.epochs else []
     work = ROOT / a.work_dir
     start = time.time()
     if not (DATA / "VOCsynth/ImageSets/Main/test.txt").exists():
         run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", str(DATA.relative_to(ROOT))])
     mim = str(BIN / "mim")
-    run([mim, "train", "mmdet", a.config, "--work-dir", a.work_dir])
+    run([mim, "train", "mmdet", a.config, "--work-dir", a.work_dir, *extra])
     checkpoint = Path((work / "last_checkpoint").read_text().strip())
     run([mim, "test", "mmdet", a.config, "--checkpoint", str(checkpoint), "--work-dir",
          str(work / "test")])
