@@ -35,6 +35,9 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_spp_roi_pool.py
+	$(PY) benchmarks/rcnn_vs_sppnet.py
+	$(PY) benchmarks/profile_detector.py
+	$(PY) benchmarks/scaling.py
 
 clean-venv:
 	rm -rf $(VENV)
