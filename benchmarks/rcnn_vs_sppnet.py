@@ -1,0 +1,413 @@
+"""Reproduce SPPNet's headline speed comparison: R-CNN vs SPP-net, per image, on this CPU.
+
+Both pipelines use the same backbone, the same spatial pyramid (1x1, 2x2, 3x3, 6x6 max =
+50 bins), the same head (fc6, fc7, 21-way classifier; 4096 wide, the paper's) and the same
+2,000 proposals per image. All weights are random (nothing is downloaded): only speed is
+measured, and speed does not depend on the weights' values.
+
+Backbone (``--backbone``):
+  zf5        (default) the paper's ZF-5-like 5-conv net: conv1 96 7x7/2, max-pool 3/2,
+             conv2 256 5x5/2, max-pool 3/2, conv3 384, conv4 384, conv5 256 (3x3/1);
+             total stride 16, 256 channels at conv5. Padding keeps a 224 crop at 14x14.
+  resnet18c4 mmdet's ResNet-18 (random init, BN in eval mode) cut after stage 3 (C4):
+             stride 16, 256 channels.
+
+Pipelines (one synthetic VOC-like image, 500x375, with 2,000 synthetic selective-search-like
+boxes: sqrt(area) log-uniform in [20, 400] px, aspect ratio log-uniform in [1/3, 3]):
+  R-CNN      each proposal is cropped from the original image and warped to 224x224
+             (mmcv RoIAlign on the image, one bilinear sample per output pixel, i.e. a
+             plain crop-and-resize; no 16-px context padding as in R-CNN), the crops run
+             through the backbone in batches of ``--batch``, each crop's 14x14 final map is
+             pooled with the same pyramid (``spp_roi_pool`` over the whole map) so that fc6
+             has the same width as SPP-net's, then the head.
+             2,000 crops per image would take minutes here, so the warp, conv and crop-pooling
+             stages are timed on a subsample of ``--crops`` proposals and extrapolated
+             LINEARLY to 2,000 (x 2000 / crops). The fc stage of R-CNN is the same (2000,
+             12800) x fc6 x fc7 x fc8 computation as SPP-net's, so the SAME measured 2,000-row
+             fc time is used for both (a real R-CNN might run it in smaller batches, which on
+             a CPU is no faster).
+  R-CNN AlexNet  (context for the paper's "24x-64x vs AlexNet R-CNN") the same, with an
+             AlexNet-like conv net on 227x227 crops, pool5 3x3/2 -> 6x6x256 = 9216-d, and
+             a 9216-4096-4096-21 head (timed at 2,000 rows).
+  SPP-net    1-scale: the image resized to shorter side 688 (917x688), backbone once,
+             ``spp_roi_pool`` (pyramid 1,2,3,6, max, "sppnet" projection) of all 2,000
+             proposals, then the head. 5-scale: shorter sides {480, 576, 688, 864, 1200};
+             the backbone runs once per scale and each proposal is pooled (one
+             ``spp_roi_pool`` call over the five maps, ``roi_levels`` = its scale) at the
+             scale where its scaled area is closest to 224x224.
+
+Timing: wall clock (time.perf_counter), median of ``--reps`` runs after one warm-up, under
+torch.inference_mode, float32, ONE intra-op thread by default (``--threads``): the machine is
+a 2-core CPU shared with other jobs (a training run) when this was written, and two OpenMP
+threads competing with it ran slower and far more erratically than one. Absolute numbers
+are noisy; medians; ratios between pipelines are what matter.
+The paper's numbers are on one GPU (ZF-5, R-CNN conv 14.37 s/image). Its R-CNN total is
+taken as 14.46 s (= 102 x 0.142 s, the only figure that makes both its quoted speed-ups
+consistent). "conv" = backbone only; "head" = SPP pooling + fc layers (the paper's fc
+column); R-CNN "warp" = crop-and-resize, counted in the overall time only.
+
+    python benchmarks/rcnn_vs_sppnet.py [--quick] [--backbone zf5|resnet18c4]
+                                        [--crops 64] [--batch 16] [--reps 5] [--threads 1]
+
+Writes benchmarks/results/rcnn_vs_sppnet.csv, .png and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from spp_triton import spp_roi_pool  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+PYRAMID = (1, 2, 3, 6)
+STRIDE = 16
+NUM_PROPOSALS = 2000
+ORIG_W, ORIG_H = 500, 375  # a typical PASCAL VOC image
+SCALES_5 = (480, 576, 688, 864, 1200)
+SCALE_1 = 688
+NUM_CLASSES = 21
+
+# Paper (TPAMI 2015, Table "speed", one GPU, ZF-5 for both).
+PAPER_RCNN_CONV = 14.37
+PAPER = {
+    "rcnn": dict(conv=PAPER_RCNN_CONV, head=None, total=14.46),
+    "spp_1scale": dict(conv=0.053, head=0.089, total=0.142, speedup=102, speedup_conv=270),
+    "spp_5scale": dict(conv=0.293, head=0.089, total=0.382, speedup=38, speedup_conv=49),
+}
+
+
+# --------------------------------------------------------------------------- networks
+def zf5() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 7, 2, 3), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(96, 256, 5, 2, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(inplace=True))
+
+
+class ResNet18C4(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from mmdet.models.backbones import ResNet
+
+        self.body = ResNet(depth=18, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1),
+                           out_indices=(2,), frozen_stages=-1, norm_eval=True, init_cfg=None)
+
+    def forward(self, x):
+        return self.body(x)[0]
+
+
+def alexnet_conv() -> nn.Module:
+    """AlexNet-like conv1-conv5 + pool5 (227 input -> 6x6x256)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, 4), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, 1, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+
+
+def fc_head(in_features: int, width: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(in_features, width), nn.ReLU(inplace=True),
+                         nn.Linear(width, width), nn.ReLU(inplace=True),
+                         nn.Linear(width, NUM_CLASSES))
+
+
+# --------------------------------------------------------------------------- inputs
+def make_proposals(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 4) boxes x1, y1, x2, y2 in the 500x375 original image."""
+    g = torch.Generator().manual_seed(seed)
+    side = torch.exp(torch.empty(n).uniform_(math.log(20), math.log(400), generator=g))
+    ratio = torch.exp(torch.empty(n).uniform_(math.log(1 / 3), math.log(3), generator=g))
+    bw, bh = side * ratio.sqrt(), side / ratio.sqrt()
+    cx, cy = torch.rand(n, generator=g) * ORIG_W, torch.rand(n, generator=g) * ORIG_H
+    boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, ORIG_W - 1)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, ORIG_H - 1)
+    # keep every box at least 4 px wide/high after clamping
+    boxes[:, 2] = torch.maximum(boxes[:, 2], (boxes[:, 0] + 4).clamp(max=ORIG_W - 1))
+    boxes[:, 3] = torch.maximum(boxes[:, 3], (boxes[:, 1] + 4).clamp(max=ORIG_H - 1))
+    boxes[:, 0] = torch.minimum(boxes[:, 0], boxes[:, 2] - 4)
+    boxes[:, 1] = torch.minimum(boxes[:, 1], boxes[:, 3] - 4)
+    return boxes
+
+
+def scaled_size(short: int):
+    f = short / min(ORIG_W, ORIG_H)
+    return f, round(ORIG_H * f), round(ORIG_W * f)  # factor, H, W
+
+
+def median_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+# --------------------------------------------------------------------------- pipelines
+def time_rcnn(backbone, img, boxes, crop_size, pool_fn, reps, batch):
+    """Warp, conv and crop-pooling times for len(boxes) crops (processed in batches)."""
+    from mmcv.ops import roi_align
+
+    n = boxes.shape[0]
+    rois = torch.cat([torch.zeros(n, 1), boxes], 1)
+    chunks = [rois[i:i + batch] for i in range(0, n, batch)]
+
+    def warp():
+        # one bilinear sample per output pixel: a plain crop-and-resize, like R-CNN's warp
+        return [roi_align(img, r, (crop_size, crop_size), 1.0, 1, "avg", True) for r in chunks]
+
+    crops = warp()
+    maps = [backbone(c) for c in crops]
+    t_warp = median_time(warp, reps)
+    t_conv = median_time(lambda: [backbone(c) for c in crops], reps)
+    t_pool = median_time(lambda: [pool_fn(m) for m in maps], reps)
+    feat = pool_fn(maps[0])
+    return t_warp, t_conv, t_pool, feat.shape[1]
+
+
+def whole_map_spp(m: torch.Tensor) -> torch.Tensor:
+    """Pool each crop's whole final map with the pyramid -> (B, C * 50)."""
+    b, _, h, w = m.shape
+    s = 1.0 / STRIDE
+    rois = torch.tensor([[i, 0.0, 0.0, w / s - 1, h / s - 1] for i in range(b)])
+    # "round" projection covers the whole map (the "sppnet" one drops the last cell of a
+    # window that ends at the image border); the cost is the same.
+    return spp_roi_pool(m, rois, spatial_scales=s, pyramid=PYRAMID, projection="round").flatten(1)
+
+
+def time_spp(backbone, scales, boxes, reps):
+    """SPP-net: conv (once per scale) and spp_roi_pool times; returns (conv, pool, levels)."""
+    g = torch.Generator().manual_seed(1)
+    imgs, factors = [], []
+    for s in scales:
+        f, h, w = scaled_size(s)
+        imgs.append(torch.randn(1, 3, h, w, generator=g))
+        factors.append(f)
+    fac = torch.tensor(factors)
+    if len(scales) == 1:
+        levels = torch.zeros(boxes.shape[0], dtype=torch.long)
+    else:
+        area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None] * fac[None] ** 2
+        levels = (area - 224.0 ** 2).abs().argmin(1)
+    # proposals in each chosen scale's pixel coordinates; stride 16 on every scale
+    rois = torch.cat([torch.zeros(boxes.shape[0], 1), boxes * fac[levels][:, None]], 1)
+
+    def conv():
+        return [backbone(x) for x in imgs]
+
+    maps = conv()
+    t_conv = median_time(conv, reps)
+
+    def pool():
+        return spp_roi_pool(maps, rois, spatial_scales=[1.0 / STRIDE] * len(maps), pyramid=PYRAMID,
+                            roi_levels=levels if len(maps) > 1 else None, mode="max",
+                            projection="sppnet", backend="torch").flatten(1)
+
+    t_pool = median_time(pool, reps)
+    counts = torch.bincount(levels, minlength=len(scales)).tolist()
+    shapes = [tuple(m.shape[-2:]) for m in maps]
+    return t_conv, t_pool, counts, shapes
+
+
+# --------------------------------------------------------------------------- main
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backbone", choices=("zf5", "resnet18c4"), default="zf5")
+    p.add_argument("--crops", type=int, default=64, help="R-CNN subsample (extrapolated to 2000)")
+    p.add_argument("--batch", type=int, default=16, help="R-CNN crops per backbone batch")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--fc", type=int, default=4096, help="fc6/fc7 width (paper: 4096)")
+    p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet R-CNN context row")
+    p.add_argument("--quick", action="store_true", help="smoke run: 8 crops, 1 rep, 1 scale + 2 scales, fc 1024")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (0: torch's default, 2 here). Default 1: on the shared, "
+                        "loaded 2-core machine 2 OpenMP threads ran up to 20x slower and erratically")
+    a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    scales5 = SCALES_5
+    if a.quick:
+        a.crops, a.batch, a.reps, a.fc = 8, 8, 1, 1024
+        scales5 = (480, 688)
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    machine = (f"{platform.machine()} CPU, {threads} torch thread(s) (shared 2-core machine, "
+               f"1-min load average {os.getloadavg()[0]:.1f} at start)")
+    print(f"backbone: {a.backbone} (stride 16, 256 ch, random init); head fc6/fc7 width {a.fc}; "
+          f"pyramid {PYRAMID} max; {NUM_PROPOSALS} proposals/image; {machine}")
+    print(f"timings: median of {a.reps} after 1 warm-up; R-CNN warp/conv/crop-pool timed on {a.crops} "
+          f"crops (batches of {a.batch}) and extrapolated linearly x{NUM_PROPOSALS / a.crops:.1f}")
+
+    backbone = (zf5() if a.backbone == "zf5" else ResNet18C4()).eval()
+    boxes = make_proposals(NUM_PROPOSALS)
+    g = torch.Generator().manual_seed(2)
+    orig = torch.randn(1, 3, ORIG_H, ORIG_W, generator=g)
+    bins = sum(n * n for n in PYRAMID)
+    head = fc_head(256 * bins, a.fc).eval()
+    feats = torch.randn(NUM_PROPOSALS, 256 * bins, generator=g)
+    ext = NUM_PROPOSALS / a.crops
+    sub = boxes[torch.randperm(NUM_PROPOSALS, generator=g)[:a.crops]]
+    rows = []
+    with torch.inference_mode():
+        t_fc = median_time(lambda: head(feats), a.reps)
+        print(f"  fc6-fc7-fc8 on {NUM_PROPOSALS} x {256 * bins}: {t_fc:.3f} s", flush=True)
+
+        w, c, pl, dim = time_rcnn(backbone, orig, sub, 224, whole_map_spp, a.reps, a.batch)
+        assert dim == 256 * bins
+        print(f"  R-CNN {a.crops} crops: warp {w:.3f} s, conv {c:.3f} s, crop pool {pl:.4f} s", flush=True)
+        rows.append(dict(pipeline=f"R-CNN ({a.backbone})", scales="-", proposals=NUM_PROPOSALS,
+                         measured_on=f"{a.crops} crops x{ext:.1f}", warp_s=w * ext, conv_s=c * ext,
+                         pool_s=pl * ext, fc_s=t_fc, key="rcnn"))
+
+        if not a.no_alexnet:
+            anet, ahead = alexnet_conv().eval(), fc_head(9216, a.fc).eval()
+            afeats = torch.randn(NUM_PROPOSALS, 9216, generator=g)
+            t_afc = median_time(lambda: ahead(afeats), a.reps)
+            w, c, pl, dim = time_rcnn(anet, orig, sub, 227, lambda m: m.flatten(1), a.reps, a.batch)
+            assert dim == 9216
+            print(f"  R-CNN AlexNet {a.crops} crops: warp {w:.3f} s, conv {c:.3f} s; fc {t_afc:.3f} s",
+                  flush=True)
+            rows.append(dict(pipeline="R-CNN (AlexNet, pool5 6x6)", scales="-", proposals=NUM_PROPOSALS,
+                             measured_on=f"{a.crops} crops x{ext:.1f}", warp_s=w * ext, conv_s=c * ext,
+                             pool_s=0.0, fc_s=t_afc, key="rcnn_alexnet"))
+
+        for key, scales in (("spp_1scale", (SCALE_1,)), ("spp_5scale", scales5)):
+            c, pl, counts, shapes = time_spp(backbone, scales, boxes, a.reps)
+            print(f"  SPP-net {len(scales)}-scale {scales}: conv {c:.3f} s, pool {pl:.3f} s; "
+                  f"maps {shapes}; proposals per scale {counts}", flush=True)
+            rows.append(dict(pipeline=f"SPP-net ({a.backbone}) {len(scales)}-scale", scales="/".join(map(str, scales)),
+                             proposals=NUM_PROPOSALS, measured_on="all", warp_s=0.0, conv_s=c, pool_s=pl,
+                             fc_s=t_fc, key=key))
+
+    rc = rows[0]
+    alex = next((r for r in rows if r["key"] == "rcnn_alexnet"), None)
+    for r in rows:
+        r["head_s"] = r["pool_s"] + r["fc_s"]
+        r["total_s"] = r["warp_s"] + r["conv_s"] + r["head_s"]
+    for r in rows:
+        r["speedup_overall"] = rc["total_s"] / r["total_s"]
+        r["speedup_conv"] = rc["conv_s"] / r["conv_s"]
+        r["speedup_vs_alexnet_rcnn"] = alex["total_s"] / r["total_s"] if alex else float("nan")
+        pp = PAPER.get(r["key"], {}) if r["key"] != "spp_5scale" or tuple(scales5) == SCALES_5 else {}
+        r["paper_conv_s"] = pp.get("conv", "")
+        r["paper_head_s"] = pp.get("head", "")
+        r["paper_total_s"] = pp.get("total", "")
+        r["paper_speedup_overall"] = pp.get("speedup", 1 if r["key"] == "rcnn" else "")
+        r["paper_speedup_conv"] = pp.get("speedup_conv", 1 if r["key"] == "rcnn" else "")
+        r["paper_speedup_vs_alexnet_rcnn"] = "24-64" if r["key"].startswith("spp") else ""
+        r["backbone"] = a.backbone
+        r["fc_width"] = a.fc
+        r["machine"] = machine
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / ("rcnn_vs_sppnet_quick" if a.quick else "rcnn_vs_sppnet")
+    fields = ["pipeline", "backbone", "fc_width", "scales", "proposals", "measured_on", "warp_s", "conv_s",
+              "pool_s", "fc_s", "head_s", "total_s", "speedup_overall", "speedup_conv",
+              "speedup_vs_alexnet_rcnn", "paper_conv_s", "paper_head_s", "paper_total_s",
+              "paper_speedup_overall", "paper_speedup_conv", "paper_speedup_vs_alexnet_rcnn", "machine"]
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        wr.writeheader()
+        wr.writerows(rows)
+
+    def fmt(x, d=3):
+        return "-" if x in ("", None) else (f"{x:.{d}f}" if isinstance(x, float) else str(x))
+
+    lines = [
+        f"Per-image inference time, {NUM_PROPOSALS} proposals, backbone {a.backbone}, head fc {a.fc}, "
+        f"pyramid 1/2/3/6 max. Medians of {a.reps} runs on a shared 2-core CPU ({threads} thread(s), load average "
+        f"{os.getloadavg()[0]:.1f} at the end); "
+        f"R-CNN rows extrapolated linearly from {a.crops} crops; paper = one GPU, ZF-5.",
+        "",
+        "| pipeline | warp s | conv s | head s = SPP pool + fc | total s | speed-up overall "
+        "| speed-up conv | speed-up vs AlexNet R-CNN |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        def paper(x, unit=""):
+            return "" if x in ("", None) else f" (paper {fmt(x)}{unit})"
+
+        vs_alex = (f"{r['speedup_vs_alexnet_rcnn']:.1f}x (paper {r['paper_speedup_vs_alexnet_rcnn']}x)"
+                   if r["key"].startswith("spp") and alex else "-")
+        lines.append(
+            f"| {r['pipeline']} | {fmt(r['warp_s'])} | {fmt(r['conv_s'])}{paper(r['paper_conv_s'])} "
+            f"| {fmt(r['head_s'])} = {fmt(r['pool_s'])} + {fmt(r['fc_s'])}{paper(r['paper_head_s'])} "
+            f"| {fmt(r['total_s'])}{paper(r['paper_total_s'])} "
+            f"| {r['speedup_overall']:.1f}x{paper(r['paper_speedup_overall'], 'x')} "
+            f"| {r['speedup_conv']:.1f}x{paper(r['paper_speedup_conv'], 'x')} | {vs_alex} |")
+    spp1 = next(r for r in rows if r["key"] == "spp_1scale")
+    lines += ["", f"SPP-net 1-scale time split: conv {100 * spp1['conv_s'] / spp1['total_s']:.0f} %, "
+              f"SPP pooling {100 * spp1['pool_s'] / spp1['total_s']:.0f} %, "
+              f"fc {100 * spp1['fc_s'] / spp1['total_s']:.0f} % (paper, GPU: conv 37 %, fc 63 %).",
+              f"Both pipelines run the same fc layers on {NUM_PROPOSALS} rows, so no SPP-net variant can beat "
+              f"R-CNN by more than R-CNN total / fc time = {rc['total_s'] / rc['fc_s']:.0f}x overall with this "
+              f"head on this CPU (the paper's GPU: 14.46 / 0.089 = 162x)."]
+    table = "\n".join(lines)
+    print()
+    print(table)
+    stem.with_suffix(".md").write_text(table + "\n")
+    plot(rows, stem.with_suffix(".png"), a)
+    print(f"\nwrote {stem}.csv, {stem}.md and {stem}.png")
+
+
+def plot(rows, path: Path, a):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [r["pipeline"].replace(" (", "\n(") for r in rows]
+    parts = (("warp_s", "tab:gray"), ("conv_s", "tab:blue"), ("pool_s", "tab:orange"), ("fc_s", "tab:green"),
+             ("total_s", "black"))
+    wd = 0.16
+    for j, (part, colour) in enumerate(parts):
+        xs = [i + (j - 2) * wd for i in range(len(rows))]
+        vals = [r[part] if r[part] > 0 else float("nan") for r in rows]
+        ax1.bar(xs, vals, wd, label=part[:-2], color=colour)
+    ax1.set_xticks(range(len(rows)), names)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("seconds per image (log)")
+    ax1.set_title(f"Per-image time, {NUM_PROPOSALS} proposals (R-CNN extrapolated from {a.crops})", fontsize=10)
+    ax1.legend(fontsize=8)
+    ax1.grid(True, axis="y", which="both", alpha=0.3)
+    ax1.tick_params(axis="x", labelsize=7)
+    spp = [r for r in rows if r["key"].startswith("spp")]
+    x = range(len(spp))
+    wdt = 0.2
+    series = (("speedup_overall", "measured overall"), ("paper_speedup_overall", "paper overall"),
+              ("speedup_conv", "measured conv"), ("paper_speedup_conv", "paper conv"))
+    for j, (key, label) in enumerate(series):
+        xs = [i + (j - 1.5) * wdt for i in x]
+        vals = [float(r[key]) if r[key] != "" else float("nan") for r in spp]
+        bars = ax2.bar(xs, vals, wdt, label=label)
+        ax2.bar_label(bars, [f"{v:.0f}x" if v == v else "" for v in vals], fontsize=7)
+    ax2.set_xticks(list(x), [r["pipeline"] for r in spp], fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("speed-up vs R-CNN (same backbone)")
+    ax2.set_title("Speed-up: measured (shared 2-core CPU) vs paper (GPU)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
