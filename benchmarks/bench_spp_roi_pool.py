@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import platform
 import statistics
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from proposals import rpn_like_rois
 from spp_triton import spp_roi_pool
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,13 +36,7 @@ def make_inputs(k: int, device: str, channels: int = 256, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     h, w = 800, 1216
     feats = [torch.randn(1, channels, h // s, w // s, generator=g).to(device) for s in STRIDES]
-    side = torch.exp(torch.empty(k).uniform_(math.log(32), math.log(512), generator=g))
-    ratio = torch.exp(torch.empty(k).uniform_(math.log(1 / 3), math.log(3), generator=g))
-    bw, bh = side * ratio.sqrt(), side / ratio.sqrt()
-    cx, cy = torch.rand(k, generator=g) * w, torch.rand(k, generator=g) * h
-    rois = torch.stack([torch.zeros(k), cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    rois[:, 1::2] = rois[:, 1::2].clamp(0, w - 1)
-    rois[:, 2::2] = rois[:, 2::2].clamp(0, h - 1)
+    rois, side = rpn_like_rois(k, h, w, generator=g)
     levels = torch.floor(torch.log2(side / 56 + 1e-6)).clamp(0, 3).long()
     return feats, rois.to(device), levels.to(device)
 

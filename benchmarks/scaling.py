@@ -75,17 +75,10 @@ def _maxrss_bytes() -> int:
 
 def make_rois(k: int, seed: int = 0):
     import torch
+    from proposals import rpn_like_rois
 
     g = torch.Generator().manual_seed(seed)
-    n = max(k, 8192)  # one draw; take the first k
-    side = torch.exp(torch.empty(n).uniform_(math.log(32), math.log(512), generator=g))
-    ratio = torch.exp(torch.empty(n).uniform_(math.log(1 / 3), math.log(3), generator=g))
-    bw, bh = side * ratio.sqrt(), side / ratio.sqrt()
-    cx, cy = torch.rand(n, generator=g) * IMG_W, torch.rand(n, generator=g) * IMG_H
-    rois = torch.stack([torch.zeros(n), cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    rois[:, 1::2] = rois[:, 1::2].clamp(0, IMG_W - 1)
-    rois[:, 2::2] = rois[:, 2::2].clamp(0, IMG_H - 1)
-    return rois[:k].contiguous()
+    return rpn_like_rois(k, IMG_H, IMG_W, generator=g, draw=8192)[0]  # one draw; the first k
 
 
 def _setup(threads: int):
