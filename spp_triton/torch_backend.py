@@ -14,10 +14,13 @@ gather or reduction over the RoIs' cells costs ~5 ns per element on this CPU
 (``max(dim)`` with indices is not vectorised; ``amax`` + first-index recovery takes
 three passes and was no faster), the benchmark touches ~60 M padded elements, and the
 int64 index bookkeeping on (K, bins, C) tensors adds as much again: ~1.6 s forward on
-one thread. The C++ kernel (``csrc/spp_cpu.cpp``) reads the features in place, one
-(RoI, 64-channel block) per ``at::parallel_for`` item, scanning each bin once with the
-channels innermost; backward is parallel over channels. It is built on first use with
-``torch.utils.cpp_extension.load`` (-O3 -fopenmp, gcc + ninja, offline; ~10-20 s once,
+one thread. The C++ kernel (``csrc/spp_cpu.cpp``) takes one (RoI, channel block) per
+``at::parallel_for`` item and scans each bin once with the channels innermost, on
+channels-last features (NCHW maps are transposed once per call when the RoIs' windows
+cover more cells than the maps hold, as a detector's overlapping proposals do, else
+read in place); backward is parallel over blocks of 16 channels. It is built on first
+use with ``torch.utils.cpp_extension.load`` (-O3 -fopenmp, plus -mavx2 -mfma on CPUs that
+have them; gcc + ninja, offline; ~10-30 s once,
 then torch's extension cache reuses it, keyed by the source's hash). If it cannot be
 built, one RuntimeWarning is issued and the fallback is used; ``SPP_TRITON_CPU_KERNEL=0``
 forces the fallback.
@@ -55,6 +58,7 @@ elementwise ops (no BLAS, whose sums need not be bit-reproducible).
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import sys
 import threading
@@ -78,6 +82,15 @@ _ext_state: bool | None = None  # None: not tried yet
 _ext_error: str | None = None
 
 
+def _simd_flags() -> list[str]:
+    """AVX2 + FMA when this CPU has them (the kernel is built on the machine that runs
+    it): the channel loops then take 8 floats at a time instead of SSE2's 4, ~1.4x."""
+    if platform.machine().lower() in ("x86_64", "amd64") and \
+            torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return ["-mavx2", "-mfma"]
+    return []
+
+
 def _load_kernel() -> bool:
     """Builds/loads csrc/spp_cpu.cpp once per process; False (and one warning) on failure."""
     global _ext_state, _ext_error
@@ -93,7 +106,7 @@ def _load_kernel() -> bool:
                 os.environ["PATH"] = venv_bin + os.pathsep + path  # the venv's ninja
             src = Path(__file__).resolve().parent / "csrc" / "spp_cpu.cpp"
             cpp_extension.load(name="spp_triton_cpu", sources=[str(src)],
-                               extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                               extra_cflags=["-O3", "-fopenmp", *_simd_flags()], extra_ldflags=["-fopenmp"],
                                is_python_module=False, verbose=False)
             torch.ops.spp_triton_cpu.forward  # noqa: B018  (raises if not registered)
             _ext_state = True

@@ -151,6 +151,39 @@ def test_channels_last_and_non_contiguous_features(impl):
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("coverage", ["sparse", "dense"])
+def test_both_kernel_layouts_match_reference(impl, mode, coverage):
+    """The C++ kernel reads NCHW features in place when the RoIs' windows cover fewer
+    cells than the maps hold (sparse) and transposes them to channels-last otherwise
+    (dense); 37 channels make a partial channel block on both paths, and in backward."""
+    g = torch.Generator().manual_seed(21)
+    feats = [torch.randn(2, 37, 40, 48, generator=g, dtype=torch.float64),
+             torch.randn(2, 37, 20, 24, generator=g, dtype=torch.float64)]
+    scales = (1 / 4, 1 / 8)
+    k = 3 if coverage == "sparse" else 60
+    xy = torch.rand(k, 2, generator=g) * 40  # inside the 192 x 160 px image: no clamping
+    wh = torch.rand(k, 2, generator=g) * (20 if coverage == "sparse" else 100) + 2
+    rois = torch.cat([torch.randint(0, 2, (k, 1), generator=g).double(), xy, xy + wh], 1)
+    lv = torch.randint(0, 2, (k,), generator=g)
+    scale = torch.tensor(scales, dtype=torch.float64)[lv]
+    w, h = (rois[:, 3] - rois[:, 1]) * scale, (rois[:, 4] - rois[:, 2]) * scale
+    total = sum(f.shape[0] * f.shape[2] * f.shape[3] for f in feats)
+    if coverage == "sparse":  # windows span at most w + 2 by h + 2 cells
+        assert float(((w + 2) * (h + 2)).sum()) < total
+    else:  # and at least w by h
+        assert float((w * h).sum()) >= total
+    out, argmax = _run(feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
+    ref = spp_reference(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", roi_levels=lv)
+    torch.testing.assert_close(out, ref, rtol=0 if mode == "max" else 1e-12, atol=0 if mode == "max" else 1e-12)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    plan = PyramidPlan.make((1, 2, 3, 6), mode)
+    grads = torch_backend.backward(grad, argmax, feats, rois, lv, scales, plan, mode, "sppnet")
+    expected = _reference_grads(feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet", grad)
+    for got, exp in zip(grads, expected):
+        torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
+
+
 def test_empty_rois(impl):
     feats, scales = _levels(c=4)
     rois, lv = torch.zeros(0, 5), torch.zeros(0, dtype=torch.int64)

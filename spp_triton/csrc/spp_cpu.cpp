@@ -7,8 +7,10 @@
 //   start_i = lo + floor(i h / n),  end_i = lo + ceil((i + 1) h / n) - 1.
 //
 // Forward: one work item per (RoI, block of 64 channels), parallel with
-// at::parallel_for; features are read in place (NCHW, or channels-last when every
-// level already is, then the channel loops vectorise). Each bin is scanned in
+// at::parallel_for. The channel loops are innermost; they vectorise on channels-last
+// features, which are read in place; NCHW features are transposed to channels-last
+// once per call when the RoIs' windows cover more cells than the maps hold, else
+// read in place with strided channel loops. Each bin is scanned in
 // row-major order, channels innermost, keeping per channel the best value and its
 // cell y * W + x, replaced only by a strictly better value: the first maximum. NaN
 // counts as the largest (the first NaN wins); -0.0 == +0.0 (the first wins). When
@@ -19,11 +21,13 @@
 // is the element at the argmax, so NaN payloads and zero signs are its own. Avg sums
 // each bin in row-major order in float (double for double), then divides.
 //
-// Backward is parallel over channels: each channel's gradient planes belong to one
-// thread, which adds the RoIs in order, so results are bit-identical run to run.
+// Backward is parallel over blocks of 16 channels: each channel's gradient planes
+// belong to one thread, which adds the RoIs in order, so results are bit-identical
+// run to run; each RoI's block of grad_out is one contiguous read.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/OpMathType.h>
@@ -257,15 +261,38 @@ void check_common(const std::vector<Tensor>& feats, const Tensor& win, const std
   for (int64_t n : pyramid) TORCH_CHECK(n >= 1 && n <= 64, "spp_triton_cpu: pyramid entries must be in [1, 64]");
 }
 
+// Cells the RoIs' windows cover, summed over RoIs (one channel), and cells the maps hold.
+std::pair<int64_t, int64_t> coverage(at::TensorList feats, const Tensor& win) {
+  int64_t covered = 0, total = 0;
+  const int64_t* w = win.data_ptr<int64_t>();
+  for (int64_t k = 0; k < win.size(0); ++k, w += kWinCols) {
+    covered += (w[kXHi] - w[kXLo] + 1) * (w[kYHi] - w[kYLo] + 1);
+  }
+  for (const auto& f : feats) total += f.size(0) * f.size(2) * f.size(3);
+  return {covered, total};
+}
+
 std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
                                        int64_t fine_grid, bool is_max) {
-  // Read in place: channels-last when every level already is (no copy), else NCHW.
+  TORCH_CHECK(!feats_in.empty(), "spp_triton_cpu: no feature levels");
+  TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
+              "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
+  // Channels-last makes the channel loops contiguous, so they vectorise. Levels that
+  // already are channels-last are read in place; NCHW levels are transposed once when
+  // the windows together cover at least as many cells as the maps hold (a detector's
+  // RoIs overlap: ~15x for the demo's 512 per batch), else read in place as NCHW.
   bool channels_last = true;
   for (const auto& f : feats_in) {
     channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast) && !f.is_contiguous();
   }
+  if (!channels_last && feats_in[0].size(1) >= 4) {
+    const auto [covered, total] = coverage(feats_in, win);
+    channels_last = covered >= total;
+  }
   std::vector<Tensor> feats;
-  for (const auto& f : feats_in) feats.push_back(channels_last ? f : f.contiguous());
+  for (const auto& f : feats_in) {
+    feats.push_back(channels_last ? f.contiguous(at::MemoryFormat::ChannelsLast) : f.contiguous());
+  }
   const std::vector<int64_t> pyramid = pyramid_in.vec();
   check_common(feats, win, pyramid);
   TORCH_CHECK(fine_grid >= 0 && fine_grid <= 64, "spp_triton_cpu: bad fine grid");
@@ -289,69 +316,76 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
   return {out, argmax};
 }
 
-template <typename scalar_t>
+// Adds grad_out into ``grads`` (acc_t, zero-filled, NCHW per level). Work items are
+// blocks of kBackwardBlock channels; a block's thread walks the RoIs in order and reads
+// each RoI's block of grad_out rows (contiguous), so every (image, channel) plane is
+// written by one thread in a fixed order: bit-identical results run to run.
+constexpr int64_t kBackwardBlock = 16;
+
+template <typename scalar_t, typename acc_t>
 void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& win,
-                   const std::vector<int64_t>& heights, const std::vector<int64_t>& widths, int64_t images,
+                   const std::vector<int64_t>& heights, const std::vector<int64_t>& widths,
                    const std::vector<int64_t>& pyramid, bool is_max, std::vector<Tensor>& grads) {
-  using acc_t = at::opmath_type<scalar_t>;
   const int64_t levels = static_cast<int64_t>(heights.size());
   const int64_t k_total = win.size(0), channels = grad_out.size(1), bins = grad_out.size(2);
   const int64_t* wins = win.data_ptr<int64_t>();
   const scalar_t* g_p = grad_out.data_ptr<scalar_t>();
   const int32_t* a_p = is_max ? argmax.data_ptr<int32_t>() : nullptr;
-  std::vector<scalar_t*> dst(levels);
-  std::vector<int64_t> sizes(levels), offsets(levels);
-  int64_t total = 0;
+  std::vector<acc_t*> dst(levels);
+  std::vector<int64_t> sizes(levels);
   for (int64_t l = 0; l < levels; ++l) {
-    dst[l] = grads[l].data_ptr<scalar_t>();
+    dst[l] = grads[l].data_ptr<acc_t>();
     sizes[l] = heights[l] * widths[l];
-    offsets[l] = total;
-    total += images * sizes[l];
   }
+  const int64_t blocks = (channels + kBackwardBlock - 1) / kBackwardBlock;
 
-  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
-    // One channel's planes of every image and level, accumulated in acc_t.
-    std::vector<acc_t> acc(total);
-    for (int64_t c = begin; c < end; ++c) {
-      std::fill(acc.begin(), acc.end(), acc_t(0));
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    int64_t xs[64], xe[64], ys[64], ye[64];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t c0 = blk * kBackwardBlock, cb = std::min(kBackwardBlock, channels - c0);
       for (int64_t k = 0; k < k_total; ++k) {
         const int64_t* w = wins + k * kWinCols;
-        const int64_t level = w[kLevel];
-        acc_t* plane = acc.data() + offsets[level] + w[kBatch] * sizes[level];
-        const scalar_t* g = g_p + (k * channels + c) * bins;
+        const int64_t level = w[kLevel], size = sizes[level];
+        acc_t* planes = dst[level] + (w[kBatch] * channels + c0) * size;
+        const scalar_t* g = g_p + (k * channels + c0) * bins;
         if (is_max) {
-          const int32_t* a = a_p + (k * channels + c) * bins;
-          for (int64_t b = 0; b < bins; ++b) plane[a[b]] += static_cast<acc_t>(g[b]);
+          const int32_t* a = a_p + (k * channels + c0) * bins;
+          for (int64_t c = 0; c < cb; ++c) {
+            acc_t* plane = planes + c * size;
+            for (int64_t b = 0; b < bins; ++b) plane[a[c * bins + b]] += static_cast<acc_t>(g[c * bins + b]);
+          }
           continue;
         }
         const int64_t width = widths[level];
-        int64_t xs[64], xe[64], ys[64], ye[64];
         int64_t offset = 0;
         for (int64_t n : pyramid) {
           bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
           bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
-          for (int64_t i = 0; i < n; ++i) {
-            for (int64_t j = 0; j < n; ++j) {
-              const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
-              const acc_t share = static_cast<acc_t>(g[offset + i * n + j]) / count;
-              for (int64_t y = ys[i]; y <= ye[i]; ++y) {
-                acc_t* line = plane + y * width;
-                for (int64_t x = xs[j]; x <= xe[j]; ++x) line[x] += share;
+          for (int64_t c = 0; c < cb; ++c) {
+            acc_t* plane = planes + c * size;
+            const scalar_t* gc = g + c * bins + offset;
+            for (int64_t i = 0; i < n; ++i) {
+              for (int64_t j = 0; j < n; ++j) {
+                const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
+                const acc_t share = static_cast<acc_t>(gc[i * n + j]) / count;
+                for (int64_t y = ys[i]; y <= ye[i]; ++y) {
+                  acc_t* line = plane + y * width;
+                  for (int64_t x = xs[j]; x <= xe[j]; ++x) line[x] += share;
+                }
               }
             }
           }
           offset += n * n;
         }
       }
-      for (int64_t l = 0; l < levels; ++l) {
-        for (int64_t img = 0; img < images; ++img) {
-          const acc_t* src = acc.data() + offsets[l] + img * sizes[l];
-          scalar_t* out = dst[l] + (img * channels + c) * sizes[l];
-          for (int64_t i = 0; i < sizes[l]; ++i) out[i] = static_cast<scalar_t>(src[i]);
-        }
-      }
     }
   });
+}
+
+std::vector<Tensor> cast_all(const std::vector<Tensor>& ts, at::ScalarType dtype) {
+  std::vector<Tensor> out;
+  for (const auto& t : ts) out.push_back(t.to(dtype));
+  return out;
 }
 
 std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax_in, const Tensor& win,
@@ -368,20 +402,27 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
     widths.push_back(level_hw[i + 1]);
   }
   const int64_t channels = grad_out.size(1);
-  std::vector<Tensor> grads;
-  for (size_t l = 0; l < heights.size(); ++l) {
-    grads.push_back(at::empty({images, channels, heights[l], widths[l]}, grad_out.options()));
-  }
   Tensor argmax;
   if (is_max) {
     argmax = argmax_in.contiguous();
     TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad_out.sizes(),
                 "spp_triton_cpu: argmax must be int32 shaped like grad_out");
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "spp_triton_cpu_backward", [&] {
-    backward_impl<scalar_t>(grad_out, argmax, win, heights, widths, images, pyramid, is_max, grads);
+  // Accumulate straight into the outputs for float and double; half and bfloat16 sum in
+  // float planes, rounded once at the end.
+  const auto dtype = grad_out.scalar_type();
+  const bool exact = dtype == at::kFloat || dtype == at::kDouble;
+  const auto acc_options = grad_out.options().dtype(exact ? dtype : at::kFloat);
+  std::vector<Tensor> grads;
+  for (size_t l = 0; l < heights.size(); ++l) {
+    grads.push_back(at::zeros({images, channels, heights[l], widths[l]}, acc_options));
+  }
+  if (win.size(0) == 0) return exact ? grads : cast_all(grads, dtype);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "spp_triton_cpu_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    backward_impl<scalar_t, acc_t>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
   });
-  return grads;
+  return exact ? grads : cast_all(grads, dtype);
 }
 
 }  // namespace
