@@ -1,7 +1,7 @@
 """Where a detector's time goes: per-iteration profile of training and inference, by part.
 
-Models: the demo detector ``configs/sppnet_r18-w16_fpn_12e_synth-voc.py`` (SPPRoIExtractor +
-SPPBBoxHead) and its baseline ``configs/faster-rcnn_r18-w16_fpn_12e_synth-voc.py``
+Models: the demo detector ``configs/sppnet_r18-w16_fpn_24e_synth-voc.py`` (SPPRoIExtractor +
+SPPBBoxHead) and its baseline ``configs/faster-rcnn_r18-w16_fpn_24e_synth-voc.py``
 (SingleRoIExtractor + mmcv RoIAlign 7x7 + Shared2FCBBoxHead); identical otherwise (narrow
 ResNet-18 + FPN 64 ch, RPN). Built with mmengine ``Config`` + mmdet ``MODELS`` after
 ``import mmdet_plugin`` and ``register_all_modules()``, random init (``init_weights``, nothing
@@ -13,7 +13,7 @@ pipelines, one fixed batch per iteration, data loading NOT timed) when that fold
 else random 256x256 batches from ``mmdet.testing.demo_mm_inputs``.
 
 One training iteration is exactly mmengine's ``model.train_step(data, optim_wrapper)``
-(data preprocessor, forward with losses, ``parse_losses``, backward, SGD step with the
+(data preprocessor, forward with losses, ``parse_losses``, backward, the optimizer step (AdamW) with the
 configs' grad clipping, zero_grad); one inference iteration is ``model.test_step(data)``
 under ``torch.no_grad``.
 
@@ -68,8 +68,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = {
-    "SPPNet": ROOT / "configs" / "sppnet_r18-w16_fpn_12e_synth-voc.py",
-    "Faster R-CNN": ROOT / "configs" / "faster-rcnn_r18-w16_fpn_12e_synth-voc.py",
+    "SPPNet": ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py",
+    "Faster R-CNN": ROOT / "configs" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py",
 }
 DATA_ROOT = ROOT / "data" / "synth_voc"
 BATCH = 4
@@ -349,7 +349,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 1 iteration")
     p.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
-                   help="load weights, e.g. SPPNet=work_dirs/spp_12e/epoch_12.pth (MODEL: SPPNet or "
+                   help="load weights, e.g. SPPNet=work_dirs/demo/epoch_24.pth (MODEL: SPPNet or "
                         "'Faster R-CNN'); results then go to profile_detector_ckpt.*")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (0: torch's default, 2 here). Default 1: on the shared, "

@@ -1,7 +1,7 @@
 """`make demo`: train the SPPNet demo detector on CPU, test it, draw its detections.
 
 1. generate the embedded synthetic VOC-format set under data/synth_voc (if missing);
-2. `mim train mmdet configs/sppnet_r18-w16_fpn_12e_synth-voc.py` (progress and ETA in the log);
+2. `mim train mmdet configs/sppnet_r18-w16_fpn_24e_synth-voc.py` (progress and ETA in the log);
 3. `mim test` the last checkpoint on the held-out split (prints the VOC mAP table);
 4. draw detections on a few test images with MMDetection's visualizer into
    work_dirs/demo/detections.png.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CONFIG = "configs/sppnet_r18-w16_fpn_12e_synth-voc.py"
+CONFIG = "configs/sppnet_r18-w16_fpn_24e_synth-voc.py"
 DATA = ROOT / "data" / "synth_voc"
 
 

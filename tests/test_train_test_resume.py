@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MIM = Path(sys.executable).parent / "mim"
-CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_12e_synth-voc.py"
+CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
 
 pytest.importorskip("mmdet", reason="needs mmdet")
 pytestmark = pytest.mark.slow
