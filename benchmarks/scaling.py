@@ -333,8 +333,7 @@ def main():
                   f"analytic = {statistics.median(r['peak_mem_mb'] / r['analytic_mb'] for r in rows):.2f} (median "
                   "over points). After the forward alone the peak is "
                   f"{statistics.median(r['fwd_peak_mem_mb'] / r['analytic_fwd_mb'] for r in rows):.2f} x "
-                  "(out + argmax), so the excess comes from the backward: about one extra output-sized "
-                  "(K x C x B float) buffer."]
+                  "(out + argmax) (the backward's gradients of the features come on top)."]
     text = "\n".join(lines)
     print()
     print(text)
