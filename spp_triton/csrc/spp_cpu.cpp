@@ -280,7 +280,7 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
   // Channels-last makes the channel loops contiguous, so they vectorise. Levels that
   // already are channels-last are read in place; NCHW levels are transposed once when
   // the windows together cover at least as many cells as the maps hold (a detector's
-  // RoIs overlap: ~15x for the demo's 512 per batch), else read in place as NCHW.
+  // RoIs overlap: ~5x for 512 demo-like RoIs per batch), else read in place as NCHW.
   bool channels_last = true;
   for (const auto& f : feats_in) {
     channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast) && !f.is_contiguous();
