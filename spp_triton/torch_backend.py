@@ -47,9 +47,10 @@ sppnet projection, float32, medians of 5, command
     mmcv roi_align 7x7 per level, same load       877 ms   1531 ms   2.4 s
     ==========================================  ========  ========  ========
 
-(These figures predate the channels-last transposition, AVX2 and the blocked backward;
-current ones are in benchmarks/results/.) Page faults of fresh allocations are a large share of the kernel's time on this VM
-(~0.4 ms per MB: the 82 MB of gradients alone cost ~35 ms). The fallback's memory is
+These figures predate the channels-last transposition, AVX2 and the blocked backward;
+current ones are in benchmarks/results/. Page faults of fresh allocations are a large
+share of the kernel's time on this VM (~0.4 ms per MB: the 82 MB of gradients alone
+cost ~35 ms). The fallback's memory is
 bounded (peak RSS < 1 GB at K = 512, also for the 500 x 16 boxes).
 
 Backward is deterministic on both paths: the C++ kernel gives each channel to one

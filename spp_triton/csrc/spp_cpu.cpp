@@ -254,11 +254,15 @@ void forward_impl(const std::vector<Tensor>& feats, const Tensor& win, const std
   });
 }
 
-void check_common(const std::vector<Tensor>& feats, const Tensor& win, const std::vector<int64_t>& pyramid) {
-  TORCH_CHECK(!feats.empty(), "spp_triton_cpu: no feature levels");
+void check_win_pyramid(const Tensor& win, at::IntArrayRef pyramid) {
   TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
               "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
   for (int64_t n : pyramid) TORCH_CHECK(n >= 1 && n <= 64, "spp_triton_cpu: pyramid entries must be in [1, 64]");
+}
+
+void check_common(at::TensorList feats, const Tensor& win, at::IntArrayRef pyramid) {
+  TORCH_CHECK(!feats.empty(), "spp_triton_cpu: no feature levels");
+  check_win_pyramid(win, pyramid);
 }
 
 // Cells the RoIs' windows cover, summed over RoIs (one channel), and cells the maps hold.
@@ -274,9 +278,7 @@ std::pair<int64_t, int64_t> coverage(at::TensorList feats, const Tensor& win) {
 
 std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
                                        int64_t fine_grid, bool is_max) {
-  TORCH_CHECK(!feats_in.empty(), "spp_triton_cpu: no feature levels");
-  TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
-              "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
+  check_common(feats_in, win, pyramid_in);  // before coverage() reads win
   // Channels-last makes the channel loops contiguous, so they vectorise. Levels that
   // already are channels-last are read in place; NCHW levels are transposed once when
   // the windows together cover at least as many cells as the maps hold (a detector's
@@ -294,7 +296,6 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
     feats.push_back(channels_last ? f.contiguous(at::MemoryFormat::ChannelsLast) : f.contiguous());
   }
   const std::vector<int64_t> pyramid = pyramid_in.vec();
-  check_common(feats, win, pyramid);
   TORCH_CHECK(fine_grid >= 0 && fine_grid <= 64, "spp_triton_cpu: bad fine grid");
   for (const auto& f : feats) {
     TORCH_CHECK(f.size(2) * f.size(3) <= std::numeric_limits<int32_t>::max(), "spp_triton_cpu: level too large");
@@ -393,9 +394,7 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
   const Tensor grad_out = grad_out_in.contiguous();
   const std::vector<int64_t> pyramid = pyramid_in.vec();
   TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
-  TORCH_CHECK(win.scalar_type() == at::kLong && win.dim() == 2 && win.size(1) == kWinCols && win.is_contiguous(),
-              "spp_triton_cpu: win must be a contiguous (K, 6) int64 tensor");
-  for (int64_t n : pyramid) TORCH_CHECK(n >= 1 && n <= 64, "spp_triton_cpu: pyramid entries must be in [1, 64]");
+  check_win_pyramid(win, pyramid_in);
   std::vector<int64_t> heights, widths;
   for (size_t i = 0; i < level_hw.size(); i += 2) {
     heights.push_back(level_hw[i]);
@@ -417,7 +416,6 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
   for (size_t l = 0; l < heights.size(); ++l) {
     grads.push_back(at::zeros({images, channels, heights[l], widths[l]}, acc_options));
   }
-  if (win.size(0) == 0) return exact ? grads : cast_all(grads, dtype);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "spp_triton_cpu_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     backward_impl<scalar_t, acc_t>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
