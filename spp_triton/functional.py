@@ -1,36 +1,15 @@
 """``spp_roi_pool``: the public entry point. Checks arguments, then calls the operator."""
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from . import geometry
+from . import checks
+from .registry import resolve_backend
+from .geometry import Mode, Projection
 from .op import spp_roi_pool_op
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" -> "triton" for CUDA tensors (when triton imports), "torch" otherwise."""
-    geometry.check_choice("backend", backend, geometry.BACKENDS)
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_available() else "torch"
-    if backend == "triton":
-        if not _triton_available():
-            raise ValueError("backend='triton' needs the triton package (pip install triton)")
-        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(f"backend='triton' needs CUDA tensors (features are on {device}); "
-                             "set TRITON_INTERPRET=1 to run the kernels on CPU, slowly")
-    return backend
 
 
 def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
@@ -49,7 +28,9 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
         mode: "max" or "avg".
         projection: "sppnet" (paper, Appendix A) or "round" (Fast R-CNN RoIPool).
         roi_levels: (K,) integer tensor, the level each RoI is pooled from; required when L > 1.
-        backend: "auto" (Triton for CUDA tensors, PyTorch otherwise), "triton" or "torch".
+        backend: "auto" (Triton for CUDA tensors, the torch backend otherwise), "triton" or
+            "torch" (the C++ CPU kernel for CPU tensors, pure PyTorch elsewhere); the table
+            is ``spp_triton.registry.BACKENDS``.
         deterministic: bit-identical gradients run after run (Triton backward without atomics;
             the torch backward is always deterministic on CPU).
         check_values: check coordinates, batch indices and levels (one host-device sync on
@@ -71,17 +52,17 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
     in row-major order (NaN counts as maximal; -0.0 equals +0.0). Avg: the mean,
     accumulated in float32; its gradient is spread evenly over the bin.
     """
-    feats = geometry.as_feature_list(features)
-    pyramid = geometry.check_pyramid(pyramid)
-    geometry.check_choice("mode", mode, geometry.MODES)
-    geometry.check_choice("projection", projection, geometry.PROJECTIONS)
-    scales = geometry.check_scales(spatial_scales, len(feats))
-    backend = resolve_backend(backend, feats[0].device)
-    geometry.check_static(feats, rois, roi_levels, backend)
+    feats = checks.as_feature_list(features)
+    pyramid = checks.check_pyramid(pyramid)
+    mode = Mode.parse("mode", mode).label
+    projection = Projection.parse("projection", projection).label
+    scales = checks.check_scales(spatial_scales, len(feats))
+    entry = resolve_backend(backend, feats[0].device)
+    checks.check_static(feats, rois, roi_levels, entry)
     if check_values and not torch.compiler.is_compiling():
-        geometry.check_values(rois, roi_levels, feats[0].shape[0], len(feats))
+        checks.check_values(rois, roi_levels, feats[0].shape[0], len(feats))
     if roi_levels is None:
         roi_levels = torch.zeros(rois.shape[0], dtype=torch.int32, device=rois.device)
     out, _ = spp_roi_pool_op(feats, rois, roi_levels, list(scales), list(pyramid), mode,
-                             projection, backend, bool(deterministic))
+                             projection, entry.name, bool(deterministic))
     return out

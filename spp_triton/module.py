@@ -5,8 +5,10 @@ from typing import Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from . import geometry
+from . import checks
+from .registry import check_name
 from .functional import spp_roi_pool
+from .geometry import Mode, Projection
 
 
 class SpatialPyramidRoIPool(nn.Module):
@@ -19,12 +21,12 @@ class SpatialPyramidRoIPool(nn.Module):
                  spatial_scales: Union[float, Sequence[float]] = 1.0 / 16, mode: str = "max",
                  projection: str = "sppnet", backend: str = "auto", deterministic: bool = False):
         super().__init__()
-        self.pyramid = geometry.check_pyramid(pyramid)
-        geometry.check_choice("mode", mode, geometry.MODES)
-        geometry.check_choice("projection", projection, geometry.PROJECTIONS)
-        geometry.check_choice("backend", backend, geometry.BACKENDS)
+        self.pyramid = checks.check_pyramid(pyramid)
+        Mode.parse("mode", mode)
+        Projection.parse("projection", projection)
+        check_name(backend)
         n_levels = 1 if isinstance(spatial_scales, (int, float)) else len(spatial_scales)
-        self.spatial_scales = geometry.check_scales(spatial_scales, n_levels)
+        self.spatial_scales = checks.check_scales(spatial_scales, n_levels)
         self.mode, self.projection = mode, projection
         self.backend, self.deterministic = backend, deterministic
 

@@ -9,16 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import torch_backend
-from .geometry import PyramidPlan
-
-
-def _backend(name: str):
-    if name == "triton":
-        from . import triton_backend  # imports triton; only needed for this backend
-
-        return triton_backend
-    return torch_backend
+from .registry import BACKENDS, memory_format
+from .geometry import Mode, PoolSpec
 
 
 @torch.library.custom_op("spp_triton::spp_roi_pool", mutates_args=())
@@ -27,12 +19,12 @@ def spp_roi_pool_op(features: list[Tensor], rois: Tensor, roi_levels: Tensor,
                     backend: str, deterministic: bool) -> tuple[Tensor, Tensor]:
     """Returns (out (K, C, B), argmax (K, C, B) int32; argmax is (0,) in avg mode).
 
-    Arguments are already checked by ``spp_triton.spp_roi_pool``; backend is "triton"
-    or "torch" (resolved). ``deterministic`` only affects backward.
+    Arguments are already checked by ``spp_triton.spp_roi_pool``; ``backend`` names an
+    entry of ``registry.BACKENDS`` (resolved, never "auto"), whose module implements the
+    backend contract.
     """
-    plan = PyramidPlan.make(pyramid, mode)
-    out, argmax = _backend(backend).forward(list(features), rois, roi_levels, tuple(spatial_scales),
-                                            plan, mode, projection)
+    spec = PoolSpec.make(pyramid, mode, projection, spatial_scales)
+    out, argmax = BACKENDS[backend].impl().forward(list(features), rois, roi_levels, spec, deterministic)
     if argmax is None:
         argmax = torch.empty(0, dtype=torch.int32, device=out.device)
     return out, argmax
@@ -43,38 +35,43 @@ def _(features, rois, roi_levels, spatial_scales, pyramid, mode, projection, bac
     k, c = rois.shape[0], features[0].shape[1]
     bins = sum(n * n for n in pyramid)
     out = features[0].new_empty((k, c, bins))
-    argmax = features[0].new_empty((k, c, bins) if mode == "max" else (0,), dtype=torch.int32)
+    is_max = Mode.parse("mode", mode) == Mode.MAX
+    argmax = features[0].new_empty((k, c, bins) if is_max else (0,), dtype=torch.int32)
     return out, argmax
 
 
 @torch.library.custom_op("spp_triton::spp_roi_pool_backward", mutates_args=())
 def spp_roi_pool_backward_op(grad_out: Tensor, argmax: Tensor, rois: Tensor, roi_levels: Tensor,
-                             level_shapes: list[int], dtype: torch.dtype, spatial_scales: list[float],
-                             pyramid: list[int], mode: str, projection: str, backend: str,
-                             deterministic: bool) -> list[Tensor]:
-    """Per-level gradients; ``level_shapes`` is (N, C, H, W) of every level, flattened."""
-    plan = PyramidPlan.make(pyramid, mode)
-    shapes = [level_shapes[i:i + 4] for i in range(0, len(level_shapes), 4)]
-    # Zero-stride stand-ins carry shape, dtype and device without memory.
-    feats_meta = [grad_out.new_empty((), dtype=dtype).expand(s) for s in shapes]
-    args = (grad_out, argmax if mode == "max" else None, feats_meta, rois, roi_levels,
-            tuple(spatial_scales), plan, mode, projection)
-    if backend == "triton":
-        return _backend("triton").backward(*args, deterministic=deterministic)
-    return torch_backend.backward(*args)
+                             level_shapes: list[int], level_strides: list[int], dtype: torch.dtype,
+                             spatial_scales: list[float], pyramid: list[int], mode: str, projection: str,
+                             backend: str, deterministic: bool) -> list[Tensor]:
+    """Per-level gradients, in the features' layouts; ``level_shapes`` and ``level_strides``
+    are (N, C, H, W) sizes and strides of every level, flattened."""
+    spec = PoolSpec.make(pyramid, mode, projection, spatial_scales)
+    # Meta tensors carry shape, strides (the layout) and dtype without memory.
+    feats_meta = [torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+                  for shape, stride in _levels(level_shapes, level_strides)]
+    return BACKENDS[backend].impl().backward(grad_out, argmax if spec.mode == Mode.MAX else None, feats_meta,
+                                             rois, roi_levels, spec, deterministic)
 
 
 @spp_roi_pool_backward_op.register_fake
-def _(grad_out, argmax, rois, roi_levels, level_shapes, dtype, spatial_scales, pyramid, mode,
+def _(grad_out, argmax, rois, roi_levels, level_shapes, level_strides, dtype, spatial_scales, pyramid, mode,
       projection, backend, deterministic):
-    shapes = [level_shapes[i:i + 4] for i in range(0, len(level_shapes), 4)]
-    return [grad_out.new_empty(s, dtype=dtype) for s in shapes]
+    return [torch.empty_strided(shape, stride, dtype=dtype, device=grad_out.device)
+            for shape, stride in _levels(level_shapes, level_strides)]
+
+
+def _levels(level_shapes, level_strides):
+    return [(level_shapes[i:i + 4], level_strides[i:i + 4]) for i in range(0, len(level_shapes), 4)]
 
 
 def _setup_context(ctx, inputs, output):
     features, rois, roi_levels, scales, pyramid, mode, projection, backend, deterministic = inputs
     ctx.save_for_backward(rois, roi_levels, output[1])
     ctx.level_shapes = [d for f in features for d in f.shape]
+    fmt = memory_format(features)  # the layout every backend returns gradients in
+    ctx.level_strides = [d for f in features for d in torch.empty(f.shape, device="meta", memory_format=fmt).stride()]
     ctx.dtype = features[0].dtype
     ctx.config = (list(scales), list(pyramid), mode, projection, backend, deterministic)
     ctx.mark_non_differentiable(output[1])
@@ -88,7 +85,7 @@ def _backward(ctx, grad_out, _grad_argmax):
     if grad_out is None:  # gradcheck's "undefined output gradient" case
         return [None] * (len(ctx.level_shapes) // 4), None, None, None, None, None, None, None, None
     grads = spp_roi_pool_backward_op(grad_out.contiguous(), argmax, rois, roi_levels,
-                                     ctx.level_shapes, ctx.dtype, *ctx.config)
+                                     ctx.level_shapes, ctx.level_strides, ctx.dtype, *ctx.config)
     return list(grads), None, None, None, None, None, None, None, None
 
 

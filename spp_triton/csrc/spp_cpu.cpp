@@ -1,10 +1,12 @@
 // CPU kernels of spatial-pyramid RoI pooling, built on first use by
-// spp_triton/torch_backend.py (torch.utils.cpp_extension.load, cached by torch's
+// spp_triton/cpu_kernel.py (torch.utils.cpp_extension.load, cached by torch's
 // extension cache). Registered as torch.ops.spp_triton_cpu.{forward,backward}.
 //
-// The windows come from Python (geometry.roi_windows), so the projection lives in
-// one place; this file only applies the bin rule of geometry.bin_bounds:
+// The windows come from Python (geometry.window_table), so the projection lives in
+// one place; this file only applies the bin rule of geometry.bin_bounds, in its one
+// bin_bounds function:
 //   start_i = lo + floor(i h / n),  end_i = lo + ceil((i + 1) h / n) - 1.
+// The pooling mode is geometry.Mode's integer value (the Mode enum below).
 //
 // Forward: one work item per (RoI, block of 64 channels), parallel with
 // at::parallel_for. The channel loops are innermost; they vectorise on channels-last
@@ -44,10 +46,16 @@ namespace {
 
 using at::Tensor;
 
-// Window table columns (int64, (K, 6)).
+// Window table columns (int64, (K, 6)): geometry.WIN_*.
 enum { kBatch = 0, kLevel = 1, kXLo = 2, kXHi = 3, kYLo = 4, kYHi = 5, kWinCols = 6 };
 
+// geometry.Mode: the op schema takes the integer, so a new mode changes no schema.
+enum Mode : int64_t { kMax = 0, kAvg = 1 };
 
+Mode check_mode(int64_t mode) {
+  TORCH_CHECK(mode == kMax || mode == kAvg, "spp_triton_cpu: unknown mode ", mode, " (see geometry.Mode)");
+  return static_cast<Mode>(mode);
+}
 
 inline void bin_bounds(int64_t lo, int64_t hi, int64_t n, int64_t* start, int64_t* end) {
   const int64_t size = hi - lo + 1;
@@ -56,6 +64,15 @@ inline void bin_bounds(int64_t lo, int64_t hi, int64_t n, int64_t* start, int64_
     end[i] = lo + ((i + 1) * size + n - 1) / n - 1;
   }
 }
+
+// Bin bounds of an n x n grid over window w (columns xs/xe, rows ys/ye).
+struct GridBounds {
+  int64_t xs[64], xe[64], ys[64], ye[64];
+  GridBounds(const int64_t* w, int64_t n) {
+    bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
+    bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+  }
+};
 
 struct Levels {
   std::vector<const void*> data;
@@ -68,65 +85,51 @@ struct Levels {
 template <bool kCL>
 constexpr int64_t channel_block() { return kCL ? 256 : 64; }
 
-// First maximum of every bin of an n x n grid, for channels [0, cb) of the block.
-// ``base`` points at channel c0 of cell 0 of the image's level; cell y * W + x is at
-// base + cell * cell_stride, channel c at + c * chan_stride (1 when kCL). Writes
-// val[(i * n + j) * cb + c] and idx[...] = y * W + x, scanning each bin in row-major
-// order and replacing only on a strictly better value (NaN beats non-NaN), which keeps
-// the first maximum; -0.0 and +0.0 compare equal.
-template <typename scalar_t, typename acc_t, bool kCL>
-void max_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, int64_t width, int64_t cb,
-              const int64_t* w, int64_t n, acc_t* __restrict__ val, int32_t* __restrict__ idx) {
+// Every bin of an n x n grid, for channels [0, cb) of the block. ``base`` points at
+// channel c0 of cell 0 of the image's level; cell y * W + x is at base + cell *
+// cell_stride, channel c at + c * chan_stride (1 when kCL). Writes val[(i * n + j) * cb + c]:
+// kMax: the first maximum, and idx[...] = its cell y * W + x; each bin is scanned in
+// row-major order, replacing only on a strictly better value (NaN beats non-NaN), which
+// keeps the first maximum; -0.0 and +0.0 compare equal. Otherwise: the mean (row-major
+// sum in acc_t, then / count); idx is unused.
+template <typename scalar_t, typename acc_t, bool kCL, bool kMax>
+void pool_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, int64_t width, int64_t cb,
+               const int64_t* w, int64_t n, acc_t* __restrict__ val, int32_t* __restrict__ idx) {
   const int64_t cs = kCL ? 1 : chan_stride;
-  int64_t xs[64], xe[64], ys[64], ye[64];
-  bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
-  bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+  const GridBounds g(w, n);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       acc_t* __restrict__ bv = val + (i * n + j) * cb;
       int32_t* __restrict__ bi = idx + (i * n + j) * cb;
-      const int32_t first = static_cast<int32_t>(ys[i] * width + xs[j]);
       for (int64_t c = 0; c < cb; ++c) {
-        bv[c] = -std::numeric_limits<acc_t>::infinity();
-        bi[c] = first;  // kept when every value is -inf
+        if constexpr (kMax) {
+          bv[c] = -std::numeric_limits<acc_t>::infinity();
+          bi[c] = static_cast<int32_t>(g.ys[i] * width + g.xs[j]);  // kept when every value is -inf
+        } else {
+          bv[c] = 0;
+        }
       }
-      for (int64_t y = ys[i]; y <= ye[i]; ++y) {
-        for (int64_t x = xs[j]; x <= xe[j]; ++x) {
+      for (int64_t y = g.ys[i]; y <= g.ye[i]; ++y) {
+        for (int64_t x = g.xs[j]; x <= g.xe[j]; ++x) {
           const int32_t cell = static_cast<int32_t>(y * width + x);
           const scalar_t* __restrict__ p = base + static_cast<int64_t>(cell) * cell_stride;
           for (int64_t c = 0; c < cb; ++c) {
             const acc_t v = static_cast<acc_t>(p[c * cs]);
-            const acc_t b = bv[c];
-            const bool up = (v > b) | ((v != v) & (b == b));
-            bv[c] = up ? v : b;
-            bi[c] = up ? cell : bi[c];
+            if constexpr (kMax) {
+              const acc_t b = bv[c];
+              const bool up = (v > b) | ((v != v) & (b == b));
+              bv[c] = up ? v : b;
+              bi[c] = up ? cell : bi[c];
+            } else {
+              bv[c] += v;
+            }
           }
         }
       }
-    }
-  }
-}
-
-// Mean of every bin of an n x n grid (row-major sum in acc_t, then / count).
-template <typename scalar_t, typename acc_t, bool kCL>
-void avg_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, int64_t width, int64_t cb,
-              const int64_t* w, int64_t n, acc_t* __restrict__ val) {
-  const int64_t cs = kCL ? 1 : chan_stride;
-  int64_t xs[64], xe[64], ys[64], ye[64];
-  bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
-  bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      acc_t* __restrict__ bv = val + (i * n + j) * cb;
-      for (int64_t c = 0; c < cb; ++c) bv[c] = 0;
-      for (int64_t y = ys[i]; y <= ye[i]; ++y) {
-        for (int64_t x = xs[j]; x <= xe[j]; ++x) {
-          const scalar_t* __restrict__ p = base + (y * width + x) * cell_stride;
-          for (int64_t c = 0; c < cb; ++c) bv[c] += static_cast<acc_t>(p[c * cs]);
-        }
+      if constexpr (!kMax) {
+        const acc_t count = static_cast<acc_t>((g.ye[i] - g.ys[i] + 1) * (g.xe[j] - g.xs[j] + 1));
+        for (int64_t c = 0; c < cb; ++c) bv[c] = bv[c] / count;
       }
-      const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
-      for (int64_t c = 0; c < cb; ++c) bv[c] = bv[c] / count;
     }
   }
 }
@@ -211,13 +214,14 @@ void forward_impl(const std::vector<Tensor>& feats, const Tensor& win, const std
                              (kCL ? w[kBatch] * plane * channels + c0 : (w[kBatch] * channels + c0) * plane);
       const int64_t cell_stride = kCL ? channels : 1, chan_stride = kCL ? 1 : plane;
       if (is_max && fine_grid > 0) {
-        max_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, fine_grid,
-                                       fine_val.data(), fine_idx.data());
+        pool_grid<scalar_t, acc_t, kCL, true>(base, cell_stride, chan_stride, width, cb, w, fine_grid,
+                                              fine_val.data(), fine_idx.data());
       }
       int64_t offset = 0;
       for (int64_t n : pyramid) {
         if (!is_max) {
-          avg_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, n, val.data());
+          pool_grid<scalar_t, acc_t, kCL, false>(base, cell_stride, chan_stride, width, cb, w, n, val.data(),
+                                                 idx.data());
           for (int64_t c = 0; c < cb; ++c) {
             scalar_t* o = out_p + (k * channels + c0 + c) * bins + offset;
             for (int64_t b = 0; b < n * n; ++b) o[b] = static_cast<scalar_t>(val[b * cb + c]);
@@ -228,7 +232,8 @@ void forward_impl(const std::vector<Tensor>& feats, const Tensor& win, const std
         const acc_t* sv = val.data();
         const int32_t* si = idx.data();
         if (fine_grid == 0) {
-          max_grid<scalar_t, acc_t, kCL>(base, cell_stride, chan_stride, width, cb, w, n, val.data(), idx.data());
+          pool_grid<scalar_t, acc_t, kCL, true>(base, cell_stride, chan_stride, width, cb, w, n, val.data(),
+                                                idx.data());
         } else if (n == fine_grid) {
           sv = fine_val.data();
           si = fine_idx.data();
@@ -277,16 +282,19 @@ std::pair<int64_t, int64_t> coverage(at::TensorList feats, const Tensor& win) {
 }
 
 std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
-                                       int64_t fine_grid, bool is_max) {
+                                       int64_t fine_grid, int64_t mode) {
+  const bool is_max = check_mode(mode) == kMax;
   check_common(feats_in, win, pyramid_in);  // before coverage() reads win
   // Channels-last makes the channel loops contiguous, so they vectorise. Levels that
   // already are channels-last are read in place; NCHW levels are transposed once when
   // the windows together cover at least as many cells as the maps hold (a detector's
   // RoIs overlap: ~5x for 512 demo-like RoIs per batch), else read in place as NCHW.
-  bool channels_last = true;
+  bool channels_last = true, all_nchw = true;  // the rule of spp_triton.registry.memory_format
   for (const auto& f : feats_in) {
-    channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast) && !f.is_contiguous();
+    channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast);
+    all_nchw = all_nchw && f.is_contiguous();
   }
+  channels_last = channels_last && !all_nchw;
   if (!channels_last && feats_in[0].size(1) >= 4) {
     const auto [covered, total] = coverage(feats_in, win);
     channels_last = covered >= total;
@@ -317,13 +325,15 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
   return {out, argmax};
 }
 
-// Adds grad_out into ``grads`` (acc_t, zero-filled, NCHW per level). Work items are
+// Adds grad_out into ``grads`` (acc_t, zero-filled; NCHW, or channels-last when kCL: the
+// element (b, c, cell) is at b * stride(0) + c * stride(1) + cell * stride(3), with unit
+// cell stride for NCHW known at compile time so its loops vectorise). Work items are
 // blocks of kBackwardBlock channels; a block's thread walks the RoIs in order and reads
 // each RoI's block of grad_out rows (contiguous), so every (image, channel) plane is
 // written by one thread in a fixed order: bit-identical results run to run.
 constexpr int64_t kBackwardBlock = 16;
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, bool kCL>
 void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& win,
                    const std::vector<int64_t>& heights, const std::vector<int64_t>& widths,
                    const std::vector<int64_t>& pyramid, bool is_max, std::vector<Tensor>& grads) {
@@ -333,45 +343,49 @@ void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& w
   const scalar_t* g_p = grad_out.data_ptr<scalar_t>();
   const int32_t* a_p = is_max ? argmax.data_ptr<int32_t>() : nullptr;
   std::vector<acc_t*> dst(levels);
-  std::vector<int64_t> sizes(levels);
+  std::vector<int64_t> batch_stride(levels), chan_stride(levels), cell_stride(levels);
   for (int64_t l = 0; l < levels; ++l) {
     dst[l] = grads[l].data_ptr<acc_t>();
-    sizes[l] = heights[l] * widths[l];
+    batch_stride[l] = grads[l].stride(0);
+    chan_stride[l] = grads[l].stride(1);
+    cell_stride[l] = grads[l].stride(3);  // y * W + x is at (y * W + x) * stride(3)
   }
   const int64_t blocks = (channels + kBackwardBlock - 1) / kBackwardBlock;
 
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    int64_t xs[64], xe[64], ys[64], ye[64];
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t c0 = blk * kBackwardBlock, cb = std::min(kBackwardBlock, channels - c0);
       for (int64_t k = 0; k < k_total; ++k) {
         const int64_t* w = wins + k * kWinCols;
-        const int64_t level = w[kLevel], size = sizes[level];
-        acc_t* planes = dst[level] + (w[kBatch] * channels + c0) * size;
+        const int64_t level = w[kLevel], cs = chan_stride[level];
+        const int64_t cell_step = kCL ? cell_stride[level] : 1;  // a constant 1 for NCHW
+        acc_t* planes = dst[level] + w[kBatch] * batch_stride[level] + c0 * cs;
         const scalar_t* g = g_p + (k * channels + c0) * bins;
         if (is_max) {
           const int32_t* a = a_p + (k * channels + c0) * bins;
           for (int64_t c = 0; c < cb; ++c) {
-            acc_t* plane = planes + c * size;
-            for (int64_t b = 0; b < bins; ++b) plane[a[c * bins + b]] += static_cast<acc_t>(g[c * bins + b]);
+            acc_t* plane = planes + c * cs;
+            for (int64_t b = 0; b < bins; ++b) {
+              plane[static_cast<int64_t>(a[c * bins + b]) * cell_step] += static_cast<acc_t>(g[c * bins + b]);
+            }
           }
           continue;
         }
         const int64_t width = widths[level];
         int64_t offset = 0;
         for (int64_t n : pyramid) {
-          bin_bounds(w[kXLo], w[kXHi], n, xs, xe);
-          bin_bounds(w[kYLo], w[kYHi], n, ys, ye);
+          const GridBounds g(w, n);
+          const int64_t *xs = g.xs, *xe = g.xe, *ys = g.ys, *ye = g.ye;
           for (int64_t c = 0; c < cb; ++c) {
-            acc_t* plane = planes + c * size;
+            acc_t* plane = planes + c * cs;
             const scalar_t* gc = g + c * bins + offset;
             for (int64_t i = 0; i < n; ++i) {
               for (int64_t j = 0; j < n; ++j) {
                 const acc_t count = static_cast<acc_t>((ye[i] - ys[i] + 1) * (xe[j] - xs[j] + 1));
                 const acc_t share = static_cast<acc_t>(gc[i * n + j]) / count;
                 for (int64_t y = ys[i]; y <= ye[i]; ++y) {
-                  acc_t* line = plane + y * width;
-                  for (int64_t x = xs[j]; x <= xe[j]; ++x) line[x] += share;
+                  acc_t* line = plane + y * width * cell_step;
+                  for (int64_t x = xs[j]; x <= xe[j]; ++x) line[x * cell_step] += share;
                 }
               }
             }
@@ -390,7 +404,9 @@ std::vector<Tensor> cast_all(const std::vector<Tensor>& ts, at::ScalarType dtype
 }
 
 std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax_in, const Tensor& win,
-                                 at::IntArrayRef level_hw, int64_t images, at::IntArrayRef pyramid_in, bool is_max) {
+                                 at::IntArrayRef level_hw, int64_t images, at::IntArrayRef pyramid_in, int64_t mode,
+                                 bool channels_last) {
+  const bool is_max = check_mode(mode) == kMax;
   const Tensor grad_out = grad_out_in.contiguous();
   const std::vector<int64_t> pyramid = pyramid_in.vec();
   TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
@@ -411,14 +427,21 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
   // float planes, rounded once at the end.
   const auto dtype = grad_out.scalar_type();
   const bool exact = dtype == at::kFloat || dtype == at::kDouble;
-  const auto acc_options = grad_out.options().dtype(exact ? dtype : at::kFloat);
+  // The gradients' layout is the features' (spp_triton.registry.memory_format).
+  const auto acc_options = grad_out.options().dtype(exact ? dtype : at::kFloat).memory_format(
+      channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   std::vector<Tensor> grads;
   for (size_t l = 0; l < heights.size(); ++l) {
-    grads.push_back(at::zeros({images, channels, heights[l], widths[l]}, acc_options));
+    // at::zeros would drop the options' memory format
+    grads.push_back(at::empty({images, channels, heights[l], widths[l]}, acc_options).zero_());
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "spp_triton_cpu_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    backward_impl<scalar_t, acc_t>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
+    if (channels_last) {
+      backward_impl<scalar_t, acc_t, true>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
+    } else {
+      backward_impl<scalar_t, acc_t, false>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
+    }
   });
   return exact ? grads : cast_all(grads, dtype);
 }
@@ -426,9 +449,9 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
 }  // namespace
 
 TORCH_LIBRARY(spp_triton_cpu, m) {
-  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, bool is_max) -> (Tensor, Tensor)");
+  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, int mode) -> (Tensor, Tensor)");
   m.def("backward(Tensor grad_out, Tensor argmax, Tensor win, int[] level_hw, int images, int[] pyramid, "
-        "bool is_max) -> Tensor[]");
+        "int mode, bool channels_last) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(spp_triton_cpu, CPU, m) {
