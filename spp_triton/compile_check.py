@@ -2,21 +2,25 @@
 
     python -m spp_triton.compile_check [--jobs J] [--levels L]
 
-For each kernel variant (forward nested max, forward direct max, forward avg, backward
-atomic max/avg, backward deterministic max/avg), each dtype (the features' dtype for the
-forward, grad_out's for the backward), each GPU autotune config (the full list, not the
+Variants: the forward (nested max with pyramid 1/2/3/6, direct max with the non-nested
+1/3/5, avg), the backward (max and avg, atomic and deterministic), the fixed-point
+scale pre-pass and the finalize pass; each in both layouts (NCHW, channels-last) where
+the kernel has one, each dtype (the features' for the forward, grad_out's for the
+backward, the output's for finalize), each GPU autotune config (the full list, not the
 interpreter's single one) with the "round" projection (plus the first config with
-"sppnet"), and each target, it runs
+"sppnet"), and each target. For each it runs
 
     triton.compile(ASTSource(fn=<the JITFunction under the autotuner>, signature=...,
                              constexprs=...), target=GPUTarget("cuda", cc, 32),
                    options={"num_warps": ..., "enable_fp_fusion": False})
 
-(pointers are given the 16-byte alignment hint of a usual launch), then reads the
-register count, spills and stack of the cubin from ``ptxas -v`` on the generated PTX
-(the ptxas that triton itself uses for that target; ``cuobjdump -res-usage`` on the cubin
-if that fails: REG and LOCAL), and counts ``fma`` instructions in the PTX (there must be
-none: the window projection needs two roundings). Prints a table; exits non-zero on any
+(pointers get the 16-byte alignment hint of a usual launch), then reads the register
+count, spills and stack of the cubin from ``ptxas -v`` on the generated PTX (the ptxas
+that triton itself uses for that target; ``cuobjdump -res-usage`` on the cubin if that
+fails: REG and LOCAL), and counts ``fma`` instructions in the PTX (there must be none:
+the window projection needs two roundings). Prints a table, then per kernel the highest
+register count and the occupancy it implies (warps resident per SM out of 64, limited by
+the 64 K registers, the shared memory and the 32 blocks of an SM); exits non-zero on any
 compile failure, spill, local memory or fma.
 
 TRITON_INTERPRET is removed from the environment first: this must compile, not interpret.
@@ -37,52 +41,70 @@ from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 TARGETS = (80, 90)
 DTYPES = ("fp32", "fp16", "bf16")
-_FWD_SCALARS = ("N", "C", "B")
-_BWD_SCALARS = ("N", "C", "B", "K")
+# Shared memory per SM usable by blocks (bytes): sm_80 (A100) 164 KB, sm_90 (H100) 228 KB.
+SHARED_PER_SM = {80: 164 * 1024, 90: 228 * 1024}
 
 
 def _variants(num_levels: int):
-    """(kernel name, label, dtype, config list, config index, num_warps, signature, constexprs).
+    """(kernel name, label, dtype, num_warps, signature, constexprs) of every compile.
 
-    Every config with the "round" projection (PROJ=1: ``x * s + 0.5``, where a fused
-    multiply-add would change the result, so the fma count below means something), and
-    the first config of each kernel/dtype with "sppnet" (PROJ=0) too.
+    Kernels with a projection get every config with "round" (PROJ=1: ``x * s + 0.5``,
+    where a fused multiply-add would change the result, so the fma count below means
+    something) and the first config with "sppnet" (PROJ=0) too.
     """
-    for v in _configs_matrix(num_levels):
-        yield (*v[:-1], dict(v[-1], PROJ=1))
-        if v[4] == 0:
-            yield (*v[:-1], dict(v[-1], PROJ=0))
+    for name, label, dt, ci, warps, sig, const in _configs_matrix(num_levels):
+        if "PROJ" not in const:
+            yield name, label, dt, warps, sig, dict(const, PROJ=1) if name == "spp_bwd_kernel" else const
+            continue
+        yield name, label, dt, warps, sig, dict(const, PROJ=1)
+        if ci == 0:
+            yield name, label, dt, warps, sig, dict(const, PROJ=0)
+
+
+def _pyramid(pyramid):
+    offsets = [sum(n * n for n in pyramid[:i]) for i in range(len(pyramid))]
+    return dict(PYRAMID=tuple(pyramid), OFFSETS=tuple(offsets), PADS=tuple(1 << (n - 1).bit_length() for n in pyramid),
+                B=sum(n * n for n in pyramid))
 
 
 def _configs_matrix(num_levels: int):
     from . import triton_kernels as kern
 
     L = num_levels
-    fwd_cfgs = {"nested": kern.nested_forward_configs(interpret=False),
-                "direct": kern.direct_forward_configs(interpret=False)}
-    for label, g, is_max, cfg_name in (("fwd_nested_max", 6, True, "nested"),
-                                       ("fwd_direct_max", 0, True, "direct"),
-                                       ("fwd_direct_avg", 0, False, "direct")):
-        for dt in DTYPES:
-            for ci, cfg in enumerate(fwd_cfgs[cfg_name]):
-                sig = {"feats": (f"*{dt}",) * L, "heights": ("i32",) * L, "widths": ("i32",) * L,
-                       "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32",
-                       "table_ptr": "*i32", "out_ptr": f"*{dt}", "argmax_ptr": "*i32",
-                       **{s: "i32" for s in _FWD_SCALARS}}
-                const = dict(NUM_LEVELS=L, G=g, GG_PAD=64 if g else 1, IS_MAX=is_max, **cfg.kwargs)
-                yield ("spp_fwd_kernel", label, dt, cfg_name, ci, cfg.num_warps, sig, const)
-    bwd_cfgs = kern.backward_configs(interpret=False)
-    for name, label in (("spp_bwd_atomic_kernel", "bwd_atomic"), ("spp_bwd_deterministic_kernel", "bwd_determ")):
-        for is_max in (True, False):
+    fwd = (("fwd_nested_max", (1, 2, 3, 6), 6, 0), ("fwd_direct_max", (1, 3, 5), 0, 0), ("fwd_avg", (1, 2, 3, 6), 0, 1))
+    for label, pyramid, fine, mode in fwd:
+        for cl in (False, True):
             for dt in DTYPES:
-                for ci, cfg in enumerate(bwd_cfgs):
-                    sig = {"grad_ptr": "*fp32", "grad_out_ptr": f"*{dt}", "argmax_ptr": "*i32",
-                           "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32",
-                           "table_ptr": "*i32", "heights": ("i32",) * L, "widths": ("i32",) * L,
-                           "level_off": ("i64",) * L, **{s: "i32" for s in _BWD_SCALARS}}
-                    const = dict(NUM_LEVELS=L, IS_MAX=is_max, **cfg.kwargs)
-                    yield (name, f"{label}_{'max' if is_max else 'avg'}", dt, "backward", ci,
-                           cfg.num_warps, sig, const)
+                for ci, cfg in enumerate(kern.forward_configs(interpret=False, channels_last=cl)):
+                    sig = {"feats": (f"*{dt}",) * L, "heights": ("i32",) * L, "widths": ("i32",) * L,
+                           "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32", "out_ptr": f"*{dt}",
+                           "argmax_ptr": "*i32", "N": "i32", "C": "i32"}
+                    const = dict(NUM_LEVELS=L, **_pyramid(pyramid), FINE=fine, FINE_PAD=8 if fine else 1, MODE=mode,
+                                 PROJ=1, CHANNELS_LAST=cl, **cfg.kwargs)
+                    yield "spp_fwd_kernel", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, cfg.num_warps, sig, const
+    for mode in (0, 1):
+        for det in (False, True):
+            for cl in (False, True):
+                for dt in DTYPES:
+                    for ci, cfg in enumerate(kern.backward_configs(interpret=False, channels_last=cl)):
+                        sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L,
+                               "exp_ptr": "*i32", "grad_out_ptr": f"*{dt}", "argmax_ptr": "*i32",
+                               "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32",
+                               "heights": ("i32",) * L, "widths": ("i32",) * L, "N": "i32", "C": "i32"}
+                        const = dict(NUM_LEVELS=L, **_pyramid((1, 2, 3, 6)), B_PAD=64, MODE=mode,
+                                     CHANNELS_LAST=cl, DETERMINISTIC=det, HEADROOM=18, **cfg.kwargs)
+                        if mode == 1:  # max mode reads no window: PROJ is dead code there
+                            const["PROJ"] = 1
+                        label = f"bwd_{'determ' if det else 'atomic'}_{('max', 'avg')[mode]}_{'cl' if cl else 'nchw'}"
+                        yield "spp_bwd_kernel", label, dt, ci, cfg.num_warps, sig, const
+    for dt in DTYPES:
+        yield ("abs_max_exponent_kernel", "bwd_scale_prepass", dt, 0, 4,
+               {"x_ptr": f"*{dt}", "n": "i32", "exp_ptr": "*i32"}, dict(BLOCK=4096))
+        for det in (False, True):
+            sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L, "outs": (f"*{dt}",) * L,
+                   "numels": ("i32",) * L, "exp_ptr": "*i32"}
+            yield ("finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, 4, sig,
+                   dict(NUM_LEVELS=L, DETERMINISTIC=det, HEADROOM=18, BLOCK=1024))
 
 
 def _jit_fn(name):
@@ -124,15 +146,21 @@ def _cuobjdump_usage(cubin: bytes):
     return regs, int(re.search(r"LOCAL:(\d+)", out).group(1)), int(re.search(r"STACK:(\d+)", out).group(1))
 
 
+def _config_label(const, warps) -> str:
+    if "BLOCK_C" in const:
+        return f"C{const['BLOCK_C']}/{const['TILE_H']}x{const['TILE_W']}/w{warps}"
+    return f"{const['BLOCK']}/w{warps}"
+
+
 def _compile_one(item):
-    name, label, dt, cfg_name, ci, warps, sig, const, cc = item
+    name, label, dt, warps, sig, const, cc = item
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     fn = _jit_fn(name)
-    row = dict(kernel=label, dtype=dt, proj=("sppnet", "round")[const["PROJ"]],
-               config=f"C{const['BLOCK_C']}/X{const['BLOCK_X']}/w{warps}",
+    row = dict(kernel=label, dtype=dt, proj=("sppnet", "round")[const["PROJ"]] if "PROJ" in const else "-",
+               config=_config_label(const, warps), warps=warps, cc=cc,
                target=f"sm_{cc}", regs="-", spills="-", stack="-", shared="-", fma="-", error=None)
     t0 = time.time()
     try:
@@ -185,7 +213,26 @@ def main(argv=None) -> int:
     bad = [r for r in rows if r["error"]]
     print(f"\n{len(rows)} compiles ({len(rows) - len(bad)} ok, {len(bad)} failed) in {time.time() - t0:.1f} s; "
           f"max registers {max((r['regs'] for r in rows if isinstance(r['regs'], int)), default='-')}")
+    print("\nPer kernel: the highest register count and the occupancy of that compile "
+          "(resident warps per SM / 64)")
+    for kernel in dict.fromkeys(r["kernel"] for r in rows):
+        ok = [r for r in rows if r["kernel"] == kernel and isinstance(r["regs"], int)]
+        if ok:
+            worst = max(ok, key=lambda r: (r["regs"], -occupancy(r)))
+            print(f"  {kernel:26s} {worst['regs']:4d} registers ({worst['config']}, {worst['target']}, "
+                  f"{worst['dtype']}): occupancy {occupancy(worst):.0%}; lowest occupancy of any config "
+                  f"{min(occupancy(r) for r in ok):.0%}")
     return 1 if bad else 0
+
+
+def occupancy(row) -> float:
+    """Resident warps per SM / 64 for one compile: blocks per SM limited by registers
+    (allocated per warp in units of 256), shared memory and the 32-block cap."""
+    warps, regs, shared = row["warps"], row["regs"], row["shared"] or 0
+    regs_per_warp = -(-regs * 32 // 256) * 256
+    blocks = min(65536 // (regs_per_warp * warps), 64 // warps, 32,
+                 SHARED_PER_SM[row["cc"]] // shared if shared else 32)
+    return blocks * warps / 64
 
 
 if __name__ == "__main__":

@@ -1,26 +1,33 @@
-"""Triton backend of spatial-pyramid RoI pooling: launchers of ``triton_kernels``.
+"""Backend "triton": launchers of ``triton_kernels`` (the contract of ``registry.py``).
 
-Same semantics as ``torch_backend`` (bit for bit in max mode: values, NaN payloads, the
-sign of zero and argmax); see ``geometry.py`` for windows and bins. One launch covers
-every feature level and pyramid level; nothing here loops over RoIs or levels in Python
-or synchronises with the device. The only tensors built from Python values (the bin
-table and the scales) are cached per device.
+Same semantics as the torch backend, bit for bit in max mode (values, NaN payloads, the
+sign of zero, argmax); see ``geometry.py`` and ``spp_roi_pool``'s docstring. One launch
+covers every feature level and every pyramid grid; nothing here loops over RoIs or
+levels in Python or synchronises with the device. Features are read in place when
+every level is NCHW-contiguous or every level is channels-last; gradients come back in
+the same layout. (Levels in mixed or other layouts are made NCHW-contiguous first.)
 
 Importing this module imports triton; ``spp_triton`` itself does not.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
 import triton
 
 from . import triton_kernels as kern
-from .geometry import PyramidPlan
+from .registry import memory_format
+from .geometry import Mode, PoolSpec
 
-_PROJ = {"sppnet": 0, "round": 1}
+# Largest fine grid folded in registers as one G x G accumulator per channel; nested
+# pyramids with a larger G fold each grid directly.
+MAX_FINE_PAD = 16
+# Largest grid size this backend takes (accumulators live in registers).
+MAX_GRID = 16
+
 _cache_lock = threading.Lock()
-_tables: dict = {}
 _scales: dict = {}
 _dummies: dict = {}
 
@@ -33,27 +40,33 @@ def _cached(store: dict, key, make):
         return t
 
 
-def _bin_table(plan: PyramidPlan, device: torch.device) -> torch.Tensor:
-    """(B, 3) int32 (n, p, q) of every output bin, cached per (pyramid, device)."""
-    return _cached(_tables, (plan.pyramid, device),
-                   lambda: torch.tensor(plan.bin_table(), dtype=torch.int32, device=device).contiguous())
-
-
 def _scales_tensor(scales: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """(L,) float32 scales, cached per (scales, device)."""
+    """(L,) float32 scales, cached per (scales, device): no host-to-device copy per call."""
     key = (tuple(float(s) for s in scales), device)
     return _cached(_scales, key, lambda: torch.tensor(key[0], dtype=torch.float32, device=device))
 
 
 def _dummy_i32(device: torch.device) -> torch.Tensor:
-    """A 1-element int32 tensor standing in for the unused argmax pointer in avg mode."""
+    """A 1-element int32 tensor standing in for an unused pointer."""
     return _cached(_dummies, device, lambda: torch.zeros(1, dtype=torch.int32, device=device))
 
 
-def _check_levels(num_levels: int) -> None:
-    if num_levels > kern.MAX_LEVELS:
-        raise ValueError(f"the Triton backend takes at most {kern.MAX_LEVELS} feature levels, "
-                         f"got {num_levels}")
+def _readable(feats: list[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
+    """The levels as the kernels read them, and whether that is channels-last (no copy
+    for all-NCHW or all-channels-last levels; others are made NCHW-contiguous)."""
+    if memory_format(feats) == torch.channels_last:
+        return feats, True
+    return [f.contiguous() for f in feats], False
+
+
+def _pyramid_meta(spec: PoolSpec) -> dict:
+    """The pyramid as the kernels' constexprs."""
+    offsets, off = [], 0
+    for n in spec.pyramid:
+        offsets.append(off)
+        off += n * n
+    return dict(PYRAMID=spec.pyramid, OFFSETS=tuple(offsets),
+                PADS=tuple(triton.next_power_of_2(n) for n in spec.pyramid), B=spec.num_bins)
 
 
 def _roi_inputs(rois: torch.Tensor, roi_levels: torch.Tensor, device: torch.device):
@@ -62,19 +75,25 @@ def _roi_inputs(rois: torch.Tensor, roi_levels: torch.Tensor, device: torch.devi
     return rois32, levels
 
 
-def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Tensor,
-            scales: tuple[float, ...], plan: PyramidPlan, mode: str, projection: str):
-    """Spatial-pyramid RoI pooling forward.
+def _check_grid(spec: PoolSpec) -> None:
+    if max(spec.pyramid) > MAX_GRID:
+        raise ValueError(f"backend 'triton' takes grid sizes up to {MAX_GRID}, got pyramid {spec.pyramid}; "
+                         "use backend='torch' for wider grids")
+
+
+def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Tensor, spec: PoolSpec,
+            deterministic: bool = False):
+    """Spatial-pyramid RoI pooling forward (the backend contract, ``registry.py``).
 
     Args:
         feats: L (<= 8) tensors (N, C, H_l, W_l), one dtype (float32, float16, bfloat16),
-            one device (made contiguous if they are not).
+            one device; read in place when all are NCHW-contiguous or all channels-last.
         rois: (K, 5) float tensor (batch_index, x1, y1, x2, y2) in input pixels
             (converted to float32).
         roi_levels: (K,) integer tensor, the level of each RoI (zeros for one level).
-        scales: L floats, the spatial scale of each level (used as float32).
-        plan: the pyramid (``PyramidPlan.make(pyramid, mode)``).
-        mode: "max" or "avg". projection: "sppnet" or "round".
+        spec: pyramid (grids up to 16), mode, projection and the L spatial scales (used
+            as float32).
+        deterministic: ignored (the forward is deterministic).
     Returns:
         out: (K, C, B) in the features' dtype; out[k, c, offset_n + p * n + q] pools bin
             (p, q) of the n x n grid over RoI k's window on its level (B = sum n * n).
@@ -83,83 +102,99 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
             value, -0.0 == +0.0); out is the element at that index. None in avg mode
             (out is then the float32 mean of the bin, cast).
     """
-    _check_levels(len(feats))
-    feats = [f.contiguous() for f in feats]
+    _check_grid(spec)
+    feats, cl = _readable(feats)
     n_img, c = feats[0].shape[:2]
     dev = feats[0].device
     k = rois.shape[0]
-    b = plan.num_bins
-    is_max = mode == "max"
-    out = torch.empty(k, c, b, dtype=feats[0].dtype, device=dev)
-    argmax = torch.empty(k, c, b, dtype=torch.int32, device=dev) if is_max else None
+    is_max = spec.mode == Mode.MAX
+    out = torch.empty(k, c, spec.num_bins, dtype=feats[0].dtype, device=dev)
+    argmax = torch.empty(k, c, spec.num_bins, dtype=torch.int32, device=dev) if is_max else None
     if k == 0 or c == 0:
         return out, argmax
     rois32, levels = _roi_inputs(rois, roi_levels, dev)
-    heights = tuple(int(f.shape[2]) for f in feats)
-    widths = tuple(int(f.shape[3]) for f in feats)
-    args = (tuple(feats), heights, widths, rois32, levels, _scales_tensor(scales, dev),
-            _bin_table(plan, dev), out, argmax if is_max else _dummy_i32(dev), n_img, c, b)
+    fine = spec.fine_grid
+    fine_pad = triton.next_power_of_2(fine) if fine else 1
+    if fine_pad > MAX_FINE_PAD:
+        fine, fine_pad = 0, 1
 
     def grid(meta):
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
 
-    g = plan.fine_grid if is_max else 0
-    if g and triton.next_power_of_2(g * g) <= kern.MAX_FINE_COLUMNS:
-        kern.spp_fwd_nested_kernel[grid](*args, NUM_LEVELS=len(feats), G=g,
-                                         GG_PAD=triton.next_power_of_2(g * g), IS_MAX=True,
-                                         PROJ=_PROJ[projection], enable_fp_fusion=False)
-    else:  # non-nested pyramid, avg mode, or a fine grid too wide for registers
-        kern.spp_fwd_direct_kernel[grid](*args, NUM_LEVELS=len(feats), G=0, GG_PAD=1, IS_MAX=is_max,
-                                         PROJ=_PROJ[projection], enable_fp_fusion=False)
+    kern.spp_fwd_tuned[grid](
+        tuple(feats), tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats),
+        rois32, levels, _scales_tensor(spec.scales, dev), out, argmax if is_max else _dummy_i32(dev),
+        n_img, c, NUM_LEVELS=len(feats), **_pyramid_meta(spec), FINE=fine, FINE_PAD=fine_pad,
+        MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, enable_fp_fusion=False)
     return out, argmax
 
 
 def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[torch.Tensor],
-             rois: torch.Tensor, roi_levels: torch.Tensor, scales: tuple[float, ...],
-             plan: PyramidPlan, mode: str, projection: str, deterministic: bool) -> list[torch.Tensor]:
-    """Gradient of ``forward`` with respect to each feature level.
+             rois: torch.Tensor, roi_levels: torch.Tensor, spec: PoolSpec,
+             deterministic: bool = False) -> list[torch.Tensor]:
+    """Gradient of ``forward`` with respect to each feature level (the backend contract).
 
     Args:
         grad_out: (K, C, B) float tensor, the gradient of ``out``.
         argmax: (K, C, B) int32 from ``forward`` in max mode; None (ignored) in avg mode.
-        feats: L tensors (N, C, H_l, W_l) used only for shape, dtype and device (zero-stride
-            stand-ins are fine).
-        rois, roi_levels, scales, plan, mode, projection: as in ``forward``.
-        deterministic: False: atomics, grid (K, cdiv(C, BLOCK_C)); the float32 sums may
-            differ in the last bits run to run. True: one program per (channel block,
-            image) adds the RoIs in order k = 0..K-1: bit-identical run to run (slower).
+        feats: L tensors (N, C, H_l, W_l) giving shape, dtype and layout only (meta
+            tensors are fine).
+        rois, roi_levels, spec: as in ``forward``.
+        deterministic: False: float32 atomics, whose sums may differ in the last bits run
+            to run. True: int64 fixed-point atomics, bit-identical run to run. Each term is
+            rounded once to a step of 2**-s, s set per call so that the largest possible
+            sum (K * B terms of the largest finite |grad_out|) fits 62 bits: the step is
+            about 2**-44 of max |grad_out| at K * B ~ 10**5, finer than float32 rounding
+            near the largest gradients, and terms below half a step are dropped.
+            Non-finite terms are summed apart (NaN and +-inf as IEEE sums give them).
     Returns:
-        L tensors (N, C, H_l, W_l) in the features' dtype (separate storages). Max mode:
-        grad_out[k, c, ob] summed at argmax[k, c, ob] of plane (batch_k, c) on RoI k's
-        level. Avg mode: grad_out[k, c, ob] / (cells of the bin) summed over the bin's
-        cells. Accumulated in float32, then cast.
+        L tensors (N, C, H_l, W_l) in the features' dtype and layout (separate storages).
+        Max mode: grad_out[k, c, ob] summed at argmax[k, c, ob] of plane (batch_k, c) on
+        RoI k's level. Avg mode: grad_out[k, c, ob] / (cells of the bin) summed over the
+        bin's cells. Accumulated in float32 (or fixed point), then rounded once.
     """
-    _check_levels(len(feats))
+    _check_grid(spec)
+    fmt = memory_format(feats)
+    cl = fmt == torch.channels_last
     n_img, c = feats[0].shape[:2]
     dtype = feats[0].dtype
     dev = grad_out.device
-    shapes = [(int(f.shape[2]), int(f.shape[3])) for f in feats]
-    sizes = [n_img * c * h * w for h, w in shapes]
     k = rois.shape[0]
+
+    def zeros(dt):
+        return [torch.empty(f.shape, dtype=dt, device=dev, memory_format=fmt).zero_() for f in feats]
+
     if k == 0 or c == 0 or n_img == 0:
-        return [torch.zeros(n_img, c, h, w, dtype=dtype, device=dev) for h, w in shapes]
-    level_off = tuple(sum(sizes[:i]) for i in range(len(sizes)))
-    grad = torch.zeros(sum(sizes), dtype=torch.float32, device=dev)
-    is_max = mode == "max"
+        return zeros(dtype)
+    direct = dtype == torch.float32  # accumulate straight into the outputs
+    outs = zeros(dtype) if direct else [torch.empty(f.shape, dtype=dtype, device=dev, memory_format=fmt)
+                                        for f in feats]
+    grads = outs if direct else zeros(torch.float32)
+    accs = zeros(torch.int64) if deterministic else grads
     rois32, levels = _roi_inputs(rois, roi_levels, dev)
-    if is_max:
-        am = argmax.to(device=dev, dtype=torch.int32).contiguous()
-    else:
-        am = _dummy_i32(dev)
-    b = plan.num_bins
-    args = (grad, grad_out.contiguous(), am, rois32, levels, _scales_tensor(scales, dev),
-            _bin_table(plan, dev), tuple(h for h, _ in shapes), tuple(w for _, w in shapes),
-            level_off, n_img, c, b, k)
-    meta = dict(NUM_LEVELS=len(feats), IS_MAX=is_max, PROJ=_PROJ[projection], enable_fp_fusion=False)
+    grad_out = grad_out.contiguous()
+    is_max = spec.mode == Mode.MAX
+    am = argmax.to(device=dev, dtype=torch.int32).contiguous() if is_max else _dummy_i32(dev)
+    headroom = math.ceil(math.log2(max(k * spec.num_bins, 2))) + 1
+    exp = torch.zeros(1, dtype=torch.int32, device=dev) if deterministic else _dummy_i32(dev)
     if deterministic:
-        kern.spp_bwd_deterministic_kernel[lambda m: (triton.cdiv(c, m["BLOCK_C"]), n_img)](*args, **meta)
-    else:
-        kern.spp_bwd_atomic_kernel[lambda m: (k, triton.cdiv(c, m["BLOCK_C"]))](*args, **meta)
-    # Separate tensors: the op's outputs must not alias one another.
-    return [p.view(n_img, c, h, w).to(dtype, copy=True)
-            for p, (h, w) in zip(torch.split(grad, sizes), shapes)]
+        block = 4096
+        kern.abs_max_exponent_kernel[(triton.cdiv(grad_out.numel(), block),)](
+            grad_out, grad_out.numel(), exp, BLOCK=block)
+
+    def grid(meta):
+        return (k, triton.cdiv(c, meta["BLOCK_C"]))
+
+    kern.spp_bwd_tuned[grid](
+        tuple(grads), tuple(accs), exp, grad_out, am, rois32, levels, _scales_tensor(spec.scales, dev),
+        tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats), n_img, c,
+        NUM_LEVELS=len(feats), **_pyramid_meta(spec), B_PAD=triton.next_power_of_2(spec.num_bins),
+        MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, DETERMINISTIC=bool(deterministic),
+        HEADROOM=headroom, enable_fp_fusion=False)
+    if deterministic or not direct:
+        block = 1024
+        numels = tuple(o.numel() for o in outs)
+        kern.finalize_kernel[(triton.cdiv(max(numels), block), len(outs))](
+            tuple(grads), tuple(accs), tuple(outs), numels, exp, NUM_LEVELS=len(outs),
+            DETERMINISTIC=bool(deterministic), HEADROOM=headroom, BLOCK=block)
+    return outs

@@ -1,30 +1,44 @@
-"""Triton kernels of spatial-pyramid RoI pooling (pure ``@triton.jit`` code + autotune configs).
+"""Triton kernels of spatial-pyramid RoI pooling: pure ``@triton.jit`` code and autotune configs.
 
-The launchers live in ``triton_backend.py``; the semantics are those of ``geometry.py``
-and ``torch_backend.py`` (bit for bit in max mode). Notation used below:
+Launchers: ``triton_backend.py``. Semantics: ``geometry.py`` and ``spp_roi_pool``'s
+docstring; ``tests/reference.py`` judges. Notation below:
 
-* L feature levels, level l is a contiguous (N, C, H_l, W_l) tensor; K RoIs; B output
-  bins per channel (B = sum(n * n) over the pyramid); G the fine grid of a nested
-  pyramid (``PyramidPlan.fine_grid``).
-* RoI k: ``rois[k] = (batch, x1, y1, x2, y2)`` float32 in input pixels,
-  ``levels[k]`` its level, ``scales[level]`` the level's float32 spatial scale.
-* ``table`` (B, 3) int32: (n, p, q) of output bin ob, i.e. ``PyramidPlan.bin_table()``.
+* L feature levels; level l is an (N, C, H_l, W_l) tensor, NCHW-contiguous or, with
+  ``CHANNELS_LAST``, channels-last. Element (b, c, y, x) is at
+  ``(b C + c) H W + y W + x`` or ``(b H W + y W + x) C + c``: the contiguous dimension
+  (cells, or channels) is the one a tile vectorises.
+* K RoIs: ``rois[k] = (batch, x1, y1, x2, y2)`` float32, ``levels[k]`` its level,
+  ``scales[level]`` the level's float32 scale.
+* ``PYRAMID``: the grid sizes n (constexpr tuple), B = sum(n * n) bins per channel,
+  ``OFFSETS[i]`` the first bin of grid i, ``PADS[i]`` = next_power_of_2(PYRAMID[i]).
+  ``FINE`` = G when the pyramid nests (max mode, every n divides G = max(PYRAMID)),
+  else 0.
 
-Windows are recomputed per program with the float32 operations of
-``geometry.roi_windows`` (launch with ``enable_fp_fusion=False`` so ``x * s + 0.5`` is
-two roundings, as in torch). Max mode encodes every element as one int64
+The rules live in three helpers used by every kernel: ``_window`` (projection, collapse,
+clamp: ``geometry.roi_windows`` with the same float32 operations in the same order,
+launched with ``enable_fp_fusion=False`` so ``x * s + 0.5`` rounds twice, as in torch),
+``_grid_bounds`` (the bin rule of ``geometry.bin_bounds``, evaluated once per program
+and grid, not per bin) and ``_pack`` / ``_unpack`` (the max-mode order).
 
-    (order-preserving int32 key of the float32 value) << 32 | (0x7FFFFFFF - (y * W + x))
+Forward, one pass. Program (k, channel block) walks RoI k's window once, in tiles of
+TILE_H x TILE_W cells x BLOCK_C channels that partition it, so every element of the
+window is loaded exactly once per channel. ``_pool_tile`` folds a tile into an n x n
+grid separably: each tile row is reduced over every column bin (masked reductions over
+the tile's columns; neighbouring bins may share a column), then those partial rows over
+every row bin, into an accumulator of (row bin, column bin). Nested pyramids reduce the
+G x G grid only; every coarser bin is then an exact union of fine bins, folded by the
+same ``_pool_tile``. Otherwise (non-nested max, avg) every grid is folded from the same
+tiles. Max mode folds int64 keys (``_pack``): the float32 value's order-preserving bits
+(NaN largest, -0 == +0) over the cell index, so one integer max gives the maximum and
+its first occurrence in row-major order, and the output value is decoded from the key;
+only lanes whose maximum is NaN load the element again, for its payload.
 
-(NaN -> key 0x7FFFFFFF, the largest; +0 and -0 -> key 0; masked lanes -> -2**63), so a
-single integer max gives the largest value and, among equal values, the first element in
-row-major order. The output value is re-loaded at that index in the features' dtype, so
-NaN payloads and the sign of zero are those of the element itself.
-
-Bins are walked as flat runs of cells: a chunk of BLOCK_X consecutive (row-major) cells
-of the bin, (y, x) = (ys + t // bw, xs + t % bw), loaded as a [BLOCK_C, BLOCK_X] tile.
-For the small bins of realistic RoIs (2-4 cells wide) this fills the lanes that a
-row-by-row walk would leave idle, and it halves the loop trips of the interpreter.
+Backward, parallel over (RoI, channel block), so no program's work grows with K. Max
+mode: one [BLOCK_C, B] load of grad_out and of argmax, one scatter. Avg mode: each
+window tile's gradient (the sum over the bins holding each cell of grad / cells) is
+built in registers, separably, and scattered once. Scatter: float32 atomics, or, with
+``DETERMINISTIC``, int64 fixed-point atomics (``_to_fixed``): integer sums do not depend
+on the order of the atomics, so the result is bit-identical run to run.
 """
 from __future__ import annotations
 
@@ -33,49 +47,83 @@ import os
 import triton
 import triton.language as tl
 
-# Fine-grid accumulators wider than this (G * G rounded up to a power of two) do not
-# fit in registers next to the load tile: such pyramids use the direct kernel.
-MAX_FINE_COLUMNS = 64
+from .geometry import Mode, Projection
+
 # Levels accepted in one launch (the level is selected with a static chain of selects).
 MAX_LEVELS = 8
-
+# geometry.Mode / geometry.Projection values, as the MODE / PROJ constexprs take them.
+MODE_MAX = tl.constexpr(int(Mode.MAX))
+PROJ_SPPNET = tl.constexpr(int(Projection.SPPNET))
 NEG_PACKED = tl.constexpr(-9223372036854775808)  # -2**63: below every packed element
+# Fixed point of the deterministic backward: |sum| < 2**FIXED_BITS (int64 holds 2**63).
+FIXED_BITS = tl.constexpr(62)
 
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _cfg(block_c, block_x, warps):
-    return triton.Config({"BLOCK_C": block_c, "BLOCK_X": block_x}, num_warps=warps)
+def _interpreter_block_c() -> int:
+    """BLOCK_C of the interpreter's one config; SPP_TRITON_INTERPRET_BLOCK_C widens it for
+    the traffic counts of C = 256 workloads (fewer, wider programs: same bytes, faster)."""
+    return int(os.environ.get("SPP_TRITON_INTERPRET_BLOCK_C", "8"))
 
 
-# The interpreter gets one config (no benchmarking, fast tests); compile_check asks for the
-# GPU lists with interpret=False.
-def nested_forward_configs(interpret: bool | None = None) -> list[triton.Config]:
-    """Configs of the nested (fine-grid) forward: the [BLOCK_C, 64] int64 accumulator costs
-    BLOCK_C * 128 / (32 * num_warps) registers per thread, the load tile as much again."""
+# GPU autotune configs per layout, (num_warps, BLOCK_C, TILE_H, TILE_W): NCHW tiles
+# vectorise along the window's columns (TILE_W), channels-last tiles along the channels
+# (BLOCK_C). Every one compiles for sm_80 and sm_90 without spills in every variant and
+# dtype (``python -m spp_triton.compile_check``); wider ones spilled.
+# Chosen from a sweep of 30 shapes: the register pressure of the int64 keys and the
+# per-grid accumulators leaves few that stay spill-free for the non-nested max forward.
+FORWARD_GPU_CONFIGS = {False: ((4, 8, 2, 32), (4, 8, 1, 32), (8, 16, 1, 32)),
+                       True: ((8, 16, 1, 32),)}
+BACKWARD_GPU_CONFIGS = {False: ((4, 8, 4, 16), (4, 8, 2, 32), (8, 16, 2, 32), (4, 16, 2, 16)),
+                        True: ((4, 8, 4, 16), (4, 8, 2, 32), (8, 16, 2, 32))}
+
+
+def _configs(table, interpret, channels_last):
     if _interpreting() if interpret is None else interpret:
-        return [_cfg(8, 32, 4)]
-    return [_cfg(32, 16, 4), _cfg(32, 32, 4), _cfg(64, 16, 8), _cfg(16, 32, 2)]
+        # one config: no benchmarking, and whole small windows in one tile (fast tests)
+        return [triton.Config(dict(BLOCK_C=_interpreter_block_c(), TILE_H=16, TILE_W=16), num_warps=4)]
+    layouts = (False, True) if channels_last is None else (channels_last,)
+    shapes = dict.fromkeys(shape for layout in layouts for shape in table[layout])
+    return [triton.Config(dict(BLOCK_C=c, TILE_H=h, TILE_W=w), num_warps=warps) for warps, c, h, w in shapes]
 
 
-def direct_forward_configs(interpret: bool | None = None) -> list[triton.Config]:
-    """Configs of the direct forward (non-nested max pyramids and avg mode)."""
-    if _interpreting() if interpret is None else interpret:
-        return [_cfg(8, 32, 4)]
-    return [_cfg(32, 16, 4), _cfg(32, 32, 4), _cfg(64, 32, 8), _cfg(16, 64, 4)]
+def forward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
+    """The forward's autotune configs (both layouts' unless ``channels_last`` is given)."""
+    return _configs(FORWARD_GPU_CONFIGS, interpret, channels_last)
 
 
-def backward_configs(interpret: bool | None = None) -> list[triton.Config]:
-    """Configs of both backward kernels (BLOCK_X: bins per tile in the max-mode atomic
-    scatter, cells per tile in avg mode; unused by the deterministic max scatter)."""
-    if _interpreting() if interpret is None else interpret:
-        return [_cfg(8, 32, 4)]
-    return [_cfg(32, 16, 4), _cfg(16, 32, 4), _cfg(64, 16, 8), _cfg(32, 32, 8)]
+def backward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
+    """The backward's autotune configs (both layouts' unless ``channels_last`` is given)."""
+    return _configs(BACKWARD_GPU_CONFIGS, interpret, channels_last)
 
 
-# ---------------------------------------------------------------- helpers
+def _pruner(table):
+    def prune(configs, named_args, **kwargs):
+        """Keeps the configs of the call's layout that are not wider than the channels
+        (BLOCK_C <= max(16, next_power_of_2(C))); at least one."""
+        if len(configs) == 1:  # the interpreter's
+            return configs
+        layout = table[bool(kwargs.get("CHANNELS_LAST", named_args.get("CHANNELS_LAST")))]
+        widest = max(16, triton.next_power_of_2(named_args["C"]))
+        mine = [cfg for cfg in configs
+                if (cfg.num_warps, cfg.kwargs["BLOCK_C"], cfg.kwargs["TILE_H"], cfg.kwargs["TILE_W"]) in layout]
+        return [cfg for cfg in mine if cfg.kwargs["BLOCK_C"] <= widest] or mine[:1]
+    return prune
+
+
+# ---------------------------------------------------------------- rules (used by every kernel)
+@triton.jit
+def _select(lvl, values, NUM_LEVELS: tl.constexpr):
+    """values[lvl] for a tuple of NUM_LEVELS scalars or pointers (a static chain of selects)."""
+    out = values[0]
+    for i in tl.static_range(1, NUM_LEVELS):
+        out = tl.where(lvl == i, values[i], out)
+    return out
+
+
 @triton.jit
 def _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS: tl.constexpr):
     """(batch, level) of RoI k, both clamped into range (memory safety only)."""
@@ -88,30 +136,21 @@ def _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS: tl.constexpr):
 
 
 @triton.jit
-def _level_hw(lvl, heights, widths, NUM_LEVELS: tl.constexpr):
-    """(H, W) of level ``lvl`` as int32 (a static chain of selects over the tuples)."""
-    h = lvl * 0 + heights[0]
-    w = lvl * 0 + widths[0]
-    for i in tl.static_range(1, NUM_LEVELS):
-        h = tl.where(lvl == i, heights[i], h)
-        w = tl.where(lvl == i, widths[i], w)
-    return h, w
-
-
-@triton.jit
-def _level_ptr(lvl, feats, NUM_LEVELS: tl.constexpr):
-    """Base pointer of level ``lvl``."""
-    base = feats[0]
-    for i in tl.static_range(1, NUM_LEVELS):
-        base = tl.where(lvl == i, feats[i], base)
-    return base
+def _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS: tl.constexpr, BLOCK_C: tl.constexpr):
+    """What a (RoI, channel block) program of grid (K, cdiv(C, BLOCK_C)) works on:
+    k (int64), its channels c [BLOCK_C] and their mask, the RoI's batch and level, and
+    the level's (H, W)."""
+    k = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    b, lvl = _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS)
+    return k, c, c < C, b, lvl, _select(lvl, heights, NUM_LEVELS), _select(lvl, widths, NUM_LEVELS)
 
 
 @triton.jit
 def _project(c_lo, c_hi, s, size, PROJ: tl.constexpr):
-    """Inclusive window [lo, hi] on an axis of ``size`` cells (geometry._project followed
-    by geometry._collapse_and_clamp). PROJ 0: "sppnet", 1: "round"."""
-    if PROJ == 0:
+    """Inclusive [lo, hi] on an axis of ``size`` cells: geometry._project then
+    geometry._collapse_and_clamp. PROJ: a geometry.Projection value."""
+    if PROJ == PROJ_SPPNET:
         lo_f = tl.floor((c_lo + 1.0) * s)
         hi_f = tl.ceil((c_hi + 1.0) * s) - 2.0
     else:
@@ -131,283 +170,419 @@ def _project(c_lo, c_hi, s, size, PROJ: tl.constexpr):
 
 
 @triton.jit
-def _roi_window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ: tl.constexpr):
-    """(x_lo, x_hi, y_lo, y_hi) inclusive window of RoI k on its level."""
+def _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ: tl.constexpr):
+    """(x_lo, y_lo, win_h, win_w): RoI k's inclusive window on its level, as its first
+    cell and its size (geometry.roi_windows)."""
     s = tl.load(scales_ptr + lvl)
-    x1 = tl.load(rois_ptr + k * 5 + 1)
-    y1 = tl.load(rois_ptr + k * 5 + 2)
-    x2 = tl.load(rois_ptr + k * 5 + 3)
-    y2 = tl.load(rois_ptr + k * 5 + 4)
-    x_lo, x_hi = _project(x1, x2, s, w, PROJ)
-    y_lo, y_hi = _project(y1, y2, s, h, PROJ)
-    return x_lo, x_hi, y_lo, y_hi
+    x_lo, x_hi = _project(tl.load(rois_ptr + k * 5 + 1), tl.load(rois_ptr + k * 5 + 3), s, w, PROJ)
+    y_lo, y_hi = _project(tl.load(rois_ptr + k * 5 + 2), tl.load(rois_ptr + k * 5 + 4), s, h, PROJ)
+    return x_lo, y_lo, y_hi - y_lo + 1, x_hi - x_lo + 1
 
 
-# Note: the per-bin code below is written inline rather than in @triton.jit helpers:
-# under TRITON_INTERPRET every call of a jit helper re-patches triton.language (~1 ms),
-# which dominated the interpreted tests when helpers were called per bin.
+@triton.jit
+def _grid_bounds(n: tl.constexpr, size):
+    """(starts, stops): tuples of the n bins' [start, stop) over ``size`` cells, relative
+    to the window's first cell. The paper's rule, as geometry.bin_bounds: start
+    floor(i size / n), stop ceil((i + 1) size / n); never empty."""
+    starts = ()
+    stops = ()
+    for i in tl.static_range(n):
+        starts = starts + ((i * size) // n,)
+        stops = stops + (((i + 1) * size + n - 1) // n,)
+    return starts, stops
+
+
+@triton.jit
+def _channel_offsets(b, c, C, h, w, CHANNELS_LAST: tl.constexpr):
+    """[BLOCK_C] int64 offsets of (b, c, 0, 0) within a level; cell y * W + x of channel c
+    is at offset + cell (NCHW) or offset + cell * C (channels-last)."""
+    if CHANNELS_LAST:
+        return b.to(tl.int64) * h * w * C + c
+    return (b.to(tl.int64) * C + c) * h * w
+
+
+@triton.jit
+def _cell_offsets(chan_off, cell, C, CHANNELS_LAST: tl.constexpr):
+    """Offsets of cells ``cell`` (int32 y * W + x) of the channels whose (b, c, 0, 0)
+    offsets are ``chan_off`` (``_channel_offsets``, broadcast by the caller)."""
+    if CHANNELS_LAST:
+        return chan_off + cell.to(tl.int64) * C
+    return chan_off + cell
+
+
+@triton.jit
+def _pack(v, cell, mask):
+    """int64 keys whose integer order is max pooling's order: the float32 value ``v``
+    (NaN the largest, -0.0 == +0.0), then the smaller cell index ``cell``. High 32 bits:
+    the value's order-preserving bits; low 32: (0x7FFFFFFF - cell) << 1 | (v is -0.0),
+    the sign of zero riding below the index. Masked lanes: -2**63."""
+    bits = v.to(tl.int32, bitcast=True)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    key = tl.where(v != v, 0x7FFFFFFF, key)
+    key = tl.where(v == 0.0, 0, key)
+    low = ((0x7FFFFFFF - cell).to(tl.int64) << 1) | (bits == -2147483648).to(tl.int64)
+    return tl.where(mask, (key.to(tl.int64) << 32) | low, NEG_PACKED)
+
+
+@triton.jit
+def _unpack(packed):
+    """(float32 value, int32 cell, is NaN) of ``_pack``'s keys; the value is exact
+    (sign of zero included) except a NaN's payload."""
+    key = (packed >> 32).to(tl.int32)
+    low = packed & 0xFFFFFFFF
+    cell = 0x7FFFFFFF - (low >> 1).to(tl.int32)
+    bits = tl.where(key >= 0, key, key ^ 0x7FFFFFFF)
+    bits = tl.where((key == 0) & ((low & 1) == 1), -2147483648, bits)
+    return bits.to(tl.float32, bitcast=True), cell, key == 0x7FFFFFFF
+
+
+@triton.jit
+def _pool_tile(acc, tile, rows, cols, row_bounds, col_bounds, n: tl.constexpr, NP: tl.constexpr,
+               IS_MAX: tl.constexpr):
+    """Folds ``tile`` [BC, TH, TW] into ``acc`` [BC, NP, NP] (row bin, column bin) of an
+    n x n grid whose bins are ``row_bounds`` / ``col_bounds`` (``_grid_bounds``); ``rows``
+    [TH] and ``cols`` [TW] are the tile's positions in the same coordinates. Max: tile and
+    acc hold ``_pack`` keys; avg: float32 values, 0 where masked. Separable: the column
+    bins of every tile row first, then the row bins."""
+    BC: tl.constexpr = tile.shape[0]
+    TH: tl.constexpr = tile.shape[1]
+    j = tl.arange(0, NP)
+    if IS_MAX:
+        part = tl.full([BC, TH, NP], NEG_PACKED, tl.int64)
+        for q in tl.static_range(n):
+            in_q = (cols >= col_bounds[0][q]) & (cols < col_bounds[1][q])
+            red = tl.max(tl.where(in_q[None, None, :], tile, NEG_PACKED), axis=2)
+            part = tl.where(j[None, None, :] == q, red[:, :, None], part)
+        for p in tl.static_range(n):
+            in_p = (rows >= row_bounds[0][p]) & (rows < row_bounds[1][p])
+            red = tl.max(tl.where(in_p[None, :, None], part, NEG_PACKED), axis=1)
+            acc = tl.where(j[None, :, None] == p, tl.maximum(acc, red[:, None, :]), acc)
+    else:
+        part = tl.zeros([BC, TH, NP], tl.float32)
+        for q in tl.static_range(n):
+            in_q = (cols >= col_bounds[0][q]) & (cols < col_bounds[1][q])
+            red = tl.sum(tl.where(in_q[None, None, :], tile, 0.0), axis=2)
+            part = tl.where(j[None, None, :] == q, red[:, :, None], part)
+        for p in tl.static_range(n):
+            in_p = (rows >= row_bounds[0][p]) & (rows < row_bounds[1][p])
+            red = tl.sum(tl.where(in_p[None, :, None], part, 0.0), axis=1)
+            acc = tl.where(j[None, :, None] == p, acc + red[:, None, :], acc)
+    return acc
+
+
+@triton.jit
+def _bin_sizes(bounds, n: tl.constexpr, NP: tl.constexpr):
+    """[NP] float32 cells of each of the n bins (0 beyond n)."""
+    j = tl.arange(0, NP)
+    sizes = tl.zeros([NP], tl.float32)
+    for i in tl.static_range(n):
+        sizes = tl.where(j == i, (bounds[1][i] - bounds[0][i]).to(tl.float32), sizes)
+    return sizes
+
+
+@triton.jit
+def _coarse_bounds(n: tl.constexpr, G: tl.constexpr):
+    """(starts, stops) of bin i of n as the fine bins [i G / n, (i + 1) G / n) of G."""
+    starts = ()
+    stops = ()
+    for i in tl.static_range(n):
+        starts = starts + (i * (G // n),)
+        stops = stops + ((i + 1) * (G // n),)
+    return starts, stops
+
+
+@triton.jit
+def _coarsen(fine, n: tl.constexpr, NP: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr):
+    """[BC, NP, NP] keys of an n x n grid, n | G, from the [BC, G_PAD, G_PAD] keys of the
+    fine G x G grid: bin i of n is the union of fine bins [i G / n, (i + 1) G / n)."""
+    init = tl.full([fine.shape[0], NP, NP], NEG_PACKED, tl.int64)
+    cells = tl.arange(0, G_PAD)
+    cb = _coarse_bounds(n, G)
+    return _pool_tile(init, fine, cells, cells, cb, cb, n, NP, True)
+
+
+@triton.jit
+def _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, row_bounds, col_bounds, C,
+                n: tl.constexpr, NP: tl.constexpr, OFFSET: tl.constexpr, IS_MAX: tl.constexpr,
+                CHANNELS_LAST: tl.constexpr):
+    """Writes an n x n grid's [BC, NP, NP] accumulator to out[k, c, OFFSET + p * n + q]
+    (and argmax). Max: the value decoded from the key, or the element itself where it is
+    NaN (its payload); avg: the sum / the bin's cells."""
+    j = tl.arange(0, NP)
+    sel = c_mask[:, None, None] & ((j < n)[:, None] & (j < n)[None, :])[None]
+    dst = out_row[:, None, None] + OFFSET + (j[:, None] * n + j[None, :])[None]
+    if IS_MAX:
+        val, best, is_nan = _unpack(acc)
+        nan_val = tl.load(base + _cell_offsets(chan_off[:, None, None], best, C, CHANNELS_LAST),
+                          mask=sel & is_nan)  # NaN payloads only
+        tl.store(out_ptr + dst, tl.where(is_nan, nan_val, val.to(out_ptr.dtype.element_ty)), mask=sel)
+        tl.store(argmax_ptr + dst, best, mask=sel)
+    else:
+        cells = _bin_sizes(row_bounds, n, NP)[:, None] * _bin_sizes(col_bounds, n, NP)[None, :]
+        mean = acc / tl.where(cells > 0, cells, 1.0)[None]
+        tl.store(out_ptr + dst, mean.to(out_ptr.dtype.element_ty), mask=sel)
+
 
 # ---------------------------------------------------------------- forward
 @triton.jit
 def spp_fwd_kernel(
-    feats,  # tuple of NUM_LEVELS pointers: feats[l] (N, C, H_l, W_l) contiguous, features dtype
+    feats,  # tuple of NUM_LEVELS pointers: level l (N, C, H_l, W_l), NCHW or channels-last, features dtype
     heights,  # tuple of NUM_LEVELS ints: H_l
     widths,  # tuple of NUM_LEVELS ints: W_l
     rois_ptr,  # (K, 5) float32 contiguous: (batch, x1, y1, x2, y2)
     levels_ptr,  # (K,) int32: level of each RoI
     scales_ptr,  # (L,) float32: spatial scale of each level
-    table_ptr,  # (B, 3) int32 contiguous: (n, p, q) of each output bin, in output order
-    out_ptr,  # (K, C, B) contiguous, features dtype: pooled maxima / means
-    argmax_ptr,  # (K, C, B) int32 contiguous (IS_MAX): y * W + x of the first maximum; unused otherwise
-    N, C, B,
-    NUM_LEVELS: tl.constexpr,  # L
-    G: tl.constexpr,  # fine grid of a nested max pyramid, 0: direct pooling
-    GG_PAD: tl.constexpr,  # next_power_of_2(G * G) (1 when G == 0)
-    IS_MAX: tl.constexpr,  # max (True) or avg (False) mode; G > 0 needs IS_MAX
-    PROJ: tl.constexpr,  # 0: "sppnet", 1: "round"
-    BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr,
+    out_ptr,  # (K, C, B) contiguous, features dtype: maxima / means
+    argmax_ptr,  # (K, C, B) int32 contiguous (max mode): y * W + x of the first maximum; else unused
+    N, C,
+    NUM_LEVELS: tl.constexpr,
+    PYRAMID: tl.constexpr, OFFSETS: tl.constexpr, PADS: tl.constexpr, B: tl.constexpr,
+    FINE: tl.constexpr,  # G of a nested max pyramid, 0: every grid folded directly
+    FINE_PAD: tl.constexpr,  # next_power_of_2(FINE) (1 when FINE == 0)
+    MODE: tl.constexpr,  # a geometry.Mode value; FINE > 0 needs max
+    PROJ: tl.constexpr,  # a geometry.Projection value
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr,
 ):
-    """Forward of one RoI x BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)).
+    """Forward of RoI k for BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)). See the module
+    docstring: one pass over the window in [BLOCK_C, TILE_H, TILE_W] tiles."""
+    IS_MAX: tl.constexpr = MODE == MODE_MAX
+    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
+    x_lo, y_lo, win_h, win_w = _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
+    base = _select(lvl, feats, NUM_LEVELS)
+    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
 
-    G > 0 (nested, max): the G x G fine bins are reduced once into acc [BLOCK_C, GG_PAD]
-    (packed int64); output bin (n, p, q) is the exact union of the fine bins (r, s) with
-    r // (G // n) == p and s // (G // n) == q, i.e. a masked max over acc's columns.
-    G == 0: every output bin is reduced straight from the features (max + first argmax,
-    or the float32 mean cast to the features' dtype).
-    Each bin is walked in chunks of BLOCK_X row-major cells, [BLOCK_C, BLOCK_X] tiles.
-    """
-    k = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
-    b, lvl = _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS)
-    h, w = _level_hw(lvl, heights, widths, NUM_LEVELS)
-    x_lo, x_hi, y_lo, y_hi = _roi_window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
-    base = _level_ptr(lvl, feats, NUM_LEVELS)
-    plane_ptr = base + (b.to(tl.int64) * C + c) * (h.to(tl.int64) * w)  # [BLOCK_C]
-    win_h = y_hi - y_lo + 1
-    win_w = x_hi - x_lo + 1
-    out_row = (k * C + c) * B  # [BLOCK_C] int64
-    t = tl.arange(0, BLOCK_X)
-    col = tl.arange(0, GG_PAD)
-    acc = tl.full([BLOCK_C, GG_PAD], NEG_PACKED, tl.int64)
-    if G > 0:
-        num_red = G * G
+    # The grids folded from the tiles, their bins and accumulators.
+    if FINE > 0:
+        GRIDS: tl.constexpr = (FINE,)
+        GRID_PADS: tl.constexpr = (FINE_PAD,)
     else:
-        num_red = B
-    for j in range(num_red):
-        # ---- bin j: fine bin (j // G, j % G) of G, or output bin (n, p, q) of the table
-        if G > 0:
-            n = G
-            p = j // G
-            q = j % G
-        else:
-            n = tl.load(table_ptr + j * 3)
-            p = tl.load(table_ptr + j * 3 + 1)
-            q = tl.load(table_ptr + j * 3 + 2)
-        ys = (p * win_h) // n  # bin rows [ys, ye) and columns [xs, xe), window-relative
-        ye = ((p + 1) * win_h + n - 1) // n  # ye > ys: bins are never empty
-        xs = (q * win_w) // n
-        xe = ((q + 1) * win_w + n - 1) // n
-        bw = xe - xs
-        cells = (ye - ys) * bw
-        first = (y_lo + ys) * w + x_lo + xs  # y * W + x of the bin's first cell
-        # ---- reduce its cells
+        GRIDS: tl.constexpr = PYRAMID
+        GRID_PADS: tl.constexpr = PADS
+    bounds = ()
+    accs = ()
+    for i in tl.static_range(len(GRIDS)):
+        bounds = bounds + ((_grid_bounds(GRIDS[i], win_h), _grid_bounds(GRIDS[i], win_w)),)
         if IS_MAX:
-            red = tl.full([BLOCK_C], NEG_PACKED, tl.int64)
+            accs = accs + (tl.full([BLOCK_C, GRID_PADS[i], GRID_PADS[i]], NEG_PACKED, tl.int64),)
         else:
-            red = tl.zeros([BLOCK_C], tl.float32)
-        for t0 in range(0, cells, BLOCK_X):
-            tt = t0 + t
-            idx = first + (tt // bw) * w + tt % bw  # [BLOCK_X] y * W + x
-            m = c_mask[:, None] & (tt < cells)[None, :]
-            v = tl.load(plane_ptr[:, None] + idx[None, :], mask=m, other=0.0).to(tl.float32)
+            accs = accs + (tl.zeros([BLOCK_C, GRID_PADS[i], GRID_PADS[i]], tl.float32),)
+
+    ty = tl.arange(0, TILE_H)
+    tx = tl.arange(0, TILE_W)
+    for y0 in range(0, win_h, TILE_H):
+        for x0 in range(0, win_w, TILE_W):
+            rows = y0 + ty  # window-relative
+            cols = x0 + tx
+            cell = (y_lo + rows)[:, None] * w + (x_lo + cols)[None, :]  # [TH, TW] y * W + x
+            m = c_mask[:, None, None] & ((rows < win_h)[:, None] & (cols < win_w)[None, :])[None]
+            offs = _cell_offsets(chan_off[:, None, None], cell[None], C, CHANNELS_LAST)
+            v = tl.load(base + offs, mask=m, other=0.0).to(tl.float32)
             if IS_MAX:
-                bits = v.to(tl.int32, bitcast=True)
-                key = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # order-preserving
-                key = tl.where(v != v, 0x7FFFFFFF, key)  # NaN: the largest
-                key = tl.where(v == 0.0, 0, key)  # -0.0 == +0.0
-                packed = (key.to(tl.int64) << 32) | (0x7FFFFFFF - idx).to(tl.int64)[None, :]
-                packed = tl.where(m, packed, NEG_PACKED)
-                red = tl.maximum(red, tl.max(packed, axis=1))
+                tile = _pack(v, cell[None], m)
             else:
-                red += tl.sum(v, axis=1)
-        # ---- keep the fine bin, or write the output bin
-        if G > 0:
-            acc = tl.where(col[None, :] == j, red[:, None], acc)
-        elif IS_MAX:
-            best = 0x7FFFFFFF - (red & 0x7FFFFFFF).to(tl.int32)
-            val = tl.load(plane_ptr + best, mask=c_mask)
-            tl.store(out_ptr + out_row + j, val, mask=c_mask)
-            tl.store(argmax_ptr + out_row + j, best, mask=c_mask)
+                tile = v
+            folded = ()
+            for i in tl.static_range(len(GRIDS)):
+                folded = folded + (_pool_tile(accs[i], tile, rows, cols, bounds[i][0], bounds[i][1], GRIDS[i],
+                                              GRID_PADS[i], IS_MAX),)
+            accs = folded
+
+    out_row = (k * C + c) * B  # [BLOCK_C] int64
+    for i in tl.static_range(len(PYRAMID)):
+        if FINE > 0:
+            if PYRAMID[i] == FINE:
+                acc = accs[0]
+            else:  # an exact union of fine bins
+                acc = _coarsen(accs[0], PYRAMID[i], PADS[i], FINE, FINE_PAD)
+            grid_bounds = bounds[0]  # unused by max mode
         else:
-            mean = red / cells.to(tl.float32)
-            tl.store(out_ptr + out_row + j, mean.to(out_ptr.dtype.element_ty), mask=c_mask)
-    if G > 0:
-        fine_r = col // G  # fine bin (fine_r, fine_s) of acc's column
-        fine_s = col % G
-        fine_ok = col < G * G
-        for ob in range(B):
-            n = tl.load(table_ptr + ob * 3)
-            p = tl.load(table_ptr + ob * 3 + 1)
-            q = tl.load(table_ptr + ob * 3 + 2)
-            f = G // n
-            sel = (fine_r // f == p) & (fine_s // f == q) & fine_ok
-            red = tl.max(tl.where(sel[None, :], acc, NEG_PACKED), axis=1)
-            best = 0x7FFFFFFF - (red & 0x7FFFFFFF).to(tl.int32)
-            val = tl.load(plane_ptr + best, mask=c_mask)
-            dst = out_row + ob
-            tl.store(out_ptr + dst, val, mask=c_mask)
-            tl.store(argmax_ptr + dst, best, mask=c_mask)
+            acc = accs[i]
+            grid_bounds = bounds[i]
+        _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, grid_bounds[0], grid_bounds[1], C,
+                    PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX, CHANNELS_LAST)
 
 
-# One kernel body, two tuners: the nested variant holds the accumulator in registers.
-spp_fwd_nested_kernel = triton.autotune(configs=nested_forward_configs(), key=["C", "B", "G"])(spp_fwd_kernel)
-spp_fwd_direct_kernel = triton.autotune(configs=direct_forward_configs(), key=["C", "B", "IS_MAX"])(spp_fwd_kernel)
+spp_fwd_tuned = triton.autotune(configs=forward_configs(), key=["C", "CHANNELS_LAST", "B", "MODE", "FINE"],
+                                prune_configs_by={"early_config_prune": _pruner(FORWARD_GPU_CONFIGS)})(spp_fwd_kernel)
 
 
 # ---------------------------------------------------------------- backward
 @triton.jit
-def _grad_plane(k, b, lvl, c, heights, widths, level_off, C, NUM_LEVELS: tl.constexpr):
-    """Level (H, W) of RoI k and the int64 offsets [BLOCK_C] of its channels' planes in
-    the flat gradient buffer."""
-    h, w = _level_hw(lvl, heights, widths, NUM_LEVELS)
-    off = lvl.to(tl.int64) * 0 + level_off[0]
-    for i in tl.static_range(1, NUM_LEVELS):
-        off = tl.where(lvl == i, level_off[i], off)
-    plane = off + (b.to(tl.int64) * C + c) * (h.to(tl.int64) * w)
-    return h, w, plane
+def _to_fixed(g, scale):
+    """round(g * scale) as int64 (g float32, scale float64 = 2**s)."""
+    return tl.floor(g.to(tl.float64) * scale + 0.5).to(tl.int64)
 
 
-@triton.autotune(configs=backward_configs(), key=["C", "B", "IS_MAX"], reset_to_zero=["grad_ptr"])
 @triton.jit
-def spp_bwd_atomic_kernel(
-    grad_ptr,  # (T,) float32, zeroed: level l's (N, C, H_l, W_l) gradient at offset level_off[l]
-    grad_out_ptr,  # (K, C, B) contiguous, any float dtype: incoming gradient
-    argmax_ptr,  # (K, C, B) int32 contiguous (IS_MAX): forward's argmax; unused otherwise
-    rois_ptr,  # (K, 5) float32 contiguous
-    levels_ptr,  # (K,) int32
-    scales_ptr,  # (L,) float32
-    table_ptr,  # (B, 3) int32 contiguous: (n, p, q) of each output bin
-    heights,  # tuple of NUM_LEVELS ints: H_l
-    widths,  # tuple of NUM_LEVELS ints: W_l
-    level_off,  # tuple of NUM_LEVELS ints: element offset of level l in grad_ptr
-    N, C, B, K,
-    NUM_LEVELS: tl.constexpr, IS_MAX: tl.constexpr, PROJ: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr,
-):
-    """Scatter with float32 atomics; grid (K, cdiv(C, BLOCK_C)). The summation order
-    depends on scheduling (not bit-reproducible run to run).
+def _pow2(e):
+    """2.0 ** e as float64 for an integer e in [-1022, 1023] (built from its bits: exact)."""
+    return ((e.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)
 
-    IS_MAX: grad_out[k, c, ob] is added at argmax[k, c, ob] of plane (batch_k, c) on RoI
-    k's level, [BLOCK_C, BLOCK_X] bins per tile. Avg: grad_out[k, c, ob] / cells is added
-    to every cell of the bin, [BLOCK_C, BLOCK_X] cells per tile.
-    """
-    k = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
-    b, lvl = _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS)
-    h, w, plane = _grad_plane(k, b, lvl, c, heights, widths, level_off, C, NUM_LEVELS)
-    row = (k * C + c) * B  # [BLOCK_C] int64
-    t = tl.arange(0, BLOCK_X)
-    if IS_MAX:
-        for ob0 in range(0, B, BLOCK_X):
-            ob = ob0 + t
-            m = c_mask[:, None] & (ob < B)[None, :]
-            src = row[:, None] + ob[None, :]
-            g = tl.load(grad_out_ptr + src, mask=m, other=0.0).to(tl.float32)
-            idx = tl.load(argmax_ptr + src, mask=m, other=0)
-            idx = tl.minimum(tl.maximum(idx, 0), h * w - 1)
-            tl.atomic_add(grad_ptr + plane[:, None] + idx, g, mask=m)
+
+@triton.jit
+def _fixed_shift(exp_ptr, HEADROOM: tl.constexpr):
+    """s such that |sum| * 2**s < 2**FIXED_BITS for every cell: exp_ptr holds the float32
+    exponent field of max |finite grad_out| (so that max < 2**(field - 126)), and
+    HEADROOM bits leave room for the largest possible number of terms per cell."""
+    field = tl.maximum(tl.load(exp_ptr), 1)  # zero and subnormal maxima: below 2**-125
+    return -field + (FIXED_BITS - HEADROOM + 126)  # tensor first: constexpr - tensor stays a constexpr
+
+
+@triton.jit
+def _scatter(grad_base, acc_base, offs, g, mask, scale, DETERMINISTIC: tl.constexpr):
+    """Adds g at offs: float32 atomics, or int64 fixed-point atomics (non-finite values
+    go to the float32 buffer, where their sum is order-independent too)."""
+    if DETERMINISTIC:
+        finite = tl.abs(g) < float("inf")  # False for NaN
+        tl.atomic_add(acc_base + offs, _to_fixed(g, scale), mask=mask & finite, sem="relaxed")
+        tl.atomic_add(grad_base + offs, g, mask=mask & ~finite, sem="relaxed")
     else:
-        x_lo, x_hi, y_lo, y_hi = _roi_window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
-        win_h = y_hi - y_lo + 1
-        win_w = x_hi - x_lo + 1
-        for ob in range(B):
-            n = tl.load(table_ptr + ob * 3)
-            p = tl.load(table_ptr + ob * 3 + 1)
-            q = tl.load(table_ptr + ob * 3 + 2)
-            ys = y_lo + (p * win_h) // n
-            ye = y_lo + ((p + 1) * win_h + n - 1) // n
-            xs = x_lo + (q * win_w) // n
-            xe = x_lo + ((q + 1) * win_w + n - 1) // n
-            bw = xe - xs
-            cells = (ye - ys) * bw
-            g = tl.load(grad_out_ptr + row + ob, mask=c_mask, other=0.0).to(tl.float32)
-            share = tl.broadcast_to((g / cells.to(tl.float32))[:, None], [BLOCK_C, BLOCK_X])
-            for t0 in range(0, cells, BLOCK_X):
-                tt = t0 + t
-                idx = (ys + tt // bw) * w + xs + tt % bw
-                m = c_mask[:, None] & (tt < cells)[None, :]
-                tl.atomic_add(grad_ptr + plane[:, None] + idx[None, :], share, mask=m)
+        tl.atomic_add(grad_base + offs, g, mask=mask, sem="relaxed")
 
 
-@triton.autotune(configs=backward_configs(), key=["C", "B", "IS_MAX"], reset_to_zero=["grad_ptr"])
 @triton.jit
-def spp_bwd_deterministic_kernel(
-    grad_ptr,  # (T,) float32, zeroed: level l's (N, C, H_l, W_l) gradient at offset level_off[l]
+def _bin_shares(grad_out_ptr, out_row, c_mask, row_bounds, col_bounds, n: tl.constexpr, NP: tl.constexpr,
+                OFFSET: tl.constexpr):
+    """[BC, NP, NP] float32 grad_out[k, c, OFFSET + p * n + q] / (cells of bin (p, q))."""
+    j = tl.arange(0, NP)
+    sel = c_mask[:, None, None] & ((j < n)[:, None] & (j < n)[None, :])[None]
+    g = tl.load(grad_out_ptr + out_row[:, None, None] + OFFSET + (j[:, None] * n + j[None, :])[None],
+                mask=sel, other=0.0).to(tl.float32)
+    cells = _bin_sizes(row_bounds, n, NP)[:, None] * _bin_sizes(col_bounds, n, NP)[None, :]
+    return g / tl.where(cells > 0, cells, 1.0)[None]
+
+
+@triton.jit
+def _spread_tile(tile, shares, rows, cols, row_bounds, col_bounds, n: tl.constexpr, NP: tl.constexpr):
+    """tile [BC, TH, TW] += for each cell, the shares [BC, NP, NP] of the n x n bins that
+    hold it. Separable: per row bin, the column bins' shares of every tile column first."""
+    j = tl.arange(0, NP)
+    by_row = tl.zeros([tile.shape[0], NP, tile.shape[2]], tl.float32)  # [BC, row bin, column]
+    for q in tl.static_range(n):
+        in_q = (cols >= col_bounds[0][q]) & (cols < col_bounds[1][q])
+        s_q = tl.sum(tl.where(j[None, None, :] == q, shares, 0.0), axis=2)  # [BC, NP]
+        by_row += s_q[:, :, None] * in_q[None, None, :].to(tl.float32)
+    for p in tl.static_range(n):
+        in_p = (rows >= row_bounds[0][p]) & (rows < row_bounds[1][p])
+        r_p = tl.sum(tl.where(j[None, :, None] == p, by_row, 0.0), axis=1)  # [BC, TW]
+        tile += r_p[:, None, :] * in_p[None, :, None].to(tl.float32)
+    return tile
+
+
+@triton.jit
+def spp_bwd_kernel(
+    grads,  # tuple of NUM_LEVELS float32 pointers: level l's gradient accumulator, features' layout, zeroed
+    accs,  # tuple of NUM_LEVELS int64 pointers (DETERMINISTIC): fixed-point accumulators, same layout, zeroed
+    exp_ptr,  # (1,) int32 (DETERMINISTIC): float32 exponent field of max |finite grad_out|
     grad_out_ptr,  # (K, C, B) contiguous, any float dtype: incoming gradient
-    argmax_ptr,  # (K, C, B) int32 contiguous (IS_MAX): forward's argmax; unused otherwise
+    argmax_ptr,  # (K, C, B) int32 contiguous (max mode): forward's argmax; unused otherwise
     rois_ptr,  # (K, 5) float32 contiguous
     levels_ptr,  # (K,) int32
     scales_ptr,  # (L,) float32
-    table_ptr,  # (B, 3) int32 contiguous: (n, p, q) of each output bin
     heights,  # tuple of NUM_LEVELS ints: H_l
     widths,  # tuple of NUM_LEVELS ints: W_l
-    level_off,  # tuple of NUM_LEVELS ints: element offset of level l in grad_ptr
-    N, C, B, K,
-    NUM_LEVELS: tl.constexpr, IS_MAX: tl.constexpr, PROJ: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_X: tl.constexpr,
+    N, C,
+    NUM_LEVELS: tl.constexpr,
+    PYRAMID: tl.constexpr, OFFSETS: tl.constexpr, PADS: tl.constexpr, B: tl.constexpr, B_PAD: tl.constexpr,
+    MODE: tl.constexpr, PROJ: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
+    HEADROOM: tl.constexpr,  # ceil(log2(K * B)) + 1: bits for the most terms a cell can sum
+    BLOCK_C: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr,
 ):
-    """Deterministic scatter; grid (cdiv(C, BLOCK_C), N).
+    """Backward of RoI k for BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)).
 
-    Program (channel block, image) owns that slice of every level's gradient. It walks
-    all RoIs k = 0..K-1 in order (skipping those of other images), then their bins in
-    order, with plain load-add-store and a block barrier after each store (a later bin
-    may hit the same cell from another thread). Every float32 sum is therefore taken in
-    the same order: bit-identical run to run. Slow (every program reads every RoI, only
-    N * cdiv(C, BLOCK_C) programs, max mode one bin at a time) but simple; the same
-    contributions as ``spp_bwd_atomic_kernel``.
+    Max: grad_out[k, c, ob] is added at argmax[k, c, ob] of plane (batch_k, c) on RoI k's
+    level. Avg: grad_out[k, c, ob] / (cells of bin ob) is added to every cell of the bin;
+    the program sums its RoI's bins per cell first (in registers), then scatters once.
     """
-    img = tl.program_id(1)
-    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
-    t = tl.arange(0, BLOCK_X)
-    for k in range(K):
-        k64 = tl.cast(k, tl.int64)
-        b, lvl = _roi_meta(k64, rois_ptr, levels_ptr, N, NUM_LEVELS)
-        if b == img:
-            h, w, plane = _grad_plane(k64, b, lvl, c, heights, widths, level_off, C, NUM_LEVELS)
-            row = (k64 * C + c) * B  # [BLOCK_C] int64
-            if IS_MAX:
-                for ob in range(B):
-                    g = tl.load(grad_out_ptr + row + ob, mask=c_mask, other=0.0).to(tl.float32)
-                    idx = tl.load(argmax_ptr + row + ob, mask=c_mask, other=0)
-                    idx = tl.minimum(tl.maximum(idx, 0), h * w - 1)
-                    dst = grad_ptr + plane + idx
-                    cur = tl.load(dst, mask=c_mask, other=0.0)
-                    tl.store(dst, cur + g, mask=c_mask)
-                    tl.debug_barrier()
-            else:
-                x_lo, x_hi, y_lo, y_hi = _roi_window(k64, lvl, rois_ptr, scales_ptr, h, w, PROJ)
-                win_h = y_hi - y_lo + 1
-                win_w = x_hi - x_lo + 1
-                for ob in range(B):
-                    n = tl.load(table_ptr + ob * 3)
-                    p = tl.load(table_ptr + ob * 3 + 1)
-                    q = tl.load(table_ptr + ob * 3 + 2)
-                    ys = y_lo + (p * win_h) // n
-                    ye = y_lo + ((p + 1) * win_h + n - 1) // n
-                    xs = x_lo + (q * win_w) // n
-                    xe = x_lo + ((q + 1) * win_w + n - 1) // n
-                    bw = xe - xs
-                    cells = (ye - ys) * bw
-                    g = tl.load(grad_out_ptr + row + ob, mask=c_mask, other=0.0).to(tl.float32)
-                    share = (g / cells.to(tl.float32))[:, None]
-                    for t0 in range(0, cells, BLOCK_X):
-                        tt = t0 + t
-                        idx = (ys + tt // bw) * w + xs + tt % bw
-                        m = c_mask[:, None] & (tt < cells)[None, :]
-                        dst = grad_ptr + plane[:, None] + idx[None, :]
-                        cur = tl.load(dst, mask=m, other=0.0)
-                        tl.store(dst, cur + share, mask=m)
-                        tl.debug_barrier()
+    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
+    grad_base = _select(lvl, grads, NUM_LEVELS)
+    acc_base = _select(lvl, accs, NUM_LEVELS)
+    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
+    if DETERMINISTIC:
+        scale = _pow2(_fixed_shift(exp_ptr, HEADROOM))
+    else:
+        scale = 1.0
+    out_row = (k * C + c) * B  # [BLOCK_C] int64
+    if MODE == MODE_MAX:
+        ob = tl.arange(0, B_PAD)
+        m = c_mask[:, None] & (ob < B)[None, :]
+        src = out_row[:, None] + ob[None, :]
+        g = tl.load(grad_out_ptr + src, mask=m, other=0.0).to(tl.float32)
+        best = tl.load(argmax_ptr + src, mask=m, other=0)
+        best = tl.minimum(tl.maximum(best, 0), h * w - 1)
+        offs = _cell_offsets(chan_off[:, None], best, C, CHANNELS_LAST)
+        _scatter(grad_base, acc_base, offs, g, m, scale, DETERMINISTIC)
+    else:
+        x_lo, y_lo, win_h, win_w = _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
+        bounds = ()
+        shares = ()
+        for i in tl.static_range(len(PYRAMID)):
+            grid_bounds = (_grid_bounds(PYRAMID[i], win_h), _grid_bounds(PYRAMID[i], win_w))
+            bounds = bounds + (grid_bounds,)
+            shares = shares + (_bin_shares(grad_out_ptr, out_row, c_mask, grid_bounds[0], grid_bounds[1],
+                                           PYRAMID[i], PADS[i], OFFSETS[i]),)
+        ty = tl.arange(0, TILE_H)
+        tx = tl.arange(0, TILE_W)
+        for y0 in range(0, win_h, TILE_H):
+            for x0 in range(0, win_w, TILE_W):
+                rows = y0 + ty
+                cols = x0 + tx
+                tile = tl.zeros([BLOCK_C, TILE_H, TILE_W], tl.float32)
+                for i in tl.static_range(len(PYRAMID)):
+                    tile = _spread_tile(tile, shares[i], rows, cols, bounds[i][0], bounds[i][1], PYRAMID[i], PADS[i])
+                cell = (y_lo + rows)[:, None] * w + (x_lo + cols)[None, :]
+                m = c_mask[:, None, None] & ((rows < win_h)[:, None] & (cols < win_w)[None, :])[None]
+                offs = _cell_offsets(chan_off[:, None, None], cell[None], C, CHANNELS_LAST)
+                _scatter(grad_base, acc_base, offs, tile, m, scale, DETERMINISTIC)
+
+
+def _zero_accumulators(nargs, reset_only=False):
+    """Autotuning runs the kernel once per config: start each run from zero."""
+    for name in ("grads", "accs"):
+        for t in nargs[name]:
+            t.zero_()
+
+
+spp_bwd_tuned = triton.autotune(configs=backward_configs(),
+                                key=["C", "CHANNELS_LAST", "B", "MODE", "DETERMINISTIC"],
+                                prune_configs_by={"early_config_prune": _pruner(BACKWARD_GPU_CONFIGS)},
+                                pre_hook=_zero_accumulators)(spp_bwd_kernel)
+
+
+@triton.jit
+def abs_max_exponent_kernel(
+    x_ptr,  # (n,) any float dtype, contiguous
+    n,
+    exp_ptr,  # (1,) int32, zeroed: receives the float32 exponent field of max |finite x|
+    BLOCK: tl.constexpr,
+):
+    """Grid cdiv(n, BLOCK). Integer atomic max: deterministic."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    a = tl.abs(tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32))
+    a = tl.where(a < float("inf"), a, 0.0)  # NaN and inf are summed apart
+    field = (tl.max(a, axis=0).to(tl.int32, bitcast=True) >> 23) & 0xFF
+    tl.atomic_max(exp_ptr, field, sem="relaxed")
+
+
+@triton.jit
+def finalize_kernel(
+    grads,  # tuple of NUM_LEVELS float32 pointers: accumulated gradients (non-finite parts, DETERMINISTIC)
+    accs,  # tuple of NUM_LEVELS int64 pointers (DETERMINISTIC): fixed-point sums
+    outs,  # tuple of NUM_LEVELS pointers: the gradients in the features' dtype (may equal grads)
+    numels,  # tuple of NUM_LEVELS ints: elements of each level (same layout in all three)
+    exp_ptr,  # (1,) int32 (DETERMINISTIC)
+    NUM_LEVELS: tl.constexpr, DETERMINISTIC: tl.constexpr, HEADROOM: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """out = grads + acc * 2**-s (DETERMINISTIC) or grads, cast to the output dtype, one
+    rounding. Grid (cdiv(max numel, BLOCK), NUM_LEVELS)."""
+    lvl = tl.program_id(1)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < _select(lvl, numels, NUM_LEVELS)
+    g = tl.load(_select(lvl, grads, NUM_LEVELS) + offs, mask=m, other=0.0)
+    if DETERMINISTIC:
+        fixed = tl.load(_select(lvl, accs, NUM_LEVELS) + offs, mask=m, other=0)
+        g = g + (fixed.to(tl.float64) * _pow2(-_fixed_shift(exp_ptr, HEADROOM))).to(tl.float32)
+    out = _select(lvl, outs, NUM_LEVELS)
+    tl.store(out + offs, g.to(out.dtype.element_ty), mask=m)

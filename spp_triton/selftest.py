@@ -1,0 +1,174 @@
+"""One command that says whether the Triton kernels are right here, and how fast they are.
+
+    python -m spp_triton.selftest [--quick] [--no-bench]     (or: make selftest)
+
+With CUDA: the compiled Triton kernels against the torch backend (the C++ CPU kernel,
+on copies of the same inputs) at realistic shapes: FPN levels of an 800 x 1216 image
+(4 levels, C = 256), K = 128 and 2000 RPN-like proposals, float32 / float16 /
+bfloat16, max and avg, both projections, deterministic backward off and on. Max mode
+must agree bit for bit (values and argmax), avg within float32 rounding, gradients
+within accumulation rounding; deterministic gradients must be bit-identical over two
+runs. Then the operator benchmark (``benchmarks/bench_spp_roi_pool.py``'s providers,
+``triton.testing.do_bench``): spp_roi_pool against mmdet's ``SingleRoIExtractor`` with
+mmcv ``RoIAlign`` 7x7 and ``RoIPool`` 7x7, one table.
+
+Without CUDA: it says so, runs the same comparison on small shapes in Triton's
+interpreter (a child process with TRITON_INTERPRET=1), and prints the kernels' memory
+traffic as counted there (``load_counter``). Exits non-zero on any mismatch.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _check_case(feats, rois, levels, scales, mode, projection, dtype, device) -> dict:
+    """Triton on ``device`` against the torch backend on the CPU, one configuration."""
+    from . import torch_backend, triton_backend
+    from .geometry import PoolSpec
+
+    spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales)
+    cpu = [f.to("cpu", dtype) for f in feats]
+    dev = [f.to(device, dtype) for f in feats]
+    rois_d, levels_d = rois.to(device), levels.to(device)
+    out, argmax = triton_backend.forward(dev, rois_d, levels_d, spec)
+    want, want_arg = torch_backend.forward(cpu, rois.cpu(), levels.cpu(), spec)
+    if mode == "max":
+        fwd_ok = torch.equal(out.cpu(), want) and torch.equal(argmax.cpu(), want_arg)
+        fwd_err = 0.0 if fwd_ok else float((out.cpu().float() - want.float()).abs().max())
+    else:
+        fwd_err = float((out.cpu().float() - want.float()).abs().max())
+        fwd_ok = fwd_err <= (1e-5 if dtype == torch.float32 else 2e-2) * max(1.0, float(want.abs().max()))
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    ref = torch_backend.backward(grad, want_arg, cpu, rois.cpu(), levels.cpu(), spec)
+    row = dict(mode=mode, projection=projection, dtype=str(dtype).replace("torch.", ""), k=rois.shape[0],
+               forward="ok" if fwd_ok else f"MISMATCH ({fwd_err:.2e})")
+    meta = [f.to("meta") for f in dev]
+    ok = fwd_ok
+    for det in (False, True):
+        runs = [triton_backend.backward(grad.to(device), argmax, meta, rois_d, levels_d, spec, det)
+                for _ in range(2 if det else 1)]
+        err = max(float((g.cpu().float() - r.float()).abs().max() / max(1.0, float(r.abs().max().float())))
+                  for g, r in zip(runs[0], ref))
+        good = err <= (1e-5 if dtype == torch.float32 else 2e-2)
+        if det:
+            same = all(torch.equal(a, b) for a, b in zip(*runs))
+            good = good and same
+            row["backward deterministic"] = ("ok" if good else "MISMATCH") + f" ({err:.1e}" + \
+                ("" if same else ", NOT bit-identical") + ")"
+        else:
+            row["backward atomic"] = ("ok" if good else "MISMATCH") + f" ({err:.1e})"
+        ok = ok and good
+    row["ok"] = ok
+    return row
+
+
+def check(device, ks, channels: int, image) -> list[dict]:
+    from .workloads import fpn_inputs
+
+    rows = []
+    for k in ks:
+        feats, rois, levels, scales = fpn_inputs(k, channels, seed=k, image=image)
+        for mode, projection, dtype in itertools.product(("max", "avg"), ("sppnet", "round"),
+                                                         (torch.float32, torch.float16, torch.bfloat16)):
+            t = time.perf_counter()
+            row = _check_case(feats, rois, levels, scales, mode, projection, dtype, device)
+            row["seconds"] = round(time.perf_counter() - t, 2)
+            print(" | ".join(f"{v}" for key, v in row.items() if key != "ok"), flush=True)
+            rows.append(row)
+    return rows
+
+
+def _markdown(rows) -> str:
+    keys = [k for k in rows[0] if k != "ok"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def benchmark(ks) -> str:
+    """spp_roi_pool against mmdet's extractors with mmcv RoIAlign / RoIPool, on CUDA."""
+    import triton.testing
+
+    from .workloads import fpn_inputs
+
+    try:
+        from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    except ImportError:
+        return "(mmdet is not installed: no comparison with RoIAlign / RoIPool)"
+    from . import spp_roi_pool
+
+    strides = [4, 8, 16, 32]
+    peers = {name: SingleRoIExtractor(dict(type=layer, output_size=7, **extra), 256, strides).cuda()
+             for name, layer, extra in (("roialign7", "RoIAlign", dict(sampling_ratio=0)),
+                                        ("roipool7", "RoIPool", {}))}
+    lines = ["| K | provider | forward ms | forward + backward ms |", "| --- | --- | --- | --- |"]
+    for k in ks:
+        feats, rois, levels, scales = fpn_inputs(k, 256, device="cuda", seed=k)
+        leaves = [f.detach().requires_grad_() for f in feats]
+        providers = {
+            "spp (triton)": lambda fs, det=False: spp_roi_pool(fs, rois, spatial_scales=scales, roi_levels=levels,
+                                                               deterministic=det),
+            "spp (triton, deterministic backward)": lambda fs: spp_roi_pool(fs, rois, spatial_scales=scales,
+                                                                            roi_levels=levels, deterministic=True),
+            **{name: (lambda fs, e=e: e(fs, rois)) for name, e in peers.items()},
+        }
+        for name, fn in providers.items():
+            with torch.no_grad():
+                fwd = triton.testing.do_bench(lambda: fn(feats), return_mode="median")
+
+            def both():
+                fn(leaves).sum().backward()
+                for leaf in leaves:
+                    leaf.grad = None
+
+            lines.append(f"| {k} | {name} | {fwd:.3f} | {triton.testing.do_bench(both, return_mode='median'):.3f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
+    p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
+    p.add_argument("--interpreted", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.interpreted or os.environ.get("TRITON_INTERPRET") == "1":
+        print("Triton's interpreter, CPU tensors, small shapes (K = 24, C = 8, FPN of a 200 x 304 image):")
+        rows = check(torch.device("cpu"), (24,), 8, (200, 304))
+        print("\n" + _markdown(rows))
+        return 0 if all(r["ok"] for r in rows) else 1
+    if not torch.cuda.is_available():
+        print("No CUDA device: the compiled Triton kernels cannot run here. Running the same checks in "
+              "Triton's interpreter on small shapes instead (no timings), then the memory-traffic counts.\n",
+              flush=True)
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        rc = subprocess.run([sys.executable, "-m", "spp_triton.selftest", "--interpreted"], env=env).returncode
+        if not a.no_bench:
+            from .load_counter import format_report, interpreted_report
+
+            print("\n" + format_report(interpreted_report(quick=a.quick)))
+        return rc
+    name = torch.cuda.get_device_name()
+    ks = (128,) if a.quick else (128, 2000)
+    print(f"CUDA device: {name}. Compiled Triton kernels against the torch backend (C++ on the CPU), "
+          f"FPN of an 800 x 1216 image, C = 256:\n", flush=True)
+    rows = check(torch.device("cuda"), ks, 256, (800, 1216))
+    print("\n" + _markdown(rows))
+    ok = all(r["ok"] for r in rows)
+    if not a.no_bench:
+        print(f"\nOperator benchmark on {name} (triton.testing.do_bench medians, ms):\n", flush=True)
+        print(benchmark((128, 512, 2000) if not a.quick else (512,)))
+    print("\nself-test " + ("PASSED" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
