@@ -1,15 +1,26 @@
 """Test-session settings.
 
-Without a GPU the Triton kernels run in Triton's interpreter; TRITON_INTERPRET must be
-set before triton is first imported, so it is set here, once, for the whole session.
+The Triton kernels run compiled on the GPU when there is one, and in Triton's
+interpreter on CPU tensors otherwise (``tests/cases.TRITON_DEVICE`` says which).
+TRITON_INTERPRET must be set before triton is first imported, so it is decided here,
+once, for the whole session; set TRITON_INTERPRET=1 yourself to interpret on a GPU
+machine too.
 """
 import os
 
 import pytest
+import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _passed = 0
+
+
+def pytest_report_header(config):
+    where = "Triton's interpreter (CPU tensors)" if os.environ.get("TRITON_INTERPRET") == "1" else \
+        f"compiled, on {torch.cuda.get_device_name()}"
+    return f"spp_triton: Triton kernels run {where}"
 
 
 def pytest_runtest_logreport(report):

@@ -115,3 +115,37 @@ def test_missing_voc_stops_with_a_message_not_a_stack_trace(tmp_path):
                            "--work-dir", str(tmp_path / "wd")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "data/VOCdevkit" in proc.stdout + proc.stderr
+
+
+def test_head_refuses_a_pyramid_or_width_that_is_not_the_extractors():
+    from mmdet_plugin import SPPBBoxHead, SPPRoIExtractor
+
+    feats = [torch.randn(1, 8, 32, 32)]
+    rois = torch.tensor([[0, 0, 0, 60, 60.]])
+    pooled = SPPRoIExtractor(8, [4], pyramid=(1, 2, 3))(feats, rois)  # (1, 8, 14)
+    with pytest.raises(ValueError, match=r"expects \(K, 8, 50\).*got \(1, 8, 14\).*bbox_head.pyramid"):
+        SPPBBoxHead(pyramid=(1, 2, 3, 6), in_channels=8, fc_out_channels=16, num_classes=3)(pooled)
+    with pytest.raises(ValueError, match=r"expects \(K, 16, 14\)"):
+        SPPBBoxHead(pyramid=(1, 2, 3), in_channels=16, fc_out_channels=16, num_classes=3)(pooled)
+    cls, reg = SPPBBoxHead(pyramid=(1, 2, 3), in_channels=8, fc_out_channels=16, num_classes=3)(pooled)
+    assert cls.shape == (1, 4) and reg.shape == (1, 12)
+
+
+def test_extractor_maps_levels_before_rescaling_rois_as_mmdet_does():
+    """With roi_scale_factor, the level comes from the RoI as given (mmdet's
+    SingleRoIExtractor order), then the RoI is scaled about its centre and pooled there."""
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+
+    from mmdet_plugin import SPPRoIExtractor
+    from spp_triton import spp_roi_pool
+
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 4, 64, 64), torch.randn(1, 4, 32, 32)]
+    rois = torch.tensor([[0, 10, 10, 70, 70.], [0, 40, 40, 160, 170.]])  # 60 px: level 0; 2x = 120 px: level 1
+    ext = SPPRoIExtractor(4, [4, 8])
+    theirs = SingleRoIExtractor(dict(type="RoIAlign", output_size=2, sampling_ratio=0), 4, [4, 8])
+    levels = theirs.map_roi_levels(rois, 2)
+    assert levels.tolist() == [0, 1] and ext.map_roi_levels(theirs.roi_rescale(rois, 2.0), 2).tolist()[0] == 1
+    got = ext(feats, rois, roi_scale_factor=2.0)
+    want = spp_roi_pool(feats, theirs.roi_rescale(rois, 2.0), spatial_scales=(1 / 4, 1 / 8), roi_levels=levels)
+    assert torch.equal(got, want)

@@ -1,116 +1,67 @@
-"""The CPU backend (spp_triton.torch_backend): its C++ kernel and its pure-PyTorch
-fallback, each checked against the slow reference (exactly in max mode), against an
-independent first-maximum for argmax ties (NaN, +-0), and for its gradients."""
-import math
+"""The torch backend's two implementations, the C++ kernel (``cpu_kernel``) and the
+pure-PyTorch fallback (``torch_fallback``), each checked against tests/reference.py:
+values (exactly in max mode), the first-maximum argmax with ties (NaN, +-0), and
+gradients; plus the dispatch between them (``torch_backend``)."""
 import shutil
 import warnings
 
 import pytest
 import torch
 
-from spp_triton import spp_roi_pool, torch_backend
-from spp_triton.geometry import PyramidPlan
+from spp_triton import cpu_kernel, spp_roi_pool, torch_backend, torch_fallback
+from spp_triton.geometry import PoolSpec
+from spp_triton.workloads import fpn_inputs, fpn_levels
 
-from reference import spp_reference, window
+from cases import FPN_SCALES, bits, make_features, make_rois, nan_with_payload
+from reference import first_max, reference_grads, spp_reference
 
-IMPLS = ["kernel", "pure"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+_HAS_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 
 
-@pytest.fixture(params=IMPLS)
-def impl(request, monkeypatch):
-    """Runs a test once with the C++ kernel and once with the pure-PyTorch fallback."""
-    if request.param == "kernel" and shutil.which("c++") is None and shutil.which("g++") is None:
+@pytest.fixture(params=["cpu_kernel", "torch_fallback"])
+def impl(request):
+    """Each test runs once on the C++ kernel and once on the pure-PyTorch fallback."""
+    if request.param == "cpu_kernel" and not _HAS_COMPILER:
         pytest.skip("no C++ compiler: the kernel cannot be built here")
-    monkeypatch.setattr(torch_backend, "_IMPL", request.param)
-    return request.param
+    return {"cpu_kernel": cpu_kernel, "torch_fallback": torch_fallback}[request.param]
 
 
 def _levels(seed=0, c=5, n=2, dtype=torch.float32):
-    """Four levels, the last one 1x1."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(13, 17), (7, 9), (4, 5), (1, 1)]
-    return [torch.randn(n, c, h, w, generator=g).to(dtype) for h, w in shapes], (1 / 4, 1 / 8, 1 / 16, 1 / 32)
+    """The shared FPN-like levels (the last one 1x1), continuous values."""
+    return make_features(c=c, dtype=dtype, n=n, seed=seed, ties=False), FPN_SCALES
 
 
 def _rois(k=14, n=2, seed=1, levels=4):
-    """Random boxes plus special ones: larger than the map, outside it, inverted, tiny, 1 px."""
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(k, 2, generator=g) * 60
-    wh = torch.rand(k, 2, generator=g) * 70 + 1
-    rand = torch.cat([torch.randint(0, n, (k, 1), generator=g).float(), xy, xy + wh], 1)
-    special = torch.tensor([
-        [0, -50, -40, 400, 300],   # larger than every map
-        [1, 300, 200, 500, 400],   # outside (clamps to the bottom-right corner)
-        [0, -90, -90, -20, -10],   # outside (top-left)
-        [1, 40, 30, 10, 5],        # degenerate: x2 < x1, y2 < y1
-        [0, 20, 20, 20, 20],       # a point
-        [1, 3.7, 5.2, 4.1, 50.9],  # one column wide
-        [0, 0, 0, 67, 3],          # one row high
-    ], dtype=torch.float32)
-    rois = torch.cat([rand, special])
-    lv = torch.randint(0, levels, (rois.shape[0],), generator=g)
-    return rois, lv
+    return make_rois(k_rand=k, n_images=n, levels=levels, seed=seed, extent=60.0)
 
 
-def _run(feats, rois, lv, scales, pyramid, mode, projection):
-    plan = PyramidPlan.make(pyramid, mode)
-    return torch_backend.forward(feats, rois, lv, scales, plan, mode, projection)
+def _run(impl, feats, rois, lv, scales, pyramid, mode, projection):
+    return impl.forward(feats, rois, lv, PoolSpec.make(pyramid, mode, projection, scales), False)
 
 
-def _first_max(feats, rois, lv, scales, pyramid, projection):
-    """Independent argmax: per bin, the first NaN if any, else the first maximum, in
-    row-major order; bins by the paper's floor/ceil rule on the reference's windows."""
-    k, c = rois.shape[0], feats[0].shape[1]
-    out = torch.empty(k, c, sum(n * n for n in pyramid), dtype=torch.int64)
-    for r in range(k):
-        f = feats[int(lv[r])].double()
-        b, x1, y1, x2, y2 = [float(v) for v in rois[r]]
-        xl, xh = window(x1, x2, scales[int(lv[r])], f.shape[3], projection)
-        yl, yh = window(y1, y2, scales[int(lv[r])], f.shape[2], projection)
-        h, w, col = yh - yl + 1, xh - xl + 1, 0
-        for n in pyramid:
-            for i in range(n):
-                r0, r1 = yl + (i * h) // n, yl + -(-((i + 1) * h) // n)
-                for j in range(n):
-                    c0, c1 = xl + (j * w) // n, xl + -(-((j + 1) * w) // n)
-                    block = f[int(b), :, r0:r1, c0:c1].reshape(c, -1)
-                    nan = torch.isnan(block)
-                    top = torch.where(nan, -math.inf, block).amax(1, keepdim=True)
-                    hit = torch.where(nan.any(1, keepdim=True), nan, block == top)
-                    m = hit.int().argmax(1)  # first True
-                    out[r, :, col] = (r0 + m // (c1 - c0)) * f.shape[3] + c0 + m % (c1 - c0)
-                    col += 1
-    return out
-
-
-def _bits(t):
-    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+def _backward(impl, grad, argmax, feats, rois, lv, scales, pyramid, mode, projection):
+    return impl.backward(grad, argmax, feats, rois, lv, PoolSpec.make(pyramid, mode, projection, scales), False)
 
 
 # ---------------------------------------------------------------- forward vs reference
+@pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("pyramid", [(1, 2, 3, 6), (1, 3, 5)])
 @pytest.mark.parametrize("projection", ["sppnet", "round"])
-def test_max_matches_reference_exactly(impl, pyramid, projection):
+def test_matches_reference(impl, mode, pyramid, projection):
+    """Max: values and the first-maximum argmax exactly; avg: within float32 rounding."""
     feats, scales = _levels()
     rois, lv = _rois()
-    out, argmax = _run(feats, rois, lv, scales, pyramid, "max", projection)
-    ref = spp_reference(feats, rois, scales, pyramid, "max", projection, roi_levels=lv)
-    assert out.dtype == torch.float32 and argmax.dtype == torch.int32
-    assert out.shape == argmax.shape == (rois.shape[0], 5, sum(n * n for n in pyramid))
-    assert torch.equal(out.double(), ref)
-    assert torch.equal(argmax.long(), _first_max(feats, rois, lv, scales, pyramid, projection))
-
-
-@pytest.mark.parametrize("pyramid", [(1, 2, 3, 6), (1, 3, 5)])
-@pytest.mark.parametrize("projection", ["sppnet", "round"])
-def test_avg_matches_reference(impl, pyramid, projection):
-    feats, scales = _levels()
-    rois, lv = _rois()
-    out, argmax = _run(feats, rois, lv, scales, pyramid, "avg", projection)
-    ref = spp_reference(feats, rois, scales, pyramid, "avg", projection, roi_levels=lv)
-    assert argmax is None
-    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    out, argmax = _run(impl, feats, rois, lv, scales, pyramid, mode, projection)
+    ref = spp_reference(feats, rois, scales, pyramid, mode, projection, roi_levels=lv)
+    assert out.dtype == torch.float32 and out.shape == (rois.shape[0], 5, sum(n * n for n in pyramid))
+    if mode == "avg":
+        assert argmax is None
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    else:
+        assert argmax.dtype == torch.int32 and argmax.shape == out.shape
+        assert torch.equal(out.double(), ref)
+        assert torch.equal(argmax.long(), first_max(feats, rois, scales, pyramid, projection, lv))
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -118,12 +69,12 @@ def test_avg_matches_reference(impl, pyramid, projection):
 def test_every_dtype(impl, dtype, mode):
     feats, scales = _levels(seed=3, c=3, dtype=dtype)
     rois, lv = _rois(k=8, seed=4)
-    out, argmax = _run(feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
+    out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
     ref = spp_reference(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", roi_levels=lv)
     assert out.dtype == dtype
     if mode == "max":  # every dtype holds its own maxima exactly
         assert torch.equal(out.double(), ref)
-        assert torch.equal(argmax.long(), _first_max(feats, rois, lv, scales, (1, 2, 3, 6), "sppnet"))
+        assert torch.equal(argmax.long(), first_max(feats, rois, scales, (1, 2, 3, 6), "sppnet", lv))
     else:  # float32 accumulation, rounded once to the dtype
         tol = {torch.float16: 1e-3, torch.bfloat16: 8e-3}.get(dtype, 1e-6)
         torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
@@ -136,7 +87,7 @@ def test_single_level_and_one_by_one_map(impl, mode):
     lv = torch.zeros(rois.shape[0], dtype=torch.int64)
     for shape in [(11, 7), (1, 1), (1, 9)]:
         feats = [torch.randn(2, 7, *shape, generator=g)]
-        out, _ = _run(feats, rois, lv, (0.25,), (1, 2, 3, 6), mode, "round")
+        out, _ = _run(impl, feats, rois, lv, (0.25,), (1, 2, 3, 6), mode, "round")
         ref = spp_reference(feats, rois, (0.25,), (1, 2, 3, 6), mode, "round", roi_levels=lv)
         torch.testing.assert_close(out.double(), ref, rtol=1e-6 if mode == "avg" else 0, atol=1e-6 if mode == "avg" else 0)
 
@@ -144,10 +95,10 @@ def test_single_level_and_one_by_one_map(impl, mode):
 def test_channels_last_and_non_contiguous_features(impl):
     feats, scales = _levels(seed=7, c=6)
     rois, lv = _rois(k=8, seed=8)
-    expected = _run(feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
+    expected = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
     for variant in ([f.contiguous(memory_format=torch.channels_last) for f in feats],
                     [f.transpose(2, 3).contiguous().transpose(2, 3) for f in feats]):
-        got = _run(variant, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
+        got = _run(impl, variant, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
@@ -173,13 +124,12 @@ def test_both_kernel_layouts_match_reference(impl, mode, coverage):
         assert float(((w + 2) * (h + 2)).sum()) < total
     else:  # and at least w by h
         assert float((w * h).sum()) >= total
-    out, argmax = _run(feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
+    out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
     ref = spp_reference(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", roi_levels=lv)
     torch.testing.assert_close(out, ref, rtol=0 if mode == "max" else 1e-12, atol=0 if mode == "max" else 1e-12)
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    plan = PyramidPlan.make((1, 2, 3, 6), mode)
-    grads = torch_backend.backward(grad, argmax, feats, rois, lv, scales, plan, mode, "sppnet")
-    expected = _reference_grads(feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet", grad)
+    grads = _backward(impl, grad, argmax, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
+    expected = reference_grads(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", lv, grad)
     for got, exp in zip(grads, expected):
         torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
 
@@ -188,11 +138,10 @@ def test_empty_rois(impl):
     feats, scales = _levels(c=4)
     rois, lv = torch.zeros(0, 5), torch.zeros(0, dtype=torch.int64)
     for mode in ("max", "avg"):
-        plan = PyramidPlan.make((1, 2, 3, 6), mode)
-        out, argmax = torch_backend.forward(feats, rois, lv, scales, plan, mode, "sppnet")
+        out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
         assert out.shape == (0, 4, 50) and out.dtype == torch.float32
         assert (argmax is None) == (mode == "avg")
-        grads = torch_backend.backward(out, argmax, feats, rois, lv, scales, plan, mode, "sppnet")
+        grads = _backward(impl, out, argmax, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
         assert [g.shape for g in grads] == [f.shape for f in feats]
         assert all(torch.count_nonzero(g) == 0 for g in grads)
 
@@ -208,46 +157,39 @@ def test_argmax_ties_nan_and_signed_zero(impl, dtype):
         f = torch.where(torch.rand(f.shape, generator=g) < 0.5, -f, f)  # -0.0 next to +0.0
         feats.append(f)
     # Sprinkle NaNs with distinct payloads (and signs) so that "which NaN" is observable.
-    nan_bits = {torch.float32: [0x7FC00001, 0x7FC00002, -0x3FFFFF], torch.float64: [0x7FF8000000000001, 0x7FF8000000000002],
-                torch.float16: [0x7E01, 0x7E02, -0x1FF], torch.bfloat16: [0x7FC1, 0x7FC2, -0x3F]}[dtype]
+    nans = [nan_with_payload(dtype, 1), nan_with_payload(dtype, 2), nan_with_payload(dtype, 3, negative=True)]
     for f in feats:
-        flat, bits = f.view(-1), _bits(f.view(-1))
+        flat = f.view(-1)
         pos = torch.randperm(flat.numel(), generator=g)[: flat.numel() // 40]
         for i, p in enumerate(pos.tolist()):
-            bits[p] = nan_bits[i % len(nan_bits)]
+            flat[p] = nans[i % len(nans)]
     rois = torch.tensor([[0, 0, 0, 60, 48], [1, 4, 4, 30, 30], [1, -9, 3, 23, 44], [0, 8, 8, 9, 9],
                          [0, 0, 0, 60, 48], [1, 2, 30, 59, 47]], dtype=torch.float32)
-    lv = torch.tensor([0, 0, 1, 1, 1, 0])
+    shared, shared_lv = make_rois(k_rand=2, levels=2, seed=22)
+    rois = torch.cat([rois, shared])
+    lv = torch.cat([torch.tensor([0, 0, 1, 1, 1, 0]), shared_lv])
     scales = (1 / 4, 1 / 8)
-    out, argmax = _run(feats, rois, lv, scales, (1, 2, 3, 6), "max", "round")
-    expected = _first_max(feats, rois, lv, scales, (1, 2, 3, 6), "round")
+    out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), "max", "round")
+    expected = first_max(feats, rois, scales, (1, 2, 3, 6), "round", lv)
     assert torch.equal(argmax.long(), expected)
     # The output is the element at the argmax, bit for bit (NaN payload, zero sign).
     c = feats[0].shape[1]
     for r in range(rois.shape[0]):
         f = feats[int(lv[r])][int(rois[r, 0])].reshape(c, -1)
-        assert torch.equal(_bits(out[r]), torch.gather(_bits(f), 1, expected[r]))
-    assert torch.isnan(out).any() and (_bits(out) == _bits(torch.tensor(-0.0, dtype=dtype))).any()
+        assert torch.equal(bits(out[r]), torch.gather(bits(f), 1, expected[r]))
+    assert torch.isnan(out).any() and (bits(out) == bits(torch.tensor(-0.0, dtype=dtype))).any()
 
 
 # ---------------------------------------------------------------- backward
-def _reference_grads(feats, rois, lv, scales, pyramid, mode, projection, grad):
-    leaves = [f.detach().double().requires_grad_() for f in feats]
-    ref = spp_reference(leaves, rois, scales, pyramid, mode, projection, roi_levels=lv)
-    grads = torch.autograd.grad(ref, leaves, grad.double(), allow_unused=True)
-    return [torch.zeros_like(f) if g is None else g for f, g in zip(leaves, grads)]
-
-
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("pyramid", [(1, 2, 3, 6), (1, 3, 5)])
 def test_backward_matches_reference_gradient(impl, mode, pyramid):
     feats, scales = _levels(seed=10, c=3, dtype=torch.float64)  # continuous values: no ties
     rois, lv = _rois(k=10, seed=11)
-    plan = PyramidPlan.make(pyramid, mode)
-    out, argmax = torch_backend.forward(feats, rois, lv, scales, plan, mode, "sppnet")
+    out, argmax = _run(impl, feats, rois, lv, scales, pyramid, mode, "sppnet")
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
-    grads = torch_backend.backward(grad, argmax, feats, rois, lv, scales, plan, mode, "sppnet")
-    expected = _reference_grads(feats, rois, lv, scales, pyramid, mode, "sppnet", grad)
+    grads = _backward(impl, grad, argmax, feats, rois, lv, scales, pyramid, mode, "sppnet")
+    expected = reference_grads(feats, rois, scales, pyramid, mode, "sppnet", lv, grad)
     for got, exp, f in zip(grads, expected, feats):
         assert got.shape == f.shape and got.dtype == f.dtype
         torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
@@ -261,43 +203,45 @@ def test_backward_is_bit_identical_run_to_run(impl, mode, dtype):
     rois, lv = _rois(k=40, seed=14)
     rois = torch.cat([rois, rois[:20] + torch.tensor([0, 1.0, 1.0, 1.0, 1.0])])
     lv = torch.cat([lv, lv[:20]])
-    plan = PyramidPlan.make((1, 2, 3, 6), mode)
-    out, argmax = torch_backend.forward(feats, rois, lv, scales, plan, mode, "sppnet")
+    out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(15)).to(dtype) * 1e3
-    runs = [torch_backend.backward(grad, argmax, feats, rois, lv, scales, plan, mode, "sppnet") for _ in range(3)]
+    runs = [_backward(impl, grad, argmax, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet") for _ in range(3)]
     for other in runs[1:]:
-        assert all(torch.equal(_bits(a), _bits(b)) for a, b in zip(runs[0], other))
+        assert all(torch.equal(bits(a), bits(b)) for a, b in zip(runs[0], other))
     assert all(g.dtype == dtype for g in runs[0])
 
 
-def test_gradients_through_public_api(impl):
+def test_gradients_through_public_api(impl, monkeypatch):
+    if impl is torch_fallback:
+        monkeypatch.setenv("SPP_TRITON_CPU_KERNEL", "0")
+    assert torch_backend.implementation(torch.device("cpu"), PoolSpec.make((1, 2, 3, 6), "max", "sppnet", FPN_SCALES)) is impl
     feats, scales = _levels(seed=16, c=3)
     leaves = [f.clone().requires_grad_() for f in feats]
     rois, lv = _rois(k=6, seed=17)
     out = spp_roi_pool(leaves, rois, spatial_scales=scales, roi_levels=lv, backend="torch")
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(18))
     got = torch.autograd.grad(out, leaves, grad)
-    expected = _reference_grads(feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet", grad)
+    expected = reference_grads(feats, rois, scales, (1, 2, 3, 6), "max", "sppnet", lv, grad)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- kernel vs fallback
-def test_kernel_and_fallback_agree_on_realistic_proposals(monkeypatch):
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler")
-    feats, rois, lv, scales = torch_backend._benchmark_inputs(k=48, c=8, seed=19)
-    _, extreme, _, _ = torch_backend._benchmark_inputs(k=8, c=8, seed=20, extreme=True)
+@pytest.mark.skipif(not _HAS_COMPILER, reason="no C++ compiler: the kernel cannot be built here")
+def test_kernel_and_fallback_agree_on_realistic_proposals():
+    """RPN-like proposals on the FPN levels of a 200 x 304 image, plus 500 x 16 and
+    16 x 500 px boxes: bit-identical outputs, argmax and gradients."""
+    feats, rois, lv, scales = fpn_inputs(48, 8, seed=19, image=(200, 304))
+    w, h = torch.tensor([500.0, 16.0] * 4), torch.tensor([16.0, 500.0] * 4)
+    extreme = torch.stack([torch.zeros(8), 150 - w / 2, 100 - h / 2, 150 + w / 2, 100 + h / 2], 1)
     rois = torch.cat([rois, extreme])
-    lv = torch.cat([lv, torch.zeros(8, dtype=torch.int64)])
+    lv = torch.cat([lv, fpn_levels((w * h).sqrt(), 4)])
     results = {}
-    for name in IMPLS:
-        monkeypatch.setattr(torch_backend, "_IMPL", name)
-        plan = PyramidPlan.make((1, 2, 3, 6), "max")
-        out, argmax = torch_backend.forward(feats, rois, lv, scales, plan, "max", "sppnet")
-        grads = torch_backend.backward(torch.ones_like(out), argmax, feats, rois, lv, scales, plan, "max", "sppnet")
-        results[name] = (out, argmax, grads)
-    (o1, a1, g1), (o2, a2, g2) = results["kernel"], results["pure"]
+    for impl in (cpu_kernel, torch_fallback):
+        out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
+        grads = _backward(impl, torch.ones_like(out), argmax, feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
+        results[impl] = (out, argmax, grads)
+    (o1, a1, g1), (o2, a2, g2) = results[cpu_kernel], results[torch_fallback]
     assert torch.equal(o1, o2) and torch.equal(a1, a2)
     assert all(torch.equal(x, y) for x, y in zip(g1, g2))
     ref = spp_reference(feats, rois[-4:], scales, (1, 2, 3, 6), "max", "sppnet", roi_levels=lv[-4:])
@@ -310,17 +254,16 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("no compiler here")
 
-    monkeypatch.setattr(torch_backend, "_IMPL", "auto")
-    monkeypatch.setattr(torch_backend, "_ext_state", None)
+    monkeypatch.setattr(cpu_kernel, "_state", None)
     monkeypatch.setattr(cpp_extension, "load", broken)
     feats, scales = _levels(c=2)
     rois, lv = _rois(k=4)
+    spec = PoolSpec.make((1, 2), "max", "sppnet", scales)
     with pytest.warns(RuntimeWarning, match="could not build the C\\+\\+ CPU kernel"):
-        out, _ = _run(feats, rois, lv, scales, (1, 2), "max", "sppnet")
+        out, _ = torch_backend.forward(feats, rois, lv, spec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _run(feats, rois, lv, scales, (1, 2), "max", "sppnet")  # no second warning
+        torch_backend.forward(feats, rois, lv, spec)  # no second warning
     assert torch.equal(out.double(), spp_reference(feats, rois, scales, (1, 2), "max", "sppnet", roi_levels=lv))
-    monkeypatch.setattr(torch_backend, "_IMPL", "kernel")
     with pytest.raises(RuntimeError, match="kernel is unavailable"):
-        _run(feats, rois, lv, scales, (1, 2), "max", "sppnet")
+        cpu_kernel.forward(feats, rois, lv, spec)
