@@ -5,85 +5,63 @@ shaped like RPN proposals (sqrt(area) log-uniform in [32, 512], aspect ratio
 log-uniform in [1/3, 3]), each pooled from the level mmdet's finest_scale=56 rule picks.
 
 Providers (all in this process, same inputs):
-  spp          spp_triton.spp_roi_pool, pyramid (1, 2, 3, 6) max (Triton on CUDA, PyTorch on CPU)
+  spp          spp_triton.spp_roi_pool, pyramid (1, 2, 3, 6) max (Triton on CUDA, the C++ kernel on CPU)
+  spp_determ   the same with deterministic=True (CUDA: the fixed-point backward)
   roialign7    mmdet SingleRoIExtractor + mmcv RoIAlign 7x7 avg (mmdet's default)
+  roipool7     mmdet SingleRoIExtractor + mmcv RoIPool 7x7 (CUDA only: mmcv has no CPU RoIPool)
   roialign_pyr mmdet SingleRoIExtractor + mmcv RoIAlign max, once per pyramid level (1, 2, 3, 6)
 Measures forward and forward+backward (of out.sum()): triton.testing.do_bench on CUDA,
-wall-clock medians on CPU. Writes results/spp_roi_pool_<device>.csv and .png.
+wall-clock medians on CPU (``common.bench``). Then prints the Triton kernels' memory
+traffic, counted in Triton's interpreter (``spp_triton.load_counter``: the forward's
+bytes against the one-pass minimum, the backward's busiest program against K, and the
+deterministic backward's traffic against the atomic one at K = 512, C = 256). Writes
+results/spp_roi_pool_<device>.csv and .png, and results/triton_traffic.md.
 
     python benchmarks/bench_spp_roi_pool.py [--device cpu|cuda] [--ks 128 512 2048] [--reps 5]
+                                           [--no-traffic]
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import platform
-import statistics
-import time
-from pathlib import Path
-
 import torch
 
-from proposals import rpn_like_rois
+import common
 from spp_triton import spp_roi_pool
+from spp_triton.workloads import FPN_STRIDES, fpn_inputs
 
-RESULTS = Path(__file__).resolve().parent / "results"
-STRIDES = (4, 8, 16, 32)
 PYRAMID = (1, 2, 3, 6)
-
-
-def make_inputs(k: int, device: str, channels: int = 256, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    h, w = 800, 1216
-    feats = [torch.randn(1, channels, h // s, w // s, generator=g).to(device) for s in STRIDES]
-    rois, side = rpn_like_rois(k, h, w, generator=g)
-    levels = torch.floor(torch.log2(side / 56 + 1e-6)).clamp(0, 3).long()
-    return feats, rois.to(device), levels.to(device)
 
 
 def providers(device: str):
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
-    align7 = SingleRoIExtractor(dict(type="RoIAlign", output_size=7, sampling_ratio=0), 256, list(STRIDES)).to(device)
-    per_level = [SingleRoIExtractor(dict(type="RoIAlign", output_size=n, sampling_ratio=0, pool_mode="max"),
-                                    256, list(STRIDES)).to(device) for n in PYRAMID]
+    def extractor(**layer):
+        return SingleRoIExtractor(layer, 256, list(FPN_STRIDES)).to(device)
 
-    def spp(feats, rois, levels):
-        return spp_roi_pool(feats, rois, spatial_scales=[1 / s for s in STRIDES], roi_levels=levels)
-
-    def roialign7(feats, rois, levels):
-        return align7(feats, rois)
-
-    def roialign_pyr(feats, rois, levels):
-        return torch.cat([e(feats, rois).flatten(2) for e in per_level], dim=2)
-
-    return {"spp": spp, "roialign7": roialign7, "roialign_pyr": roialign_pyr}
-
-
-def timed(fn, device: str, reps: int) -> float:
-    """Median seconds of fn()."""
+    align7 = extractor(type="RoIAlign", output_size=7, sampling_ratio=0)
+    per_level = [extractor(type="RoIAlign", output_size=n, sampling_ratio=0, pool_mode="max") for n in PYRAMID]
+    scales = [1 / s for s in FPN_STRIDES]
+    fns = {
+        "spp": lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels),
+        "roialign7": lambda feats, rois, levels: align7(feats, rois),
+        "roialign_pyr": lambda feats, rois, levels: torch.cat([e(feats, rois).flatten(2) for e in per_level], 2),
+    }
     if device == "cuda":
-        import triton.testing
-
-        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        pool7 = extractor(type="RoIPool", output_size=7)
+        fns["spp_determ"] = lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales,
+                                                                     roi_levels=levels, deterministic=True)
+        fns["roipool7"] = lambda feats, rois, levels: pool7(feats, rois)
+    return fns
 
 
 def run(device: str, ks, reps: int):
     rows = []
     fns = providers(device)
     for k in ks:
-        feats, rois, levels = make_inputs(k, device)
+        feats, rois, levels, _ = fpn_inputs(k, 256, device=device)
         leaves = [f.detach().requires_grad_() for f in feats]
         for name, fn in fns.items():
             with torch.no_grad():
-                fwd = timed(lambda: fn(feats, rois, levels), device, reps)
+                fwd = common.bench(lambda: fn(feats, rois, levels), device, reps)
 
             def fwd_bwd():
                 out = fn(leaves, rois, levels)
@@ -91,25 +69,20 @@ def run(device: str, ks, reps: int):
                 for leaf in leaves:
                     leaf.grad = None
 
-            both = timed(fwd_bwd, device, reps)
+            both = common.bench(fwd_bwd, device, reps)
             rows.append(dict(device=device, k=k, provider=name, forward_s=fwd, forward_backward_s=both))
             print(f"K={k:5d} {name:13s} forward {fwd * 1e3:9.2f} ms   forward+backward {both * 1e3:9.2f} ms",
                   flush=True)
     for k in ks:
         base = {r["provider"]: r for r in rows if r["k"] == k}
-        for peer in ("roialign7", "roialign_pyr"):
+        for peer in (p for p in ("roialign7", "roipool7", "roialign_pyr") if p in base):
             print(f"K={k:5d} spp vs {peer:12s}: forward {base[peer]['forward_s'] / base['spp']['forward_s']:.2f}x, "
                   f"forward+backward {base[peer]['forward_backward_s'] / base['spp']['forward_backward_s']:.2f}x faster")
     return rows
 
 
-def plot(rows, path: Path, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+def plot(rows, path, title: str):
+    fig, axes = common.figure(1, 2, figsize=(10, 4), sharey=True)
     for ax, key, label in zip(axes, ("forward_s", "forward_backward_s"), ("forward", "forward + backward")):
         for name in dict.fromkeys(r["provider"] for r in rows):
             pts = [(r["k"], r[key] * 1e3) for r in rows if r["provider"] == name]
@@ -121,27 +94,29 @@ def plot(rows, path: Path, title: str):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("median time (ms)")
     axes[1].legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    common.save_figure(fig, path, title)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__, threads=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--ks", type=int, nargs="+", default=[128, 512, 2048])
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--no-traffic", action="store_true", help="skip the interpreter's traffic counts")
     a = p.parse_args()
+    common.setup_threads(a.threads)
+    if a.quick:
+        a.ks, a.reps = [128], 1
     torch.manual_seed(0)
+    machine = common.machine(a.device)
     rows = run(a.device, a.ks, a.reps)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"spp_roi_pool_{a.device}"
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    machine = torch.cuda.get_device_name() if a.device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    stem = common.RESULTS / f"spp_roi_pool_{a.device}{'_quick' if a.quick else ''}"
+    common.write_csv(stem.with_suffix(".csv"), rows)
     plot(rows, stem.with_suffix(".png"), f"FPN 800x1216, C=256, pyramid 1/2/3/6 ({machine})")
+    if not a.no_traffic:
+        from spp_triton.load_counter import format_report, interpreted_report
+
+        print("\nTriton kernels' memory traffic, counted in Triton's interpreter:", flush=True)
+        common.write_text(common.RESULTS / "triton_traffic.md", format_report(interpreted_report(quick=a.quick)))
     print(f"wrote {stem}.csv and {stem}.png")
 
 

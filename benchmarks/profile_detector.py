@@ -49,13 +49,10 @@ Writes benchmarks/results/profile_detector.csv and .md.
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import copy
-import csv
 import os
 import statistics
-import sys
 import time
 import warnings
 from collections import defaultdict
@@ -64,9 +61,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
+import common
+from common import ROOT
+
 CONFIGS = {
     "SPPNet": ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py",
     "Faster R-CNN": ROOT / "configs" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py",
@@ -108,25 +105,33 @@ def wrap(obj, attr: str, part: str) -> None:
     setattr(obj, attr, wrapped)
 
 
+# (submodule path under the model, method, part); the optimizer's methods below.
+SCOPES = [
+    ("data_preprocessor", "forward", "data preprocessor"),
+    ("backbone", "forward", "backbone"),
+    ("neck", "forward", "neck"),
+    ("rpn_head", "forward", "RPN head"),
+    ("rpn_head", "loss_by_feat", "RPN loss"),
+    ("rpn_head", "predict_by_feat", "RPN post-processing"),
+    ("roi_head.bbox_assigner", "assign", "RoI assign + sample"),
+    ("roi_head.bbox_sampler", "sample", "RoI assign + sample"),
+    ("roi_head.bbox_roi_extractor", "forward", "RoI extraction"),
+    ("roi_head.bbox_head", "forward", "bbox head"),
+    ("roi_head.bbox_head", "loss_and_target", "bbox loss"),
+    ("roi_head.bbox_head", "predict_by_feat", "bbox post-processing"),
+]
+OPTIMIZER_SCOPES = [("backward", "backward"), ("step", "optimizer"), ("zero_grad", "optimizer")]
+
+
 def instrument(model, optim_wrapper=None) -> None:
-    wrap(model.data_preprocessor, "forward", "data preprocessor")
-    wrap(model.backbone, "forward", "backbone")
-    wrap(model.neck, "forward", "neck")
-    wrap(model.rpn_head, "forward", "RPN head")
-    wrap(model.rpn_head, "loss_by_feat", "RPN loss")
-    wrap(model.rpn_head, "predict_by_feat", "RPN post-processing")
-    rh = model.roi_head
-    if rh.bbox_assigner is not None:
-        wrap(rh.bbox_assigner, "assign", "RoI assign + sample")
-        wrap(rh.bbox_sampler, "sample", "RoI assign + sample")
-    wrap(rh.bbox_roi_extractor, "forward", "RoI extraction")
-    wrap(rh.bbox_head, "forward", "bbox head")
-    wrap(rh.bbox_head, "loss_and_target", "bbox loss")
-    wrap(rh.bbox_head, "predict_by_feat", "bbox post-processing")
-    if optim_wrapper is not None:
-        wrap(optim_wrapper, "backward", "backward")
-        wrap(optim_wrapper, "step", "optimizer")
-        wrap(optim_wrapper, "zero_grad", "optimizer")
+    for path, method, part in SCOPES:
+        obj = model
+        for name in path.split("."):
+            obj = getattr(obj, name, None)
+        if obj is not None:  # test-only models have no assigner / sampler
+            wrap(obj, method, part)
+    for method, part in OPTIMIZER_SCOPES if optim_wrapper is not None else ():
+        wrap(optim_wrapper, method, part)
 
 
 # --------------------------------------------------------------------------- building
@@ -344,19 +349,15 @@ def grouped(rows, mode, models):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--iters", type=int, default=10, help="profiled iterations per model and mode")
+    p = common.parser(__doc__, reps=10)  # --reps: profiled iterations; --quick: 1 warm-up, 1 iteration
+    p.add_argument("--iters", dest="reps", type=int, help="profiled iterations per model and mode (= --reps)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 1 iteration")
     p.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                    help="load weights, e.g. SPPNet=work_dirs/demo/epoch_24.pth (MODEL: SPPNet or "
                         "'Faster R-CNN'); results then go to profile_detector_ckpt.*")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (0: torch's default, 2 here). Default 1: on the shared, "
-                        "loaded 2-core machine 2 OpenMP threads ran up to 20x slower and erratically")
     a = p.parse_args()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    common.setup_threads(a.threads)
+    a.iters = a.reps
     if a.quick:
         a.iters, a.warmup = 1, 1
     warnings.filterwarnings("ignore")
@@ -388,15 +389,11 @@ def main():
                   f"profiled (median of {a.iters}), {it['iter_ms_unprofiled_median']:.1f} ms unprofiled (median)",
                   flush=True)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / ("profile_detector" + ("_ckpt" if ckpts else "") + ("_quick" if a.quick else ""))
+    stem = common.RESULTS / ("profile_detector" + ("_ckpt" if ckpts else "") + ("_quick" if a.quick else ""))
     fields = ["model", "mode", "part", "group", "forward_ms", "backward_ms", "total_ms", "pct", "total_ms_mean",
               "pct_of_means", "pct_iter_min", "pct_iter_max", "iter_ms_profiled_median", "iter_ms_profiled_mean",
               "iter_ms_unprofiled_median", "rois_per_iter", "roi_mean_side_px", "data"]
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    common.write_csv(stem.with_suffix(".csv"), rows, fields)
 
     def share(model, mode, part):
         r = next(r for r in rows if r["model"] == model and r["mode"] == mode and r["part"] == part)
@@ -426,18 +423,8 @@ def main():
         "need not add up to exactly 100 (the CSV also has means, pct_of_means, which do). Noisy: other jobs "
         "shared the 2 cores.",
         "",
-        "## Training iteration",
-        "",
-        table(rows, "train", models),
-        "",
-        grouped(rows, "train", models),
-        "",
-        "## Inference iteration",
-        "",
-        table(rows, "inference", models),
-        "",
-        grouped(rows, "inference", models),
-        "",
+        *[line for mode, title in (("train", "Training"), ("inference", "Inference"))
+          for line in (f"## {title} iteration", "", table(rows, mode, models), "", grouped(rows, mode, models), "")],
         f"**RoI extraction share of the SPPNet training iteration: {spp_pct:.1f} % ({spp_ms:.1f} ms, forward + "
         f"backward; {spp_row['pct_of_means']:.1f} % with means; {spp_row['pct_iter_min']:.1f}-"
         f"{spp_row['pct_iter_max']:.1f} % across the {a.iters} iterations)** -> "
@@ -455,10 +442,7 @@ def main():
         "data loading is excluded; CPU timings on a shared 2-core machine are noisy, so compare parts "
         "within a run rather than absolute ms across runs.",
     ]
-    text = "\n".join(out)
-    print()
-    print(text)
-    stem.with_suffix(".md").write_text(text + "\n")
+    common.write_text(stem.with_suffix(".md"), "\n".join(out))
     print(f"\nwrote {stem}.csv and {stem}.md")
 
 

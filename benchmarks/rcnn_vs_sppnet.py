@@ -53,24 +53,18 @@ Writes benchmarks/results/rcnn_vs_sppnet.csv, .png and .md.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import os
 import platform
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from spp_triton import spp_roi_pool  # noqa: E402
+import common
+from common import median_time
+from spp_triton import spp_roi_pool
 
-RESULTS = ROOT / "benchmarks" / "results"
 PYRAMID = (1, 2, 3, 6)
 STRIDE = 16
 NUM_PROPOSALS = 2000
@@ -150,16 +144,6 @@ def scaled_size(short: int):
     return f, round(ORIG_H * f), round(ORIG_W * f)  # factor, H, W
 
 
-def median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 # --------------------------------------------------------------------------- pipelines
 def time_rcnn(backbone, img, boxes, crop_size, pool_fn, reps, batch):
     """Warp, conv and crop-pooling times for len(boxes) crops (processed in batches)."""
@@ -228,20 +212,14 @@ def time_spp(backbone, scales, boxes, reps):
 
 # --------------------------------------------------------------------------- main
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__)  # --quick: 8 crops, 1 rep, 1 scale + 2 scales, fc 1024
     p.add_argument("--backbone", choices=("zf5", "resnet18c4"), default="zf5")
     p.add_argument("--crops", type=int, default=64, help="R-CNN subsample (extrapolated to 2000)")
     p.add_argument("--batch", type=int, default=16, help="R-CNN crops per backbone batch")
-    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--fc", type=int, default=4096, help="fc6/fc7 width (paper: 4096)")
     p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet R-CNN context row")
-    p.add_argument("--quick", action="store_true", help="smoke run: 8 crops, 1 rep, 1 scale + 2 scales, fc 1024")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (0: torch's default, 2 here). Default 1: on the shared, "
-                        "loaded 2-core machine 2 OpenMP threads ran up to 20x slower and erratically")
     a = p.parse_args()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    common.setup_threads(a.threads)
     scales5 = SCALES_5
     if a.quick:
         a.crops, a.batch, a.reps, a.fc = 8, 8, 1, 1024
@@ -316,16 +294,12 @@ def main():
         r["fc_width"] = a.fc
         r["machine"] = machine
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / ("rcnn_vs_sppnet_quick" if a.quick else "rcnn_vs_sppnet")
+    stem = common.RESULTS / ("rcnn_vs_sppnet_quick" if a.quick else "rcnn_vs_sppnet")
     fields = ["pipeline", "backbone", "fc_width", "scales", "proposals", "measured_on", "warp_s", "conv_s",
               "pool_s", "fc_s", "head_s", "total_s", "speedup_overall", "speedup_conv",
               "speedup_vs_alexnet_rcnn", "paper_conv_s", "paper_head_s", "paper_total_s",
               "paper_speedup_overall", "paper_speedup_conv", "paper_speedup_vs_alexnet_rcnn", "machine"]
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        wr.writeheader()
-        wr.writerows(rows)
+    common.write_csv(stem.with_suffix(".csv"), rows, fields)
 
     def fmt(x, d=3):
         return "-" if x in ("", None) else (f"{x:.{d}f}" if isinstance(x, float) else str(x))
@@ -359,21 +333,13 @@ def main():
               f"Both pipelines run the same fc layers on {NUM_PROPOSALS} rows, so no SPP-net variant can beat "
               f"R-CNN by more than R-CNN total / fc time = {rc['total_s'] / rc['fc_s']:.0f}x overall with this "
               f"head on this CPU (the paper's GPU: 14.46 / 0.089 = 162x)."]
-    table = "\n".join(lines)
-    print()
-    print(table)
-    stem.with_suffix(".md").write_text(table + "\n")
+    common.write_text(stem.with_suffix(".md"), "\n".join(lines))
     plot(rows, stem.with_suffix(".png"), a)
     print(f"\nwrote {stem}.csv, {stem}.md and {stem}.png")
 
 
 def plot(rows, path: Path, a):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2) = common.figure(1, 2, figsize=(12, 4.5))
     names = [r["pipeline"].replace(" (", "\n(") for r in rows]
     parts = (("warp_s", "tab:gray"), ("conv_s", "tab:blue"), ("pool_s", "tab:orange"), ("fc_s", "tab:green"),
              ("total_s", "black"))
@@ -404,9 +370,7 @@ def plot(rows, path: Path, a):
     ax2.set_ylabel("speed-up vs R-CNN (same backbone)")
     ax2.set_title("Speed-up: measured (shared 2-core CPU) vs paper (GPU)")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ Writes benchmarks/results/scaling.csv, .md and .png.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -54,8 +53,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import common
+from common import ROOT
+
 IMG_H, IMG_W, STRIDE = 800, 1216, 16
 KS = [128, 256, 512, 1024, 2048, 4096, 8192]
 CS = [64, 128, 256, 512, 1024]
@@ -75,7 +75,8 @@ def _maxrss_bytes() -> int:
 
 def make_rois(k: int, seed: int = 0):
     import torch
-    from proposals import rpn_like_rois
+
+    from spp_triton.workloads import rpn_like_rois
 
     g = torch.Generator().manual_seed(seed)
     return rpn_like_rois(k, IMG_H, IMG_W, generator=g, draw=8192)[0]  # one draw; the first k
@@ -84,10 +85,9 @@ def make_rois(k: int, seed: int = 0):
 def _setup(threads: int):
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from spp_triton import spp_roi_pool
 
-    torch.set_num_threads(threads)
+    common.setup_threads(threads)
     # warm-up on a tiny input: loads the C++ kernel (before any memory baseline)
     tiny = torch.randn(1, 4, 8, 8, requires_grad=True)
     spp_roi_pool(tiny, torch.tensor([[0.0, 0.0, 0.0, 100.0, 100.0]]), spatial_scales=0.125,
@@ -192,13 +192,17 @@ def k_fits(krows, key="fwd_bwd_s"):
 
 
 # --------------------------------------------------------------------------- main
+def _log_log(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot(rows, fits, path: Path, threads: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig, axes = common.figure(2, 3, figsize=(14, 7.5))
     sweeps = [("K", "k", "RoIs K (C=256, pyramid 1/2/3/6)"), ("C", "c", "channels C (K=1024, pyramid 1/2/3/6)"),
               ("pyramid", "bins", "bins per channel B (K=1024, C=256)")]
     for j, (sweep, key, label) in enumerate(sweeps):
@@ -221,36 +225,19 @@ def plot(rows, fits, path: Path, threads: int):
         if sweep == "pyramid":
             for r in rs:
                 ax.annotate(r["pyramid"], (r["bins"], r["fwd_bwd_s"] * 1e3), fontsize=7)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("median ms (log)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        _log_log(ax, label, "median ms (log)")
         ax = axes[1, j]
         ax.plot(xs, [r["peak_mem_mb"] for r in rs], "o-", label="peak RSS delta, fwd+bwd (fresh process)")
         ax.plot(xs, [r["fwd_peak_mem_mb"] for r in rs], "^:", label="peak RSS delta after forward")
         ax.plot(xs, [r["analytic_mb"] for r in rs], "s--", label="out + argmax + grad(features)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("MiB")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"spp_roi_pool CPU (backend torch, C++ kernel), 1x C x 50x76 map, max, {threads} thread(s), "
-                 "medians on a shared 2-core CPU")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _log_log(ax, label, "MiB")
+    common.save_figure(fig, path, f"spp_roi_pool CPU (backend torch, C++ kernel), 1x C x 50x76 map, max, "
+                                  f"{threads} thread(s), medians on a shared 2-core CPU")
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__, reps=7)  # --quick: 3 K, 2 C, 2 pyramids, 1 rep
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (default 1: the 2-core machine is shared)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 3 K, 2 C, 2 pyramids, 1 rep")
     a = p.parse_args()
     if a.worker:
         kind, spec = a.worker
@@ -283,15 +270,11 @@ def main():
     fits_min = k_fits(krows, "fwd_bwd_min_s")
     fits_fwd = k_fits(krows, "fwd_s")
     fits_bwd = k_fits(krows, "bwd_s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / ("scaling_quick" if a.quick else "scaling")
+    stem = common.RESULTS / ("scaling_quick" if a.quick else "scaling")
     fields = ["sweep", "k", "c", "pyramid", "bins", "fmap", "fwd_bwd_s", "fwd_bwd_min_s", "fwd_s", "bwd_s",
               "peak_mem_mb", "fwd_peak_mem_mb", "analytic_fwd_mb",
               "maxrss_floor", "analytic_mb", "threads", "reps"]
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    common.write_csv(stem.with_suffix(".csv"), rows, fields)
     lines = [f"spp_roi_pool forward+backward, CPU backend torch, {a.threads} thread(s), medians of {a.reps} on a "
              f"shared 2-core CPU (1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end). "
              "Peak memory = ru_maxrss - RSS before the call, fresh subprocess per point.", "",
@@ -334,10 +317,7 @@ def main():
                   "over points). After the forward alone the peak is "
                   f"{statistics.median(r['fwd_peak_mem_mb'] / r['analytic_fwd_mb'] for r in rows):.2f} x "
                   "(out + argmax) (the backward's gradients of the features come on top)."]
-    text = "\n".join(lines)
-    print()
-    print(text)
-    stem.with_suffix(".md").write_text(text + "\n")
+    common.write_text(stem.with_suffix(".md"), "\n".join(lines))
     plot(rows, fits, stem.with_suffix(".png"), a.threads)
     print(f"\nwrote {stem}.csv, {stem}.md and {stem}.png")
 

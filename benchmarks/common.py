@@ -1,0 +1,114 @@
+"""What every benchmark script shares: command-line basics, threads, timing, writers.
+
+Each script keeps only its providers, its workload and its table; this module does the
+rest the same way everywhere:
+
+* ``parser(doc)``: argparse with ``--reps``, ``--threads`` and ``--quick``.
+* ``setup_threads(n)``: one intra-op thread by default (on a small shared CPU two
+  OpenMP threads competing with another job run slower and far more erratically).
+* ``bench(fn, device, reps)``: median seconds; ``triton.testing.do_bench`` on CUDA,
+  ``median_time`` (wall clock after one warm-up) on CPU.
+* ``write_csv``, ``write_text`` and ``figure``/``save_figure`` (matplotlib, Agg).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+if str(ROOT) not in sys.path:  # the scripts run from a checkout, the package maybe not installed
+    sys.path.insert(0, str(ROOT))
+
+
+def parser(doc: str, reps: int = 5, threads: int = 1) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--reps", type=int, default=reps, help="timed repetitions (medians are reported)")
+    p.add_argument("--threads", type=int, default=threads,
+                   help="torch intra-op threads (0: torch's default). Default 1: on a shared 2-core "
+                        "machine two OpenMP threads ran up to 20x slower and erratically")
+    p.add_argument("--quick", action="store_true", help="a smoke run: fewest points and repetitions")
+    return p
+
+
+def setup_threads(threads: int) -> int:
+    """Sets torch's intra-op threads (0 keeps torch's default); returns the count in use."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for subprocesses
+    return torch.get_num_threads()
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``reps`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench(fn, device, reps: int) -> float:
+    """Median seconds of ``fn()``: ``triton.testing.do_bench`` on CUDA, else ``median_time``."""
+    if torch.device(device).type == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+    return median_time(fn, reps)
+
+
+def machine(device="cpu") -> str:
+    """The hardware a figure came from, for titles and tables."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name()
+    return (f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), "
+            f"{os.cpu_count()} cores, 1-min load average {os.getloadavg()[0]:.1f}")
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields or list(rows[0]), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_text(path: Path, text: str, echo: bool = True) -> None:
+    """Writes a markdown table (or any text) and prints it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
+    if echo:
+        print()
+        print(text)
+
+
+def figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """(fig, axes) from matplotlib with the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig, path: Path, title: str | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
