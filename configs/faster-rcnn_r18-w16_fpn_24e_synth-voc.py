@@ -1,18 +1,13 @@
-# The demo's baseline: identical to sppnet_r18-w16_fpn_24e_synth-voc.py except for the
-# RoI head: mmdet's stock SingleRoIExtractor + RoIAlign 7x7 + Shared2FCBBoxHead.
+# The demo's baseline: sppnet_r18-w16_fpn_24e_synth-voc.py with mmdet's stock RoI head
+# (SingleRoIExtractor + RoIAlign 7x7 + Shared2FCBBoxHead) instead of the SPP head;
+# everything else comes from the same bases.
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    './_base_/models/narrow_r18-w16_fpn.py',
     './_base_/datasets/synth_voc.py',
-    './_base_/synth_cpu.py',
+    './_base_/schedules/adamw_24e.py',
+    './_base_/cpu_runtime.py',
 ]
 custom_imports = dict(imports=['mmdet_plugin'], allow_failed_imports=False)
 runner_type = 'DataCheckedRunner'
-model = dict(
-    backbone={{_base_.narrow_backbone}},
-    neck={{_base_.narrow_neck}},
-    rpn_head={{_base_.narrow_rpn_head}},
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=5)),
-    train_cfg={{_base_.small_train_cfg}},
-    test_cfg={{_base_.small_test_cfg}})
+model = {{_base_.narrow_r18_w16_fpn}}
