@@ -5,6 +5,7 @@ from typing import Sequence
 
 from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
 from mmdet.registry import MODELS
+from torch import Tensor
 
 
 @MODELS.register_module()
@@ -35,3 +36,19 @@ class SPPBBoxHead(ConvFCBBoxHead):
                          num_cls_fcs=0, num_reg_convs=0, num_reg_fcs=0,
                          roi_feat_size=(1, num_bins), in_channels=in_channels,
                          fc_out_channels=fc_out_channels, **kwargs)
+
+    def forward(self, x: Tensor) -> tuple:
+        """(K, C, B) pyramid vectors -> (cls_score, bbox_pred), as ``ConvFCBBoxHead``.
+
+        Checks first that the input is what this head was built for: a mismatch of the
+        extractor's pyramid or channels would otherwise surface as a shape error inside
+        fc6, far from the config lines that cause it.
+        """
+        num_bins = sum(n * n for n in self.pyramid)
+        if x.dim() != 3 or x.shape[1] != self.in_channels or x.shape[2] != num_bins:
+            raise ValueError(
+                f"SPPBBoxHead(pyramid={self.pyramid}, in_channels={self.in_channels}) expects "
+                f"(K, {self.in_channels}, {num_bins}) pyramid vectors from SPPRoIExtractor, got "
+                f"{tuple(x.shape)}: set bbox_head.pyramid to the extractor's pyramid and "
+                "bbox_head.in_channels to its out_channels")
+        return super().forward(x)

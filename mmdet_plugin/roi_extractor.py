@@ -81,10 +81,24 @@ class SPPRoIExtractor(BaseRoIExtractor):
 
     def forward(self, feats: Sequence[Tensor], rois: Tensor,
                 roi_scale_factor: Optional[float] = None) -> Tensor:
+        """Pools every RoI from its level into the spatial pyramid.
+
+        Args:
+            feats: the neck's levels, (N, C, H_l, W_l) each, finest first; only the
+                first ``len(featmap_strides)`` are used.
+            rois: (K, 5) (batch_index, x1, y1, x2, y2) in input pixels (``bbox2roi``).
+            roi_scale_factor: if given, every RoI is scaled about its centre by it
+                before pooling (as in mmdet's ``SingleRoIExtractor``); the level is
+                chosen from the RoI before scaling, as mmdet does.
+
+        Returns:
+            (K, C, B) in the features' dtype, B = sum(n * n for n in pyramid): for each
+            grid n, its n x n bins row-major. One ``spp_roi_pool`` call for all levels.
+        """
         feats = list(feats[:self.num_inputs])
+        levels = self.map_roi_levels(rois, len(feats)) if len(feats) > 1 else None
         if roi_scale_factor is not None:
             rois = self.roi_rescale(rois, roi_scale_factor)
-        levels = self.map_roi_levels(rois, len(feats)) if len(feats) > 1 else None
         # Every level gets a (possibly all-zero) gradient from the op's backward, so DDP
         # with find_unused_parameters=False sees all FPN parameters used.
         return self.pool(feats, rois, levels)

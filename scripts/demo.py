@@ -3,8 +3,8 @@
 1. generate the embedded synthetic VOC-format set under data/synth_voc (if missing);
 2. `mim train mmdet configs/sppnet_r18-w16_fpn_24e_synth-voc.py` (progress and ETA in the log);
 3. `mim test` the last checkpoint on the held-out split (prints the VOC mAP table);
-4. draw detections on a few test images with MMDetection's visualizer into
-   work_dirs/demo/detections.png.
+4. draw ground truth beside the detections on a few test images with MMDetection's
+   visualizer into work_dirs/demo/detections.png.
 Everything is written under work_dirs/demo; a second run retrains from scratch.
 """
 from __future__ import annotations
@@ -27,18 +27,33 @@ def run(cmd: list[str]) -> None:
 
 
 def draw(config: str, checkpoint: Path, out_png: Path, count: int = 4) -> None:
+    """Ground truth (left) beside the predictions (right) on the first ``count`` test
+    images, drawn by MMDetection's DetLocalVisualizer, one image per row."""
     import mmcv
     import numpy as np
-    from mmdet.apis import DetInferencer
+    import torch
+    from mmdet.apis import init_detector
+    from mmdet.registry import DATASETS, VISUALIZERS
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
 
-    names = (DATA / "VOCsynth/ImageSets/Main/test.txt").read_text().split()[:count]
-    images = [str(DATA / "VOCsynth/JPEGImages" / f"{n}.jpg") for n in names]
-    inferencer = DetInferencer(model=str(ROOT / config), weights=str(checkpoint), device="cpu",
-                               show_progress=False)
-    result = inferencer(images, return_vis=True, pred_score_thr=0.5, no_save_vis=True)
-    tiles = result["visualization"]
-    mmcv.imwrite(np.concatenate(tiles, axis=1)[:, :, ::-1], str(out_png))
-    print(f"detections drawn on {len(tiles)} test images: {out_png}")
+    cfg = Config.fromfile(str(ROOT / config))  # imports mmdet_plugin (custom_imports)
+    model = init_detector(cfg, str(checkpoint), device="cpu")
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    visualizer = VISUALIZERS.build(cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    rows = []
+    for i in range(count):
+        with torch.no_grad():
+            # The test pipeline loads boxes after resizing, so gt_instances are in the
+            # original image's pixels, like the rescaled predictions.
+            sample = model.test_step(pseudo_collate([dataset[i]]))[0]
+        image = mmcv.imread(sample.img_path, channel_order="rgb")
+        visualizer.add_datasample(Path(sample.img_path).stem, image, data_sample=sample, draw_gt=True,
+                                  draw_pred=True, pred_score_thr=0.5, show=False)
+        rows.append(visualizer.get_image())
+    mmcv.imwrite(np.concatenate(rows, axis=0)[:, :, ::-1], str(out_png))
+    print(f"ground truth (left) and detections (right) on {len(rows)} test images: {out_png}")
 
 
 def main() -> None:
