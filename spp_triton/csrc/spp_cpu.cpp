@@ -374,8 +374,8 @@ void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& w
         const int64_t width = widths[level];
         int64_t offset = 0;
         for (int64_t n : pyramid) {
-          const GridBounds g(w, n);
-          const int64_t *xs = g.xs, *xe = g.xe, *ys = g.ys, *ye = g.ye;
+          const GridBounds bounds(w, n);
+          const int64_t *xs = bounds.xs, *xe = bounds.xe, *ys = bounds.ys, *ye = bounds.ye;
           for (int64_t c = 0; c < cb; ++c) {
             acc_t* plane = planes + c * cs;
             const scalar_t* gc = g + c * bins + offset;
