@@ -81,4 +81,8 @@ def test_counter_counts_masked_lanes_as_nothing():
     src, dst = torch.arange(16, dtype=torch.float32), torch.zeros(16)
     with load_counter.TrafficCounter() as tc:
         copy10[(1,)](src, dst)
-    assert tc.loads == 40 and tc.stores == 40 and dict(tc.program_loads) == {(0, 0, 0): 40}
+    assert tc.loads == 40 and tc.stores == 40 and dict(tc.program_loads) == {(0, (0, 0, 0)): 40}
+    with load_counter.TrafficCounter() as tc:
+        copy10[(2,)](src, dst)
+        copy10[(1,)](src, dst)
+    assert dict(tc.program_loads) == {(0, (0, 0, 0)): 40, (0, (1, 0, 0)): 40, (1, (0, 0, 0)): 40}
