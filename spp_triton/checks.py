@@ -53,9 +53,14 @@ def check_scales(spatial_scales, num_levels: int) -> tuple[float, ...]:
     return scales
 
 
-def check_static(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels, backend: Backend) -> None:
-    """Checks that need no data: shapes, dtypes, devices. Raises TypeError/ValueError."""
+def check_static(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels, backend: Backend,
+                 pyramid: tuple[int, ...] = (1,)) -> None:
+    """Checks that need no data: shapes, dtypes, devices, the backend's limits. Raises
+    TypeError/ValueError."""
     first = feats[0]
+    if backend.max_grid is not None and max(pyramid) > backend.max_grid:
+        raise ValueError(f"backend {backend.name!r} takes pyramid entries up to {backend.max_grid}, got "
+                         f"{tuple(pyramid)}; use backend='torch' for wider grids")
     if backend.max_levels is not None and len(feats) > backend.max_levels:
         raise ValueError(f"backend {backend.name!r} takes at most {backend.max_levels} feature levels, "
                          f"got {len(feats)}")

@@ -21,7 +21,8 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
     Args:
         features: (N, C, H, W) tensor, or a sequence of L such tensors (e.g. FPN levels)
             with the same N, C and dtype and their own H, W. dtype float32, float16 or
-            bfloat16 (float64 too with backend="torch").
+            bfloat16 (float64 too with backend="torch"). NCHW or channels-last (all levels
+            alike) are read in place; gradients come back in the same layout.
         rois: (K, 5) floating tensor of (batch_index, x1, y1, x2, y2) in input pixels.
         spatial_scales: 1 / stride of each level: a float, or L floats.
         pyramid: grid sizes n, in output order; default the paper's (1, 2, 3, 6).
@@ -31,8 +32,10 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
         backend: "auto" (Triton for CUDA tensors, the torch backend otherwise), "triton" or
             "torch" (the C++ CPU kernel for CPU tensors, pure PyTorch elsewhere); the table
             is ``spp_triton.registry.BACKENDS``.
-        deterministic: bit-identical gradients run after run (Triton backward without atomics;
-            the torch backward is always deterministic on CPU).
+        deterministic: bit-identical gradients run after run. Triton: int64 fixed-point
+            atomics instead of float32 ones, each term rounded once to a step of at most
+            2**(ceil(log2(K B)) - 60) times the largest |gradient| (2**-43 at K B = 10**5;
+            details: ``triton_backend.backward``); the torch backward always is.
         check_values: check coordinates, batch indices and levels (one host-device sync on
             CUDA). Skipped inside torch.compile graphs. Kernels clamp indices either way,
             so unchecked bad values give wrong numbers, never out-of-bounds accesses.
@@ -58,7 +61,7 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
     projection = Projection.parse("projection", projection).label
     scales = checks.check_scales(spatial_scales, len(feats))
     entry = resolve_backend(backend, feats[0].device)
-    checks.check_static(feats, rois, roi_levels, entry)
+    checks.check_static(feats, rois, roi_levels, entry, pyramid)
     if check_values and not torch.compiler.is_compiling():
         checks.check_values(rois, roi_levels, feats[0].shape[0], len(feats))
     if roi_levels is None:

@@ -92,10 +92,6 @@ class PoolSpec:
         nested = self.mode == Mode.MAX and all(g % n == 0 for n in self.pyramid)
         return g if nested else 0
 
-    def bin_table(self) -> list[tuple[int, int, int]]:
-        """(n, row, col) of every output bin, in output order."""
-        return [(n, p, q) for n in self.pyramid for p in range(n) for q in range(n)]
-
 
 def _project(lo_coord: torch.Tensor, hi_coord: torch.Tensor, scale: torch.Tensor, projection: Projection):
     """Float32 corner projection; the Triton kernels do the same operations in order."""

@@ -91,6 +91,7 @@ class Backend:
             ``import spp_triton`` needs only torch).
         dtypes: feature dtypes it takes.
         max_levels: most feature levels per call (None: no limit).
+        max_grid: largest pyramid entry n it takes (None: no limit).
         auto: whether ``backend="auto"`` picks it for a device (first match wins).
         unusable: why it cannot run on a device, or None.
     """
@@ -99,6 +100,7 @@ class Backend:
     module: str
     dtypes: tuple[torch.dtype, ...]
     max_levels: Optional[int]
+    max_grid: Optional[int]
     auto: Callable[[torch.device], bool]
     unusable: Callable[[torch.device], Optional[str]]
 
@@ -107,10 +109,12 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {
-    "triton": Backend("triton", "spp_triton.triton_backend", FLOAT_DTYPES, max_levels=8,
+    # Triton keeps each grid's accumulator in registers: grids up to 16.
+    "triton": Backend("triton", "spp_triton.triton_backend", FLOAT_DTYPES, max_levels=8, max_grid=16,
                       auto=lambda device: device.type == "cuda" and _triton_importable(),
                       unusable=_triton_unusable),
     "torch": Backend("torch", "spp_triton.torch_backend", FLOAT_DTYPES + (torch.float64,), max_levels=None,
+                     max_grid=None,
                      auto=lambda device: True, unusable=lambda device: None),
 }
 CHOICES = ("auto", *BACKENDS)

@@ -24,8 +24,6 @@ from .geometry import Mode, PoolSpec
 # Largest fine grid folded in registers as one G x G accumulator per channel; nested
 # pyramids with a larger G fold each grid directly.
 MAX_FINE_PAD = 16
-# Largest grid size this backend takes (accumulators live in registers).
-MAX_GRID = 16
 
 _cache_lock = threading.Lock()
 _scales: dict = {}
@@ -75,12 +73,6 @@ def _roi_inputs(rois: torch.Tensor, roi_levels: torch.Tensor, device: torch.devi
     return rois32, levels
 
 
-def _check_grid(spec: PoolSpec) -> None:
-    if max(spec.pyramid) > MAX_GRID:
-        raise ValueError(f"backend 'triton' takes grid sizes up to {MAX_GRID}, got pyramid {spec.pyramid}; "
-                         "use backend='torch' for wider grids")
-
-
 def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Tensor, spec: PoolSpec,
             deterministic: bool = False):
     """Spatial-pyramid RoI pooling forward (the backend contract, ``registry.py``).
@@ -91,8 +83,8 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
         rois: (K, 5) float tensor (batch_index, x1, y1, x2, y2) in input pixels
             (converted to float32).
         roi_levels: (K,) integer tensor, the level of each RoI (zeros for one level).
-        spec: pyramid (grids up to 16), mode, projection and the L spatial scales (used
-            as float32).
+        spec: pyramid (grids up to registry.BACKENDS["triton"].max_grid = 16, checked
+            before), mode, projection and the L spatial scales (used as float32).
         deterministic: ignored (the forward is deterministic).
     Returns:
         out: (K, C, B) in the features' dtype; out[k, c, offset_n + p * n + q] pools bin
@@ -102,7 +94,6 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
             value, -0.0 == +0.0); out is the element at that index. None in avg mode
             (out is then the float32 mean of the bin, cast).
     """
-    _check_grid(spec)
     feats, cl = _readable(feats)
     n_img, c = feats[0].shape[:2]
     dev = feats[0].device
@@ -143,9 +134,10 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
         deterministic: False: float32 atomics, whose sums may differ in the last bits run
             to run. True: int64 fixed-point atomics, bit-identical run to run. Each term is
             rounded once to a step of 2**-s, s set per call so that the largest possible
-            sum (K * B terms of the largest finite |grad_out|) fits 62 bits: the step is
-            about 2**-44 of max |grad_out| at K * B ~ 10**5, finer than float32 rounding
-            near the largest gradients, and terms below half a step are dropped.
+            sum (K * B terms of the largest finite |grad_out|) fits 62 bits: the step is at
+            most 2**(ceil(log2(K B)) - 60) of max |grad_out| (2**-43 at K B = 10**5), finer
+            than float32 rounding near the largest gradients; terms below half a step are
+            dropped.
             Non-finite terms are summed apart (NaN and +-inf as IEEE sums give them).
     Returns:
         L tensors (N, C, H_l, W_l) in the features' dtype and layout (separate storages).
@@ -153,7 +145,6 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
         RoI k's level. Avg mode: grad_out[k, c, ob] / (cells of the bin) summed over the
         bin's cells. Accumulated in float32 (or fixed point), then rounded once.
     """
-    _check_grid(spec)
     fmt = memory_format(feats)
     cl = fmt == torch.channels_last
     n_img, c = feats[0].shape[:2]

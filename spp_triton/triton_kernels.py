@@ -49,8 +49,6 @@ import triton.language as tl
 
 from .geometry import Mode, Projection
 
-# Levels accepted in one launch (the level is selected with a static chain of selects).
-MAX_LEVELS = 8
 # geometry.Mode / geometry.Projection values, as the MODE / PROJ constexprs take them.
 MODE_MAX = tl.constexpr(int(Mode.MAX))
 PROJ_SPPNET = tl.constexpr(int(Projection.SPPNET))
@@ -117,7 +115,8 @@ def _pruner(table):
 # ---------------------------------------------------------------- rules (used by every kernel)
 @triton.jit
 def _select(lvl, values, NUM_LEVELS: tl.constexpr):
-    """values[lvl] for a tuple of NUM_LEVELS scalars or pointers (a static chain of selects)."""
+    """values[lvl] for a tuple of NUM_LEVELS scalars or pointers (a static chain of selects,
+    hence the backend's limit of 8 levels, registry.BACKENDS["triton"].max_levels)."""
     out = values[0]
     for i in tl.static_range(1, NUM_LEVELS):
         out = tl.where(lvl == i, values[i], out)

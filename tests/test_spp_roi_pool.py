@@ -193,6 +193,13 @@ def test_bad_input_raises_naming_the_argument(kwargs, exc, words):
     assert words in str(info.value)
 
 
+@pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="needs the triton package")
+def test_triton_refuses_grids_wider_than_its_registers_hold():
+    with pytest.raises(ValueError, match=r"backend 'triton' takes pyramid entries up to 16.*backend='torch'"):
+        spp_roi_pool(FEATS.to(TRITON_DEVICE), GOOD.to(TRITON_DEVICE), spatial_scales=1.0, pyramid=(1, 17),
+                     backend="triton")
+
+
 def test_bad_module_arguments_fail_at_construction():
     with pytest.raises(ValueError, match="pyramid must not be empty"):
         SpatialPyramidRoIPool(pyramid=())
