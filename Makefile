@@ -14,7 +14,7 @@ ifneq ($(TORCH_SPEC),$(shell cat $(VENV)/.torch-spec 2>/dev/null))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench compile-check clean-venv
+.PHONY: setup test demo bench compile-check selftest traffic clean-venv
 
 setup: $(STAMP)
 
@@ -26,6 +26,15 @@ $(STAMP): $(SETUP_INPUTS)
 compile-check: setup
 	$(PY) -m spp_triton.compile_check
 
+# The GPU path in one command: Triton against the torch backend at realistic shapes and
+# the operator benchmark on CUDA; without CUDA, the interpreter on small shapes.
+selftest: setup
+	$(PY) -m spp_triton.selftest
+
+# Bytes the Triton kernels move, counted in Triton's interpreter.
+traffic: setup
+	$(PY) -m spp_triton.load_counter
+
 test: setup
 	$(PY) -m spp_triton.compile_check
 	$(PY) -m pytest
@@ -35,6 +44,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_spp_roi_pool.py
+	$(PY) benchmarks/bench_cpu_backend.py
 	$(PY) benchmarks/rcnn_vs_sppnet.py
 	$(PY) benchmarks/profile_detector.py
 	$(PY) benchmarks/scaling.py

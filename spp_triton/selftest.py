@@ -154,7 +154,8 @@ def main(argv=None) -> int:
         if not a.no_bench:
             from .load_counter import format_report, interpreted_report
 
-            print("\n" + format_report(interpreted_report(quick=a.quick)))
+            print("\nMemory traffic, counted in the interpreter:\n\n" + format_report(interpreted_report(quick=a.quick)))
+        print("\nself-test (interpreter, no GPU timings) " + ("PASSED" if rc == 0 else "FAILED"))
         return rc
     name = torch.cuda.get_device_name()
     ks = (128,) if a.quick else (128, 2000)
