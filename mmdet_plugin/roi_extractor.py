@@ -1,7 +1,6 @@
 """``SPPRoIExtractor``: mmdet RoI extractor that pools a spatial pyramid per RoI."""
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch

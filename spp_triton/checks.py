@@ -54,7 +54,7 @@ def check_scales(spatial_scales, num_levels: int) -> tuple[float, ...]:
 
 
 def check_static(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels, backend: Backend,
-                 pyramid: tuple[int, ...] = (1,)) -> None:
+                 pyramid: tuple[int, ...]) -> None:
     """Checks that need no data: shapes, dtypes, devices, the backend's limits. Raises
     TypeError/ValueError."""
     first = feats[0]

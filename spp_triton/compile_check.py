@@ -61,12 +61,6 @@ def _variants(num_levels: int):
             yield name, label, dt, warps, sig, dict(const, PROJ=0)
 
 
-def _pyramid(pyramid):
-    offsets = [sum(n * n for n in pyramid[:i]) for i in range(len(pyramid))]
-    return dict(PYRAMID=tuple(pyramid), OFFSETS=tuple(offsets), PADS=tuple(1 << (n - 1).bit_length() for n in pyramid),
-                B=sum(n * n for n in pyramid))
-
-
 def _configs_matrix(num_levels: int):
     from . import triton_kernels as kern
 
@@ -79,7 +73,7 @@ def _configs_matrix(num_levels: int):
                     sig = {"feats": (f"*{dt}",) * L, "heights": ("i32",) * L, "widths": ("i32",) * L,
                            "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32", "out_ptr": f"*{dt}",
                            "argmax_ptr": "*i32", "N": "i32", "C": "i32"}
-                    const = dict(NUM_LEVELS=L, **_pyramid(pyramid), FINE=fine, FINE_PAD=8 if fine else 1, MODE=mode,
+                    const = dict(NUM_LEVELS=L, **kern.pyramid_constexprs(pyramid), FINE=fine, FINE_PAD=8 if fine else 1, MODE=mode,
                                  PROJ=1, CHANNELS_LAST=cl, **cfg.kwargs)
                     yield "spp_fwd_kernel", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, cfg.num_warps, sig, const
     for mode in (0, 1):
@@ -91,7 +85,7 @@ def _configs_matrix(num_levels: int):
                                "exp_ptr": "*i32", "grad_out_ptr": f"*{dt}", "argmax_ptr": "*i32",
                                "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32",
                                "heights": ("i32",) * L, "widths": ("i32",) * L, "N": "i32", "C": "i32"}
-                        const = dict(NUM_LEVELS=L, **_pyramid((1, 2, 3, 6)), B_PAD=64, MODE=mode,
+                        const = dict(NUM_LEVELS=L, **kern.pyramid_constexprs((1, 2, 3, 6)), B_PAD=64, MODE=mode,
                                      CHANNELS_LAST=cl, DETERMINISTIC=det, HEADROOM=18, **cfg.kwargs)
                         if mode == 1:  # max mode reads no window: PROJ is dead code there
                             const["PROJ"] = 1

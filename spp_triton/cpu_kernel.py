@@ -73,10 +73,6 @@ def available() -> bool:
         return _state
 
 
-def unavailable_reason() -> str | None:
-    return _error
-
-
 def takes(device: torch.device, spec: PoolSpec) -> bool:
     """Whether the kernel can run this call (CPU tensors, grids up to ``MAX_GRID``)."""
     return device.type == "cpu" and max(spec.pyramid) <= MAX_GRID
@@ -100,7 +96,7 @@ def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False
         return empty, (empty.to(torch.int32) if spec.mode == Mode.MAX else None)
     win = window_table([tuple(f.shape[2:]) for f in feats], rois, roi_levels, spec, n_img)
     out, argmax = torch.ops.spp_triton_cpu.forward(list(feats), win, list(spec.pyramid), spec.fine_grid,
-                                                   int(spec.mode))
+                                                   int(spec.mode), memory_format(feats) == torch.channels_last)
     return out, (argmax if spec.mode == Mode.MAX else None)
 
 

@@ -227,7 +227,6 @@ def _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec: PoolSpec):
     level_start = torch.cumsum(sizes, 0) - sizes
     grad_buf = torch.zeros(int(sizes.sum()), dtype=acc, device=dev)
     g = grad_out.to(acc)
-    k = win.shape[0]
     lv = win[:, 1]
     chan = torch.arange(c, device=dev)
     plane = level_start[lv][:, None] + (win[:, 0][:, None] * c + chan) * hw[lv][:, None]  # (K, C)

@@ -57,16 +57,6 @@ def _readable(feats: list[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
     return [f.contiguous() for f in feats], False
 
 
-def _pyramid_meta(spec: PoolSpec) -> dict:
-    """The pyramid as the kernels' constexprs."""
-    offsets, off = [], 0
-    for n in spec.pyramid:
-        offsets.append(off)
-        off += n * n
-    return dict(PYRAMID=spec.pyramid, OFFSETS=tuple(offsets),
-                PADS=tuple(triton.next_power_of_2(n) for n in spec.pyramid), B=spec.num_bins)
-
-
 def _roi_inputs(rois: torch.Tensor, roi_levels: torch.Tensor, device: torch.device):
     rois32 = rois.to(device=device, dtype=torch.float32).contiguous()
     levels = roi_levels.to(device=device, dtype=torch.int32).contiguous()
@@ -115,7 +105,7 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
     kern.spp_fwd_tuned[grid](
         tuple(feats), tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats),
         rois32, levels, _scales_tensor(spec.scales, dev), out, argmax if is_max else _dummy_i32(dev),
-        n_img, c, NUM_LEVELS=len(feats), **_pyramid_meta(spec), FINE=fine, FINE_PAD=fine_pad,
+        n_img, c, NUM_LEVELS=len(feats), **kern.pyramid_constexprs(spec.pyramid), FINE=fine, FINE_PAD=fine_pad,
         MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, enable_fp_fusion=False)
     return out, argmax
 
@@ -179,7 +169,7 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     kern.spp_bwd_tuned[grid](
         tuple(grads), tuple(accs), exp, grad_out, am, rois32, levels, _scales_tensor(spec.scales, dev),
         tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats), n_img, c,
-        NUM_LEVELS=len(feats), **_pyramid_meta(spec), B_PAD=triton.next_power_of_2(spec.num_bins),
+        NUM_LEVELS=len(feats), **kern.pyramid_constexprs(spec.pyramid), B_PAD=triton.next_power_of_2(spec.num_bins),
         MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, DETERMINISTIC=bool(deterministic),
         HEADROOM=headroom, enable_fp_fusion=False)
     if deterministic or not direct:

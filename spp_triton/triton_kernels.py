@@ -112,6 +112,14 @@ def _pruner(table):
     return prune
 
 
+def pyramid_constexprs(pyramid) -> dict:
+    """The pyramid as the kernels' constexprs: PYRAMID, OFFSETS (first bin of each grid),
+    PADS (next_power_of_2 of each n) and B."""
+    offsets = tuple(sum(n * n for n in pyramid[:i]) for i in range(len(pyramid)))
+    return dict(PYRAMID=tuple(pyramid), OFFSETS=offsets, PADS=tuple(triton.next_power_of_2(n) for n in pyramid),
+                B=sum(n * n for n in pyramid))
+
+
 # ---------------------------------------------------------------- rules (used by every kernel)
 @triton.jit
 def _select(lvl, values, NUM_LEVELS: tl.constexpr):

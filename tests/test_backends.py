@@ -13,8 +13,7 @@ import torch
 from spp_triton.geometry import PoolSpec
 from spp_triton.registry import BACKENDS
 
-from cases import (FPN_SCALES, TRITON_DEVICE, bits, channels_last, make_features, make_rois,  # noqa: F401
-                   to)
+from cases import FPN_SCALES, TRITON_DEVICE, bits, channels_last, make_features, make_rois, to
 from reference import first_max, reference_grads, spp_reference
 
 # The device each backend's tests run on.

@@ -103,10 +103,11 @@ void pool_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, i
     for (int64_t j = 0; j < n; ++j) {
       acc_t* __restrict__ bv = val + (i * n + j) * cb;
       int32_t* __restrict__ bi = idx + (i * n + j) * cb;
+      const int32_t first = static_cast<int32_t>(g.ys[i] * width + g.xs[j]);
       for (int64_t c = 0; c < cb; ++c) {
         if constexpr (kMax) {
           bv[c] = -std::numeric_limits<acc_t>::infinity();
-          bi[c] = static_cast<int32_t>(g.ys[i] * width + g.xs[j]);  // kept when every value is -inf
+          bi[c] = first;  // kept when every value is -inf
         } else {
           bv[c] = 0;
         }
@@ -284,19 +285,15 @@ std::pair<int64_t, int64_t> coverage(at::TensorList feats, const Tensor& win) {
 }
 
 std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
-                                       int64_t fine_grid, int64_t mode) {
+                                       int64_t fine_grid, int64_t mode, bool channels_last_in) {
   const bool is_max = check_mode(mode) == kMax;
   check_common(feats_in, win, pyramid_in);  // before coverage() reads win
-  // Channels-last makes the channel loops contiguous, so they vectorise. Levels that
-  // already are channels-last are read in place; NCHW levels are transposed once when
-  // the windows together cover at least as many cells as the maps hold (a detector's
-  // RoIs overlap: ~5x for 512 demo-like RoIs per batch), else read in place as NCHW.
-  bool channels_last = true, all_nchw = true;  // the rule of spp_triton.registry.memory_format
-  for (const auto& f : feats_in) {
-    channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast);
-    all_nchw = all_nchw && f.is_contiguous();
-  }
-  channels_last = channels_last && !all_nchw;
+  // Channels-last makes the channel loops contiguous, so they vectorise. Channels-last
+  // maps (``channels_last_in``: spp_triton.registry.memory_format) are read in place;
+  // NCHW maps are transposed once when the windows together cover at least as many cells
+  // as the maps hold (a detector's RoIs overlap: ~5x for 512 demo-like RoIs per batch),
+  // else read in place as NCHW.
+  bool channels_last = channels_last_in;
   if (!channels_last && feats_in[0].size(1) >= 4) {
     const auto [covered, total] = coverage(feats_in, win);
     channels_last = covered >= total;
@@ -452,7 +449,8 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
 }  // namespace
 
 TORCH_LIBRARY(spp_triton_cpu, m) {
-  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, int mode) -> (Tensor, Tensor)");
+  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, int mode, bool channels_last) -> "
+        "(Tensor, Tensor)");
   m.def("backward(Tensor grad_out, Tensor argmax, Tensor win, int[] level_hw, int images, int[] pyramid, "
         "int mode, bool channels_last) -> Tensor[]");
 }
