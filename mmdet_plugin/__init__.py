@@ -1,7 +1,7 @@
 """MMDetection 3.x integration of spatial-pyramid RoI pooling.
 
 Configs load it with ``custom_imports = dict(imports=['mmdet_plugin'])``. Importing it
-registers ``SPPRoIExtractor`` and ``SPPBBoxHead`` (mmdet ``MODELS``) and
+registers ``SPPRoIExtractor``, ``SPPBBoxHead`` and ``MultiScaleSPPNet`` (mmdet ``MODELS``) and
 ``DataCheckedRunner`` (``RUNNERS``) and ``CheckedVOCDataset`` (``DATASETS``), and makes MMEngine's checkpoint loading work
 under torch >= 2.6 without unpickling arbitrary code (see ``checkpoint_safety``).
 """
@@ -10,8 +10,10 @@ from . import checkpoint_safety
 checkpoint_safety.install()
 
 from .bbox_head import SPPBBoxHead  # noqa: E402
+from .multiscale_detector import MultiScaleSPPNet  # noqa: E402
 from .roi_extractor import SPPRoIExtractor  # noqa: E402
 from .runner import DataCheckedRunner  # noqa: E402
 from .voc_dataset import CheckedVOCDataset  # noqa: E402
 
-__all__ = ["SPPRoIExtractor", "SPPBBoxHead", "DataCheckedRunner", "CheckedVOCDataset", "checkpoint_safety"]
+__all__ = ["SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "DataCheckedRunner", "CheckedVOCDataset",
+           "checkpoint_safety"]

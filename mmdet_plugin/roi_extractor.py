@@ -1,9 +1,11 @@
 """``SPPRoIExtractor``: mmdet RoI extractor that pools a spatial pyramid per RoI."""
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Sequence
 
 import torch
+from mmdet.models.roi_heads.base_roi_head import BaseRoIHead
 from mmdet.models.roi_heads.roi_extractors.base_roi_extractor import BaseRoIExtractor
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
@@ -11,10 +13,9 @@ from torch import Tensor
 
 from spp_triton import SpatialPyramidRoIPool
 
+from .scale_selection import closest_area_level
+
 LEVEL_MAPPINGS = ("fpn", "sppnet")
-# The paper pools each window at the scale where it covers closest to 224 x 224
-# pixels; at stride 16 that is a 14 x 14 cell window.
-_SPPNET_TARGET_CELLS = (224 / 16) ** 2
 
 
 @MODELS.register_module()
@@ -32,10 +33,14 @@ class SPPRoIExtractor(BaseRoIExtractor):
         mode: "max" (paper) or "avg".
         projection: "sppnet" (paper, Appendix A) or "round" (Fast R-CNN).
         level_mapping: "fpn": mmdet's rule, level = floor(log2(sqrt(wh) / finest_scale)),
-            clamped; "sppnet": the level on which the RoI's window is closest in area
-            to a 224 x 224 window seen at stride 16 (14 x 14 cells), the paper's
-            multi-scale rule carried from image scales to feature levels.
+            clamped; "sppnet": the paper's scale selection
+            (``scale_selection.closest_area_level``): the level on which the RoI's
+            window is closest in area to ``target_size`` squared seen at
+            ``base_stride`` (224 x 224 at stride 16: 14 x 14 cells). Over the maps of
+            several image scales (``MultiScaleSPPNet``) this is the paper's rule itself.
         finest_scale: the "fpn" rule's scale of level 0.
+        target_size, base_stride: the "sppnet" rule's target window side in pixels and
+            the stride it is meant at.
         backend: "auto", "triton" or "torch" (see ``spp_triton.spp_roi_pool``).
         roi_layer: ignored if None; accepted so configs derived from mmdet's
             ``SingleRoIExtractor`` can set it to None explicitly.
@@ -46,8 +51,10 @@ class SPPRoIExtractor(BaseRoIExtractor):
     def __init__(self, out_channels: int, featmap_strides: Sequence[int],
                  pyramid: Sequence[int] = (1, 2, 3, 6), mode: str = "max",
                  projection: str = "sppnet", level_mapping: str = "fpn", finest_scale: int = 56,
-                 backend: str = "auto", roi_layer: Optional[dict] = None, init_cfg=None) -> None:
+                 target_size: float = 224.0, base_stride: float = 16.0, backend: str = "auto",
+                 roi_layer: Optional[dict] = None, init_cfg=None) -> None:
         BaseModule.__init__(self, init_cfg=init_cfg)  # the base would build mmcv roi_layers
+        _refuse_shared_head()
         if roi_layer is not None:
             raise ValueError("SPPRoIExtractor pools with spp_triton; set roi_layer=None "
                              f"(got {roi_layer!r}) and configure pyramid/mode/projection instead")
@@ -57,6 +64,7 @@ class SPPRoIExtractor(BaseRoIExtractor):
         self.featmap_strides = list(featmap_strides)
         self.level_mapping = level_mapping
         self.finest_scale = finest_scale
+        self.target_size, self.base_stride = float(target_size), float(base_stride)
         self.roi_layers = None
         self.pool = SpatialPyramidRoIPool(pyramid=pyramid,
                                           spatial_scales=[1.0 / s for s in self.featmap_strides],
@@ -68,15 +76,12 @@ class SPPRoIExtractor(BaseRoIExtractor):
 
     def map_roi_levels(self, rois: Tensor, num_levels: int) -> Tensor:
         """(K, 5) rois -> (K,) int64 level indices in [0, num_levels)."""
+        if self.level_mapping == "sppnet":
+            return closest_area_level(rois, self.featmap_strides[:num_levels], self.target_size, self.base_stride)
         w = (rois[:, 3] - rois[:, 1]).clamp(min=0)
         h = (rois[:, 4] - rois[:, 2]).clamp(min=0)
-        if self.level_mapping == "fpn":
-            scale = torch.sqrt(w * h)
-            levels = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
-            return levels.clamp(min=0, max=num_levels - 1).long()
-        strides = rois.new_tensor(self.featmap_strides[:num_levels])
-        cells = (w * h)[:, None] / strides[None, :] ** 2  # (K, L) window areas in cells
-        return (cells - _SPPNET_TARGET_CELLS).abs().argmin(dim=1)
+        levels = torch.floor(torch.log2(torch.sqrt(w * h) / self.finest_scale + 1e-6))
+        return levels.clamp(min=0, max=num_levels - 1).long()
 
     def forward(self, feats: Sequence[Tensor], rois: Tensor,
                 roi_scale_factor: Optional[float] = None) -> Tensor:
@@ -104,4 +109,34 @@ class SPPRoIExtractor(BaseRoIExtractor):
 
     def extra_repr(self) -> str:
         return (f"featmap_strides={self.featmap_strides}, level_mapping={self.level_mapping!r}, "
-                f"finest_scale={self.finest_scale}")
+                f"finest_scale={self.finest_scale}, target_size={self.target_size}, base_stride={self.base_stride}")
+
+
+SHARED_HEAD_MESSAGE = (
+    "SPPRoIExtractor cannot feed roi_head.shared_head: it pools each RoI into a (K, C, B) "
+    "pyramid vector, and a shared conv head (e.g. mmdet's C4 ResLayer) needs (K, C, h, w) maps. "
+    "For SPP after a shared head, keep a map extractor (SingleRoIExtractor with RoIAlign or "
+    "RoIPool, e.g. output_size=14) and set bbox_head=dict(type='SPPBBoxHead', "
+    "in_channels=<the shared head's output channels>): SPPBBoxHead pools each RoI's map with the "
+    "whole-map pyramid (the paper's SPP layer on the last conv layer). Or drop shared_head and "
+    "pool the backbone's map directly, as configs/sppnet_r50-c4_1scale_voc0712.py does.")
+
+
+def _refuse_shared_head() -> None:
+    """Raises when this extractor is being built inside an mmdet RoI head that has a
+    shared head. mmdet builds the shared head first, then the extractor from the RoI
+    head's ``init_bbox_head``; a child module has no other way to see its parent while
+    the model is built, so the RoI head is looked up among the few calling frames."""
+    frame = inspect.currentframe()
+    try:
+        for _ in range(8):  # SPPRoIExtractor.__init__, build_from_cfg, Registry.build, init_bbox_head
+            frame = frame.f_back
+            if frame is None:
+                return
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, BaseRoIHead):
+                if owner.with_shared_head:
+                    raise ValueError(SHARED_HEAD_MESSAGE)
+                return
+    finally:
+        del frame  # frames in locals keep their callers alive

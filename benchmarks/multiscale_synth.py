@@ -1,0 +1,159 @@
+"""SPP-net's single- and multi-scale systems, its frozen-conv recipe and a RoIAlign
+baseline, trained and tested on the synthetic set with one schedule (CPU).
+
+Runs ``mim train`` on the four C4 configs, two at a time with one thread each (the
+1-scale run first, because the frozen-conv run loads its conv layers), then reads each
+run's final VOC mAP and median training time per iteration from MMEngine's
+``scalars.json``. The runs' own times depend on what shared the machine with them, so
+the four models are also timed side by side in this process: training steps and
+inference on the same real batches, interleaved, one thread. Writes
+``benchmarks/results/multiscale_synth.{md,csv}``.
+
+    .venv/bin/python benchmarks/multiscale_synth.py [--epochs 12]
+
+``--epochs`` shortens the 24-epoch schedule, with the LR steps at the same fractions
+(2/3 and 11/12 of it).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+ONE_SCALE = "sppnet_r18-w16-c4_1scale_24e_synth-voc"
+RUNS = {  # config -> what the README calls it
+    ONE_SCALE: "SPP, 1 scale (256)",
+    "sppnet_r18-w16-c4_3scale_24e_synth-voc": "SPP, 3 scales (192/256/384), one pooling call",
+    "sppnet_r18-w16-c4_frozen-conv_24e_synth-voc": "SPP, 1 scale, frozen conv (the paper's recipe)",
+    "faster-rcnn_r18-w16-c4_24e_synth-voc": "RoIAlign 7x7 baseline",
+}
+
+
+def _start(config: str, work_root: Path, epochs: int, extra: list[str]) -> subprocess.Popen:
+    milestones = [round(epochs * 16 / 24), round(epochs * 22 / 24)]
+    cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{config}.py",
+           "--work-dir", str(work_root / config), "--cfg-options", f"train_cfg.max_epochs={epochs}",
+           f"train_cfg.val_interval={epochs}", f"param_scheduler.1.end={epochs}",
+           f"param_scheduler.1.milestones={milestones}", *extra]
+    log = open(work_root / f"{config}.out", "w")
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _wait(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit(f"a training run failed: {' '.join(p.args)} (see its .out file)")
+
+
+def _read(run_dir: Path) -> dict:
+    """Final mAP and median s / iteration of a run's latest scalars.json."""
+    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    train = [r["time"] for r in rows if "loss" in r]
+    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
+    return {"mAP": val["pascal_voc/mAP"], "s_per_iter": statistics.median(train)}
+
+
+def _loss(model, data):
+    losses = model(**data, mode="loss")
+    return sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+               for k, v in losses.items() if "loss" in k)
+
+
+def interleaved_speed(rounds: int = 7) -> dict:
+    """{config: (train s / iteration, inference s / batch)}: medians over ``rounds``
+    interleaved rounds, each model on the same 4-image training batch (forward, backward)
+    and test batch, random weights, one thread."""
+    import mmdet_plugin  # noqa: F401
+    from mmdet.registry import DATASETS, MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+
+    register_all_modules()
+    torch.set_num_threads(1)
+    models, cfg = {}, None
+    for name in RUNS:
+        cfg = Config.fromfile(str(ROOT / "configs" / f"{name}.py"))
+        cfg.model.backbone.init_cfg = None  # timing only: random weights
+        torch.manual_seed(0)
+        models[name] = MODELS.build(cfg.model)
+    train_set, test_set = DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.test_dataloader.dataset)
+    train_batch = pseudo_collate([train_set[i] for i in range(4)])
+    test_batch = pseudo_collate([test_set[i] for i in range(4)])
+    times = {name: ([], []) for name in models}
+    for r in range(rounds + 1):  # round 0 warms up (the CPU kernel's first load, allocations)
+        for name, model in models.items():
+            model.train()
+            data = model.data_preprocessor(train_batch, True)
+            t = time.perf_counter()
+            _loss(model, data).backward()
+            train_s = time.perf_counter() - t
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            t = time.perf_counter()
+            with torch.no_grad():
+                model.test_step(test_batch)
+            if r:
+                times[name][0].append(train_s)
+                times[name][1].append(time.perf_counter() - t)
+    return {name: (statistics.median(tr), statistics.median(te)) for name, (tr, te) in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--work-root", default="work_dirs/multiscale_synth")
+    p.add_argument("--tables-only", action="store_true",
+                   help="do not train: read the runs already under --work-root, time side by side, write the tables")
+    a = p.parse_args()
+    work_root = ROOT / a.work_root
+    work_root.mkdir(parents=True, exist_ok=True)
+    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
+        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+    start = time.time()
+    names = list(RUNS)
+    if not a.tables_only:
+        _wait([_start(ONE_SCALE, work_root, a.epochs, []), _start(names[3], work_root, a.epochs, [])])
+        backbone = work_root / ONE_SCALE / f"epoch_{a.epochs}.pth"
+        _wait([_start(names[1], work_root, a.epochs, []),
+               _start(names[2], work_root, a.epochs, [f"model.backbone.init_cfg.checkpoint={backbone}"])])
+    results = {name: _read(work_root / name) for name in names}
+    trained = time.time() - start
+    speed = interleaved_speed()
+    base = speed[ONE_SCALE]
+    runs = "" if a.tables_only else f" ({trained:.0f} s in all)"
+    lines = [f"Synthetic set, {a.epochs} epochs x 100 iterations of 4 images, AdamW; 2-core CPU, two runs at a "
+             f"time with 1 thread each{runs}. Side by side: a training step (forward + backward) and inference "
+             "on the same 4-image batches, interleaved in one process, 1 thread, medians of 7.", "",
+             "| system | config | VOC mAP@0.5 (11-point), 100 held-out images | s / iteration in its run | "
+             "training s / iteration, side by side | inference s / 4 images, side by side |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {RUNS[n]} | `{n}.py` | {r['mAP']:.3f} | {r['s_per_iter']:.3f} | "
+              f"{speed[n][0]:.3f} ({speed[n][0] / base[0]:.2f}x) | {speed[n][1]:.3f} ({speed[n][1] / base[1]:.2f}x) |"
+              for n, r in results.items()]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "multiscale_synth.md").write_text("\n".join(lines) + "\n")
+    with open(RESULTS / "multiscale_synth.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "epochs", "mAP", "run_s_per_iter", "train_s_per_iter_side_by_side",
+                    "inference_s_per_batch_side_by_side"])
+        w.writerows([n, a.epochs, f"{r['mAP']:.4f}", f"{r['s_per_iter']:.4f}", f"{speed[n][0]:.4f}",
+                     f"{speed[n][1]:.4f}"] for n, r in results.items())
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
