@@ -43,6 +43,9 @@ fi
 step "mmdet and the test tools"
 $PIP install -q -r requirements/openmmlab.txt -r requirements/test.txt
 
+step "ONNX export tools (onnx, onnxruntime, onnxscript)"
+$PIP install -q -r requirements/export.txt
+
 step "openmim without openxlab (its declared deps would downgrade setuptools)"
 $PIP install -q --no-deps -r requirements/mim.txt
 $PIP install -q -r requirements/mim-deps.txt
