@@ -39,10 +39,16 @@ Three behaviours of ONNX Runtime's CPU ``MaxRoiPool`` (1.32, checked in
 * NaN: it drops a NaN unless the NaN is the last element visited; ours propagates.
 * All -inf: it starts from -FLT_MAX, so a bin of -inf gives -FLT_MAX; ours -inf.
   Both are fixed by pooling an indicator map (2 at NaN, 0 at -inf, 1 elsewhere) over
-  the same boxes and turning its bin maximum into NaN / -inf / the value. This second
-  pool about doubles the graph's time (measured: README, "Deploy");
-  ``assume_finite=True`` drops it, for models whose features hold no NaN and no -inf
-  (then it changes nothing).
+  the same boxes and turning its bin maximum into NaN / -inf / the value. That second
+  pool would about double the graph's time, so it runs only where needed: each level
+  wraps it in an ONNX ``If`` (``_nonfinite_bins``) whose condition is that the map's
+  sum (one ``ReduceSum``, O(N C H W)) is NaN or +-inf. A NaN or a -inf anywhere makes
+  the sum non-finite in any summation order, so the test never misses one; a +inf, or
+  finite values whose sum overflows float32, take the pass needlessly (still exact).
+  Cost: on finite maps, one ReduceSum per level over ``assume_finite=True``; on a level
+  holding a NaN or a -inf, the second pool (measured: README, "Deploy").
+  ``assume_finite=True`` drops the test and the pass, for models whose features hold
+  no NaN and no -inf (then it changes nothing).
 
 Exactness: the ONNX Runtime output equals the PyTorch op's bit for bit, +-0.0, +-inf
 and -FLT_MAX included (float32; float16 / bfloat16 features are pooled in float32,
@@ -64,7 +70,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from onnxscript import ir
+from onnx import TensorProto
+from onnxscript import FLOAT, ir, script
 from onnxscript import opset18 as op
 
 from .geometry import Mode, Projection
@@ -81,9 +88,10 @@ def custom_translation_table(assume_finite: bool = False) -> dict[Callable, Call
     ``torch.onnx.export(..., dynamo=True, custom_translation_table=...)``.
 
     Args:
-        assume_finite: skip the second pool that makes NaN and all -inf bins exact
-            (see the module docstring); then a bin's NaN may be dropped and a bin of
-            -inf gives -3.4028235e38. Default False: exact for every input.
+        assume_finite: leave out the run-time test and the second pool that make NaN
+            and all -inf bins exact (see the module docstring); then a bin's NaN may be
+            dropped and a bin of -inf gives -3.4028235e38. Default False: exact for every
+            input, the second pool running only on levels that hold a NaN or an inf.
     """
     def translation(features, rois, roi_levels, spatial_scales, pyramid, mode, projection, backend,
                     deterministic):
@@ -215,17 +223,37 @@ def _pool_level(feat, rois, scale: float, pyramid: Sequence[int], proj: Projecti
                        _const([2, 3], np.int64), _const([-1, -1], np.int64))
     pooled = op.MaxRoiPool(flipped, boxes, pooled_shape=[1, 1], spatial_scale=1.0)  # (K_l * B, C, 1, 1)
     if not assume_finite:
+        pooled = _nonfinite_bins(pooled, flipped, boxes)
+    channels = op.Shape(feat, start=1, end=2)
+    rows = op.Shape(rois, start=0, end=1)
+    return op.Reshape(pooled, op.Concat(rows, _const([num_bins], np.int64), channels, axis=0))
+
+
+@script(default_opset=op)
+def _nonfinite_bins(pooled: FLOAT[...], flipped: FLOAT[...], boxes: FLOAT[...]) -> FLOAT[...]:
+    """Makes NaN and all -inf bins of ``pooled`` (``MaxRoiPool(flipped, boxes)``) exact.
+
+    An ONNX function holding one ``If`` (onnxscript compiles the Python ``if`` on a
+    tensor into it; torch.onnx's optimizer inlines the function into the graph): the
+    second pool runs only when the map's sum is NaN or +-inf; otherwise the bins are
+    already exact and pass through unchanged.
+    """
+    # A NaN or a -inf anywhere makes the sum NaN or -inf, whatever the summation order
+    # (a non-finite partial sum stays non-finite); a +inf or a sum overflowing float32
+    # run the pass needlessly, which is still exact. One read of the map, no temporaries.
+    total = op.ReduceSum(flipped, keepdims=0)
+    if op.Or(op.IsNaN(total), op.IsInf(total)):
         # 2 where NaN, 0 where -inf, 1 elsewhere: its bin maximum m says which rule applies.
-        indicator = op.Add(op.Cast(op.IsNaN(flipped), to=ir.DataType.FLOAT),
-                           op.Cast(op.Not(op.IsInf(flipped, detect_positive=0)), to=ir.DataType.FLOAT))
+        indicator = op.Add(op.Cast(op.IsNaN(flipped), to=TensorProto.FLOAT),
+                           op.Cast(op.Not(op.IsInf(flipped, detect_positive=0)), to=TensorProto.FLOAT))
         m = op.MaxRoiPool(indicator, boxes, pooled_shape=[1, 1], spatial_scale=1.0)
         # pooled - sqrt(1 - m) / m: minus +0 at m = 1 (keeps every value, -0.0 too),
         # -FLT_MAX - inf = -inf at m = 0, NaN at m = 2. Arithmetic, not Equal/Where:
         # those cost ORT several times more on (K * B * C) tensors.
-        pooled = op.Sub(pooled, op.Div(op.Sqrt(op.Sub(_const(1.0, np.float32), m)), m))
-    channels = op.Shape(feat, start=1, end=2)
-    rows = op.Shape(rois, start=0, end=1)
-    return op.Reshape(pooled, op.Concat(rows, _const([num_bins], np.int64), channels, axis=0))
+        exact = op.Sub(pooled, op.Div(op.Sqrt(op.Sub(op.Constant(value_float=1.0), m)), m))
+    else:
+        exact = op.Identity(pooled)
+    return exact
 
 
 def _window(lo_coord, hi_coord, s, size, proj: Projection):

@@ -5,6 +5,7 @@ The ONNX tests need the ``[export]`` extra (onnx, onnxruntime, onnxscript) and s
 without it; the mmdet ones need mmdet.
 """
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -103,6 +104,7 @@ HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxr
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="the [export] extra (onnx, onnxruntime, onnxscript) is "
                                 "not installed")
 if HAVE_ONNX:
+    import onnx
     import onnxruntime as ort
 
     from spp_triton import onnx_export
@@ -112,7 +114,7 @@ class Session:
     """An exported model in ONNX Runtime; called like the PyTorch module, returns torch."""
 
     def __init__(self, model, args, dynamic_shapes, tmp_path, **kwargs):
-        path = tmp_path / "model.onnx"
+        self.path = path = tmp_path / "model.onnx"
         onnx_export.export(model, args, path, dynamic_shapes=dynamic_shapes, verbose=False, **kwargs)
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
@@ -175,6 +177,66 @@ def test_onnx_nonfinite_and_signed_zero(fpn_session):
     _assert_equal_or_both_nan(session(feats, rois, levels)[0], expected)
 
 
+def _nonfinite_on_one_level(feats, level):
+    """Copies of ``feats`` with non-finite values on ``level`` only: 0: NaNs at one cell
+    (MaxRoiPool alone drops most of them), 1: a -inf corner on image 1 (bins of -inf),
+    2: none, 3: +inf (no correction needed, but the cheap test cannot tell)."""
+    feats = [f.clone() for f in feats]
+    f = feats[level]
+    if level == 0:
+        f[:, :, f.shape[2] // 2, f.shape[3] // 2] = math.nan
+    elif level == 1:
+        f[1, :, : f.shape[2] // 2, : f.shape[3] // 2] = -math.inf
+    elif level == 3:
+        f[0, 0] = math.inf
+    return feats
+
+
+@needs_onnx
+def test_onnx_nonfinite_on_one_level_only(fpn_session):
+    """The exact graph's NaN / -inf pass is chosen per level at run time: a NaN or a
+    -inf on one level is exact there, the finite levels pass through unchanged."""
+    pool, session = fpn_session
+    rois, levels = make_rois(k_rand=60, seed=8)
+    corner = torch.tensor([[1, 0, 0, 30, 30], [1, 2, 3, 12, 9], [1, -5, -5, 35, 20]], dtype=torch.float32)
+    rois, levels = torch.cat([rois, corner]), torch.cat([levels, torch.ones(3, dtype=torch.int64)])
+    for level in range(4):
+        feats = _nonfinite_on_one_level(make_features(FPN_SHAPES, c=3, seed=7), level)
+        expected = pool(feats, rois, levels)
+        if level == 0:
+            assert torch.isnan(expected).any()
+        if level == 1:
+            assert (expected == -math.inf).any()
+        _assert_equal_or_both_nan(session(feats, rois, levels)[0], expected)
+
+
+@needs_onnx
+def test_onnx_exact_graph_runs_second_pool_only_for_nonfinite_maps(fpn_session, tmp_path):
+    """One ``If`` per level holds the second MaxRoiPool, and ONNX Runtime runs it only for
+    a level whose map holds a NaN or an infinity (counted in its profile)."""
+    _, session = fpn_session
+    graph = onnx.load(session.path).graph
+    ifs = [n for n in graph.node if n.op_type == "If"]
+    assert len(ifs) == 4 and sum(n.op_type == "MaxRoiPool" for n in graph.node) == 4
+    for node in ifs:
+        branches = {a.name: [n.op_type for n in a.g.node] for a in node.attribute}
+        assert branches["then_branch"].count("MaxRoiPool") == 1 and "MaxRoiPool" not in branches["else_branch"]
+    options = ort.SessionOptions()
+    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
+    profiled = ort.InferenceSession(str(session.path), options, providers=["CPUExecutionProvider"])
+    rois, levels = make_rois(k_rand=20, seed=8)
+    finite = make_features(FPN_SHAPES, c=3, seed=7)
+    cases = [finite] + [_nonfinite_on_one_level(finite, level) for level in (0, 1, 3)]
+    for feats in cases:
+        profiled.run(None, session.feed(feats, rois, levels))
+    with open(profiled.end_profiling()) as f:
+        events = json.load(f)
+    runs = [(e["ts"], e["ts"] + e["dur"]) for e in events if e["name"] == "model_run"]
+    pools = [e["ts"] for e in events if e.get("args", {}).get("op_name") == "MaxRoiPool"
+             and e["name"].endswith("_kernel_time")]
+    assert [sum(start <= t <= end for t in pools) for start, end in runs] == [4, 5, 5, 5]
+
+
 @needs_onnx
 def test_onnx_single_level_grids_ort_bins_would_miss(tmp_path):
     """Grids 7 and 13 on windows of 3..60 cells: MaxRoiPool's own n x n float32 bin rule
@@ -196,6 +258,7 @@ def test_onnx_assume_finite_exact_on_finite_features(tmp_path):
     feats = make_features(FPN_SHAPES[:2], c=3)
     rois, levels = make_rois(k_rand=10, levels=2)
     session = Session(pool, (feats, rois, levels), ([None] * 2, {0: K}, {0: K}), tmp_path, assume_finite=True)
+    assert "If" not in {n.op_type for n in onnx.load(session.path).graph.node}  # no NaN / -inf pass
     assert torch.equal(bits(session(feats, rois, levels)[0]), bits(pool(feats, rois, levels)))
 
 
