@@ -1,8 +1,9 @@
 """SPP-net's single- and multi-scale systems, its frozen-conv recipe and a RoIAlign
 baseline, trained and tested on the synthetic set with one schedule (CPU).
 
-Runs ``mim train`` on the four C4 configs, two at a time with one thread each (the
-1-scale run first, because the frozen-conv run loads its conv layers), then reads each
+Runs ``mim train`` on the four C4 configs in two lanes of one thread each (the 3-scale
+run alone; the 1-scale run, then the frozen-conv run, which loads its conv layers, then
+the baseline), then reads each
 run's final VOC mAP and median training time per iteration from MMEngine's
 ``scalars.json``. The runs' own times depend on what shared the machine with them, so
 the four models are also timed side by side in this process: training steps and
@@ -23,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,10 +53,12 @@ def _start(config: str, work_root: Path, epochs: int, extra: list[str]) -> subpr
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def _wait(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.wait() != 0:
-            raise SystemExit(f"a training run failed: {' '.join(p.args)} (see its .out file)")
+def _run_lane(lane: list[tuple[str, list[str]]], work_root: Path, epochs: int) -> None:
+    """Runs one lane's trainings one after the other; stops the lane at a failure."""
+    for config, extra in lane:
+        if _start(config, work_root, epochs, extra).wait() != 0:
+            print(f"training {config} failed (see {work_root / config}.out)", flush=True)
+            return
 
 
 def _read(run_dir: Path) -> dict:
@@ -126,10 +130,17 @@ def main() -> None:
     start = time.time()
     names = list(RUNS)
     if not a.tables_only:
-        _wait([_start(ONE_SCALE, work_root, a.epochs, []), _start(names[3], work_root, a.epochs, [])])
         backbone = work_root / ONE_SCALE / f"epoch_{a.epochs}.pth"
-        _wait([_start(names[1], work_root, a.epochs, []),
-               _start(names[2], work_root, a.epochs, [f"model.backbone.init_cfg.checkpoint={backbone}"])])
+        lanes = [[(names[1], [])],  # the longest run alone
+                 [(ONE_SCALE, []), (names[2], [f"model.backbone.init_cfg.checkpoint={backbone}"]), (names[3], [])]]
+        threads = [threading.Thread(target=_run_lane, args=(lane, work_root, a.epochs)) for lane in lanes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failed = [name for name in names if not (work_root / name / f"epoch_{a.epochs}.pth").exists()]
+        if failed:
+            raise SystemExit(f"training failed for {failed} (see the .out files in {work_root})")
     results = {name: _read(work_root / name) for name in names}
     trained = time.time() - start
     speed = interleaved_speed()
