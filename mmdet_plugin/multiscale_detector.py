@@ -78,7 +78,7 @@ class MultiScaleSPPNet(TwoStageDetector):
             outputs.append(tuple(super().extract_feat(images)))
         return outputs
 
-    def _split(self, batch_inputs: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    def rpn_and_roi_maps(self, batch_inputs: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         """(the RPN's maps: the base scale's; the RoI head's: every scale's first
         ``levels_per_scale`` maps, scale-major, as the extractor's strides are)."""
         per_scale = self.extract_scales(batch_inputs)
@@ -87,7 +87,7 @@ class MultiScaleSPPNet(TwoStageDetector):
 
     def extract_feat(self, batch_inputs: Tensor) -> tuple[Tensor, ...]:
         """The RoI head's input: all scales' maps, scale-major."""
-        return self._split(batch_inputs)[1]
+        return self.rpn_and_roi_maps(batch_inputs)[1]
 
     def _given_proposals(self, batch_data_samples: SampleList) -> list:
         if batch_data_samples[0].get("proposals", None) is None:
@@ -96,7 +96,7 @@ class MultiScaleSPPNet(TwoStageDetector):
         return [s.proposals for s in batch_data_samples]
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        rpn_maps, roi_maps = self._split(batch_inputs)
+        rpn_maps, roi_maps = self.rpn_and_roi_maps(batch_inputs)
         losses = dict()
         if self.with_rpn:
             proposal_cfg = self.train_cfg.get("rpn_proposal", self.test_cfg.rpn)
@@ -117,11 +117,11 @@ class MultiScaleSPPNet(TwoStageDetector):
         return self._given_proposals(batch_data_samples)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
-        rpn_maps, roi_maps = self._split(batch_inputs)
+        rpn_maps, roi_maps = self.rpn_and_roi_maps(batch_inputs)
         results = self.roi_head.predict(roi_maps, self._proposals(rpn_maps, batch_data_samples),
                                         batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> tuple:
-        rpn_maps, roi_maps = self._split(batch_inputs)
+        rpn_maps, roi_maps = self.rpn_and_roi_maps(batch_inputs)
         return (self.roi_head.forward(roi_maps, self._proposals(rpn_maps, batch_data_samples), batch_data_samples),)

@@ -6,6 +6,8 @@ is first used. ``import spp_triton`` registers ``torch.ops.spp_triton.spp_roi_po
 * ``spp_roi_pool`` / ``SpatialPyramidRoIPool``: a pyramid per region of interest.
 * ``spatial_pyramid_pool`` / ``SpatialPyramidPool``: a pyramid per whole map (the
   paper's SPP layer for images of any size), through the same operator.
+* ``spp_triton.onnx_export``: the operator's exact ONNX translation (imported on its
+  own; needs the ``[export]`` extra).
 """
 from .functional import spp_roi_pool
 from .module import SpatialPyramidRoIPool

@@ -5,7 +5,8 @@
 What is exported: the RoI stage, from the neck's feature levels and the proposals to
 the class scores and box deltas, i.e. ``SPPRoIExtractor`` (level mapping + spatial
 pyramid pooling, ``spp_triton.onnx_export``'s exact translation) and ``SPPBBoxHead``
-(fc6, fc7, classifier, regressor):
+(fc6, fc7, classifier, regressor). For ``MultiScaleSPPNet`` the levels are the maps of
+every image scale, and the RPN's proposals come from the base scale:
 
     inputs:  feat_0 .. feat_{L-1}  (N, C, H_l, W_l) float32, H_l and W_l dynamic
              rois                  (K, 5) float32 (batch_index, x1, y1, x2, y2), K dynamic
@@ -74,8 +75,11 @@ def held_out_inputs(model, cfg, count: int):
     with torch.no_grad():
         for i in range(min(count, len(dataset))):
             data = model.data_preprocessor(pseudo_collate([dataset[i]]), False)
-            feats = model.extract_feat(data["inputs"])
-            proposals = model.rpn_head.predict(feats, data["data_samples"], rescale=False)
+            if hasattr(model, "rpn_and_roi_maps"):  # MultiScaleSPPNet: the RPN sees one scale
+                rpn_feats, feats = model.rpn_and_roi_maps(data["inputs"])
+            else:
+                rpn_feats = feats = model.extract_feat(data["inputs"])
+            proposals = model.rpn_head.predict(rpn_feats, data["data_samples"], rescale=False)
             out.append(([f.contiguous() for f in feats[:levels]], bbox2roi([p.bboxes for p in proposals])))
     return out
 
