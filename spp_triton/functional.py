@@ -35,7 +35,7 @@ def spp_roi_pool(features: Union[Tensor, Sequence[Tensor]], rois: Tensor, *,
         deterministic: bit-identical gradients run after run. Triton: int64 fixed-point
             atomics instead of float32 ones, each term rounded once to a step of at most
             2**(ceil(log2(K B)) - 60) times the largest |gradient| (2**-43 at K B = 10**5;
-            details: ``triton_backend.backward``); the torch backward always is.
+            details: ``triton_backend.backward``); the torch backward always is on CPU.
         check_values: check coordinates, batch indices and levels (one host-device sync on
             CUDA). Skipped inside torch.compile graphs. Kernels clamp indices either way,
             so unchecked bad values give wrong numbers, never out-of-bounds accesses.

@@ -45,6 +45,7 @@ integer value.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def memory_format(feats) -> torch.memory_format:
     return torch.channels_last if cl and not all(f.is_contiguous() for f in feats) else torch.contiguous_format
 
 
+@functools.cache  # a failed import is not retried on every call
 def _triton_importable() -> bool:
     try:
         import triton  # noqa: F401

@@ -4,7 +4,7 @@
 ``torch_fallback`` takes everything else: CUDA or other devices, wider grids, a machine
 where the kernel does not build (one RuntimeWarning says so), or the environment
 variable ``SPP_TRITON_CPU_KERNEL=0``. Both follow the backend contract (``registry.py``)
-with the same semantics, bit for bit in max mode, and deterministic backwards.
+with the same semantics, bit for bit in max mode, and deterministic backwards on CPU.
 """
 from __future__ import annotations
 

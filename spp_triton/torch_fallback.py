@@ -15,8 +15,9 @@ cells costs ~5 ns per element on a CPU (``max(dim)`` with indices is not vectori
 and the int64 index bookkeeping on (K, bins, C) tensors adds as much again
 (``benchmarks/bench_cpu_backend.py`` measures both). Memory is bounded by the chunking.
 
-Backward is deterministic: serial CPU ``index_add_`` and elementwise ops (no BLAS,
-whose sums need not be bit-reproducible).
+Backward on CPU is deterministic: serial ``index_add_`` and elementwise ops (no BLAS,
+whose sums need not be bit-reproducible). On CUDA ``index_add_`` adds with atomics, so
+``deterministic=True`` runs it under ``torch.use_deterministic_algorithms``.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False
 
 
 def backward(grad_out, argmax, feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False):
-    """The backend contract's backward (``registry.py``); always deterministic."""
+    """The backend contract's backward (``registry.py``); deterministic on CPU, and on
+    other devices with ``deterministic=True``."""
     n_img, c = feats[0].shape[:2]
     dtype = feats[0].dtype
     shapes = [tuple(f.shape[2:]) for f in feats]
@@ -51,7 +53,15 @@ def backward(grad_out, argmax, feats, rois, roi_levels, spec: PoolSpec, determin
         return [torch.empty(n_img, c, h, w, dtype=dtype, device=grad_out.device, memory_format=fmt).zero_()
                 for h, w in shapes]
     win = window_table(shapes, rois, roi_levels, spec, n_img)
-    grads = _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec)
+    # index_add_ is serial on CPU; elsewhere torch's deterministic mode orders its atomics.
+    strict = deterministic and grad_out.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled()
+    if strict:
+        torch.use_deterministic_algorithms(True)
+    try:
+        grads = _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec)
+    finally:
+        if strict:
+            torch.use_deterministic_algorithms(False)
     return [g.contiguous(memory_format=fmt) for g in grads]  # the fallback copies; the kernels do not
 
 
@@ -223,9 +233,9 @@ def _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec: PoolSpec):
     dev = grad_out.device
     acc = _acc_dtype(dtype)
     hw = torch.tensor([h * w for h, w in shapes], dtype=torch.int64, device=dev)
-    sizes = hw * n_img * c
-    level_start = torch.cumsum(sizes, 0) - sizes
-    grad_buf = torch.zeros(int(sizes.sum()), dtype=acc, device=dev)
+    sizes = [h * w * n_img * c for h, w in shapes]  # host ints: no device reads
+    level_start = torch.cumsum(hw * (n_img * c), 0) - hw * (n_img * c)
+    grad_buf = torch.zeros(sum(sizes), dtype=acc, device=dev)
     g = grad_out.to(acc)
     lv = win[:, 1]
     chan = torch.arange(c, device=dev)
@@ -280,5 +290,5 @@ def _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec: PoolSpec):
             dest = plane[idx, :, None, None] + cell[:, None]
             grad_buf.index_add_(0, dest.reshape(-1), win_grad.reshape(-1))
     # Separate tensors: the op's outputs must not alias one another.
-    parts = torch.split(grad_buf, sizes.tolist())
+    parts = torch.split(grad_buf, sizes)
     return [p.view(n_img, c, h, w).to(dtype, copy=True) for p, (h, w) in zip(parts, shapes)]

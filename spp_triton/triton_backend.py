@@ -21,10 +21,6 @@ from . import triton_kernels as kern
 from .registry import memory_format
 from .geometry import Mode, PoolSpec
 
-# Largest fine grid folded in registers as one G x G accumulator per channel; nested
-# pyramids with a larger G fold each grid directly.
-MAX_FINE_PAD = 16
-
 _cache_lock = threading.Lock()
 _scales: dict = {}
 _dummies: dict = {}
@@ -95,9 +91,7 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
         return out, argmax
     rois32, levels = _roi_inputs(rois, roi_levels, dev)
     fine = spec.fine_grid
-    fine_pad = triton.next_power_of_2(fine) if fine else 1
-    if fine_pad > MAX_FINE_PAD:
-        fine, fine_pad = 0, 1
+    fine_pad = triton.next_power_of_2(fine) if fine else 1  # <= 16: registry max_grid
 
     def grid(meta):
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
@@ -156,7 +150,9 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     grad_out = grad_out.contiguous()
     is_max = spec.mode == Mode.MAX
     am = argmax.to(device=dev, dtype=torch.int32).contiguous() if is_max else _dummy_i32(dev)
-    headroom = math.ceil(math.log2(max(k * spec.num_bins, 2))) + 1
+    # A constexpr: only the deterministic kernels read it, so only they specialise on it
+    # (one compile per power of two of K * B); the atomic path keeps one variant.
+    headroom = math.ceil(math.log2(max(k * spec.num_bins, 2))) + 1 if deterministic else 0
     exp = torch.zeros(1, dtype=torch.int32, device=dev) if deterministic else _dummy_i32(dev)
     if deterministic:
         block = 4096

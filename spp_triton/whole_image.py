@@ -23,10 +23,12 @@ def whole_map_rois(feats: list[Tensor]) -> tuple[Tensor, Tensor]:
     map-major. With projection "round" at scale 1, (0, 0, W - 1, H - 1) projects onto
     exactly [0, W - 1] x [0, H - 1]; built on the maps' device without a host sync."""
     n, dev = feats[0].shape[0], feats[0].device
-    images = torch.arange(n, dtype=torch.float32, device=dev)
-    rois = torch.cat([torch.stack([images, torch.zeros_like(images), torch.zeros_like(images),
-                                   torch.full_like(images, f.shape[3] - 1), torch.full_like(images, f.shape[2] - 1)], 1)
-                      for f in feats])
+    # Filled on the device (a tensor made from a Python list would be a blocking copy).
+    images = torch.arange(n, dtype=torch.float32, device=dev).repeat(len(feats))
+    right = torch.cat([torch.full((n,), float(f.shape[3] - 1), device=dev) for f in feats])
+    bottom = torch.cat([torch.full((n,), float(f.shape[2] - 1), device=dev) for f in feats])
+    zeros = torch.zeros_like(images)
+    rois = torch.stack([images, zeros, zeros, right, bottom], 1)
     levels = torch.arange(len(feats), dtype=torch.int32, device=dev).repeat_interleave(n)
     return rois, levels
 
