@@ -18,7 +18,6 @@ inference on the same real batches, interleaved, one thread. Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -30,8 +29,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+import common
+from common import RESULTS, ROOT
+
 ONE_SCALE = "sppnet_r18-w16-c4_1scale_24e_synth-voc"
 RUNS = {  # config -> what the README calls it
     ONE_SCALE: "SPP, 1 scale (256)",
@@ -87,7 +87,7 @@ def interleaved_speed(rounds: int = 7) -> dict:
     from mmengine.dataset import pseudo_collate
 
     register_all_modules()
-    torch.set_num_threads(1)
+    common.setup_threads(1)
     models, cfg = {}, None
     for name in RUNS:
         cfg = Config.fromfile(str(ROOT / "configs" / f"{name}.py"))
@@ -155,15 +155,11 @@ def main() -> None:
     lines += [f"| {RUNS[n]} | `{n}.py` | {r['mAP']:.3f} | {r['s_per_iter']:.3f} | "
               f"{speed[n][0]:.3f} ({speed[n][0] / base[0]:.2f}x) | {speed[n][1]:.3f} ({speed[n][1] / base[1]:.2f}x) |"
               for n, r in results.items()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "multiscale_synth.md").write_text("\n".join(lines) + "\n")
-    with open(RESULTS / "multiscale_synth.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["config", "epochs", "mAP", "run_s_per_iter", "train_s_per_iter_side_by_side",
-                    "inference_s_per_batch_side_by_side"])
-        w.writerows([n, a.epochs, f"{r['mAP']:.4f}", f"{r['s_per_iter']:.4f}", f"{speed[n][0]:.4f}",
-                     f"{speed[n][1]:.4f}"] for n, r in results.items())
-    print("\n".join(lines))
+    common.write_text(RESULTS / "multiscale_synth.md", "\n".join(lines))
+    common.write_csv(RESULTS / "multiscale_synth.csv", [
+        dict(config=n, epochs=a.epochs, mAP=f"{r['mAP']:.4f}", run_s_per_iter=f"{r['s_per_iter']:.4f}",
+             train_s_per_iter_side_by_side=f"{speed[n][0]:.4f}", inference_s_per_batch_side_by_side=f"{speed[n][1]:.4f}")
+        for n, r in results.items()])
 
 
 if __name__ == "__main__":
