@@ -3,6 +3,7 @@
 Every backend is run on the same RoI list (``make_rois``: random boxes plus
 ``SPECIAL_BOXES``) and judged against ``tests/reference.py``.
 """
+import importlib.util
 import os
 
 import torch
@@ -11,6 +12,9 @@ import torch
 # CPU under TRITON_INTERPRET=1 (tests/conftest.py decides before triton is imported).
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 TRITON_DEVICE = torch.device("cpu" if INTERPRET or not torch.cuda.is_available() else "cuda")
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+# The device each registered backend's tests run on (a new backend adds its entry here).
+BACKEND_DEVICES = {"torch": torch.device("cpu"), "triton": TRITON_DEVICE}
 
 # Boxes every backend must get right, in input pixels on an image of about 80 x 70.
 # Column 0 is a batch index; make_rois takes it modulo the number of images.
@@ -99,3 +103,19 @@ def channels_last(feats):
 def to(device, *tensors):
     """The tensors (or lists of tensors) moved to ``device``."""
     return [[x.to(device) for x in t] if isinstance(t, (list, tuple)) else t.to(device) for t in tensors]
+
+
+def total_loss(losses: dict) -> torch.Tensor:
+    """The sum of an mmdet loss dict's "loss" entries (tensors or lists of tensors)."""
+    return sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+               for k, v in losses.items() if "loss" in k)
+
+
+def random_batch(model, num_classes: int, training: bool = True, sizes=((3, 160, 192), (3, 128, 160))) -> dict:
+    """mmdet's ``demo_mm_inputs`` (3, 2, 3... random boxes per image) through the model's
+    data preprocessor: the keyword arguments of ``model(**batch, mode=...)``."""
+    from mmdet.testing import demo_mm_inputs
+
+    packed = demo_mm_inputs(len(sizes), [list(s) for s in sizes], num_items=[3 - i % 2 for i in range(len(sizes))],
+                            num_classes=num_classes)
+    return model.data_preprocessor(packed, training)

@@ -14,7 +14,21 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from cases import BACKEND_DEVICES  # noqa: E402  (reads TRITON_INTERPRET, set above)
+from spp_triton.registry import BACKENDS  # noqa: E402  (imports no triton)
+
 _passed = 0
+
+
+@pytest.fixture(params=list(BACKEND_DEVICES))
+def backend_entry(request):
+    """(registry entry, the device its tests run on) for every backend in
+    ``cases.BACKEND_DEVICES``; skipped where the backend cannot run."""
+    entry, device = BACKENDS[request.param], BACKEND_DEVICES[request.param]
+    reason = entry.unusable(device)
+    if reason:
+        pytest.skip(reason)
+    return entry, device
 
 
 def pytest_report_header(config):

@@ -9,6 +9,7 @@ backend is judged by the same independent rules.
 * ``spp_reference``: the pooled values (float64; exact in max mode).
 * ``first_max``: the argmax rule (first NaN, else first maximum, row-major).
 * ``reference_grads``: the gradients, by autograd through ``spp_reference``.
+* ``closest_area_reference``: the paper's scale selection, as a loop.
 """
 import math
 
@@ -102,3 +103,13 @@ def reference_grads(features, rois, scales, pyramid, mode, projection, roi_level
     ref = spp_reference(leaves, rois, scales, pyramid, mode, projection, roi_levels=roi_levels)
     grads = torch.autograd.grad(ref, leaves, grad.double(), allow_unused=True)
     return [torch.zeros_like(f) if g is None else g for f, g in zip(leaves, grads)]
+
+
+def closest_area_reference(rois, strides, target_size, base_stride):
+    """Plain Python: per RoI, the first map minimising |w h (base / t)^2 - target^2|."""
+    picks = []
+    for _, x1, y1, x2, y2 in rois.tolist():
+        area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+        gaps = [abs(area * (base_stride / t) ** 2 - target_size ** 2) for t in strides]
+        picks.append(gaps.index(min(gaps)))
+    return picks

@@ -3,7 +3,7 @@ the same judge: tests/cases.py's RoI list (random boxes and every special box) a
 tests/reference.py (values, the first-maximum argmax, gradients).
 
 A new backend is tested here once it has an entry in ``spp_triton.registry.BACKENDS``
-and a device in ``BACKEND_DEVICES`` below. Backend-specific behaviour (the C++ kernel's
+and a device in ``BACKEND_DEVICES`` (tests/cases.py). Backend-specific behaviour (the C++ kernel's
 layouts, the fallback, Triton's tiles and deterministic scatter) is tested in
 test_torch_backend.py and test_triton_backend.py.
 """
@@ -13,21 +13,17 @@ import torch
 from spp_triton.geometry import PoolSpec
 from spp_triton.registry import BACKENDS
 
-from cases import FPN_SCALES, TRITON_DEVICE, bits, channels_last, make_features, make_rois, to
+from cases import BACKEND_DEVICES, FPN_SCALES, bits, channels_last, make_features, make_rois, to
 from reference import first_max, reference_grads, spp_reference
 
-# The device each backend's tests run on.
-BACKEND_DEVICES = {"torch": torch.device("cpu"), "triton": TRITON_DEVICE}
+def test_every_registered_backend_has_a_test_device():
+    assert set(BACKEND_DEVICES) == set(BACKENDS)
 
 
-@pytest.fixture(params=list(BACKENDS))
-def backend(request):
+@pytest.fixture
+def backend(backend_entry):
     """(the backend's module, its device); skipped where it cannot run."""
-    entry = BACKENDS[request.param]
-    device = BACKEND_DEVICES[request.param]
-    reason = entry.unusable(device)
-    if reason:
-        pytest.skip(reason)
+    entry, device = backend_entry
     return entry.impl(), device
 
 
@@ -71,12 +67,12 @@ def test_backward_matches_reference(backend, mode, deterministic):
     grad = torch.randn(rois.shape[0], 5, spec.num_bins, generator=torch.Generator().manual_seed(33))
     got = impl.backward(grad.to(dev), argmax, feats_d, rois_d, lv_d, spec, deterministic)
     want = reference_grads(feats, rois, FPN_SCALES, (1, 2, 3, 6), mode, "sppnet", lv, grad)
-    for g, w, f in zip(got, want, feats):
+    for g, w, f in zip(got, want, feats, strict=True):
         assert g.shape == f.shape and g.dtype == f.dtype
         torch.testing.assert_close(g.cpu().double(), w, rtol=1e-5, atol=1e-5)
     if deterministic:
         again = impl.backward(grad.to(dev), argmax, feats_d, rois_d, lv_d, spec, True)
-        assert all(torch.equal(bits(a), bits(b)) for a, b in zip(got, again))
+        assert all(torch.equal(bits(a), bits(b)) for a, b in zip(got, again, strict=True))
 
 
 def test_channels_last_in_and_out(backend):
@@ -89,4 +85,5 @@ def test_channels_last_in_and_out(backend):
     out, argmax = impl.forward(feats_cl, rois_d, lv_d, spec, False)
     assert torch.equal(out, want)
     grads = impl.backward(torch.ones_like(out), argmax, feats_cl, rois_d, lv_d, spec, False)
+    assert len(grads) == len(feats)
     assert all(g.is_contiguous(memory_format=torch.channels_last) for g in grads)

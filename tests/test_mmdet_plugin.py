@@ -17,14 +17,9 @@ from mmengine.config import Config  # noqa: E402
 
 import mmdet_plugin  # noqa: E402,F401
 
+from cases import random_batch, total_loss  # noqa: E402
+
 register_all_modules()
-
-
-def _random_batch(model, num_classes, sizes=((3, 160, 192), (3, 128, 160))):
-    from mmdet.testing import demo_mm_inputs
-
-    packed = demo_mm_inputs(len(sizes), [list(s) for s in sizes], num_items=[3, 2], num_classes=num_classes)
-    return model.data_preprocessor(packed, True)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -34,9 +29,8 @@ def test_config_builds_and_runs_a_loss_forward(path):
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.train()
-    losses = model(**_random_batch(model, cfg.model.roi_head.bbox_head.num_classes), mode="loss")
-    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-                for k, v in losses.items() if "loss" in k)
+    losses = model(**random_batch(model, cfg.model.roi_head.bbox_head.num_classes), mode="loss")
+    total = total_loss(losses)
     assert torch.isfinite(total)
     total.backward()
     if "sppnet" in path.name:

@@ -1,4 +1,4 @@
-"""SPP-net's multi-scale system: the scale-selection rule, ``MultiScaleSPPNet`` (one
+"""SPP-net's multi-scale system: ``MultiScaleSPPNet`` (one
 pooling call over every scale's map, training and inference on CPU), and SPP after a
 shared head (mmdet's stock C4 config with the SPP branch swapped in)."""
 import math
@@ -15,49 +15,13 @@ from mmengine.config import Config  # noqa: E402
 
 from mmdet_plugin import SPPRoIExtractor  # noqa: E402
 from mmdet_plugin.roi_extractor import SHARED_HEAD_MESSAGE  # noqa: E402
-from mmdet_plugin.scale_selection import closest_area_level  # noqa: E402
 
-from reference import spp_reference  # noqa: E402
+from cases import random_batch, total_loss  # noqa: E402
+from reference import closest_area_reference, spp_reference  # noqa: E402
 
 register_all_modules()
 ROOT = Path(__file__).resolve().parent.parent
 MMDET_C4 = Path(mmdet.__file__).parent / ".mim" / "configs" / "faster_rcnn" / "faster-rcnn_r50-caffe_c4-1x_coco.py"
-
-
-def closest_area_reference(rois, strides, target_size, base_stride):
-    """Plain Python: per RoI, the first map minimising |w h (base / t)^2 - target^2|."""
-    picks = []
-    for _, x1, y1, x2, y2 in rois.tolist():
-        area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
-        gaps = [abs(area * (base_stride / t) ** 2 - target_size ** 2) for t in strides]
-        picks.append(gaps.index(min(gaps)))
-    return picks
-
-
-def test_scale_selection_matches_the_plain_rule_on_the_paper_scales():
-    scales, base = (480, 576, 688, 864, 1200), 688
-    strides = [16 * base / s for s in scales]
-    g = torch.Generator().manual_seed(3)
-    xy = torch.rand(400, 2, generator=g) * 600
-    wh = torch.exp(torch.rand(400, 2, generator=g) * 6.5)  # 1 to 665 px
-    rois = torch.cat([torch.zeros(400, 1), xy, xy + wh], 1).double()
-    ours = closest_area_level(rois, strides).tolist()
-    assert ours == closest_area_reference(rois, strides, 224.0, 16.0)
-    assert len(set(ours)) == len(scales)  # every scale gets some RoIs
-    # A 224 x 224 window at the pipeline's scale is exactly the target there.
-    assert closest_area_level(torch.tensor([[0, 10, 10, 234, 234.]]), strides).tolist() == [2]
-
-
-def test_scale_selection_ties_go_to_the_first_map():
-    # A 7 x 7 window is 49 cells at stride 1 and 1 cell at stride 7; the target is
-    # 5 x 5 = 25 cells: |49 - 25| == |1 - 25|, an exact tie.
-    # A 35 x 35 window (1225 or 25 cells) is no tie; a point (0 cells) ties.
-    rois = torch.tensor([[0, 0, 0, 7, 7.], [0, 0, 0, 35, 35.], [0, 3, 3, 3, 3.]])
-    assert closest_area_level(rois, [1, 7], target_size=5, base_stride=1).tolist() == [0, 1, 0]
-    assert closest_area_level(rois, [7, 1], target_size=5, base_stride=1).tolist() == [0, 0, 0]
-    assert closest_area_reference(rois, [1, 7], 5, 1) == [0, 1, 0]
-    # Two maps of one stride always tie.
-    assert closest_area_level(rois, [16, 16]).tolist() == [0, 0, 0]
 
 
 def _model(config="sppnet_r18-w16-c4_3scale_24e_synth-voc.py"):
@@ -65,13 +29,6 @@ def _model(config="sppnet_r18-w16-c4_3scale_24e_synth-voc.py"):
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     return MODELS.build(cfg.model)
-
-
-def _batch(model, training, sizes=((3, 128, 160), (3, 128, 160))):
-    from mmdet.testing import demo_mm_inputs
-
-    packed = demo_mm_inputs(len(sizes), [list(s) for s in sizes], num_items=[3, 2], num_classes=5)
-    return model.data_preprocessor(packed, training)
 
 
 def _pool_calls(fn) -> int:
@@ -87,22 +44,21 @@ def test_multiscale_detector_trains_and_predicts_with_one_pooling_call():
     assert extractor.featmap_strides == [16 / 0.75, 16.0, 16 / 1.5] and extractor.level_mapping == "sppnet"
     assert extractor.target_size == 112.0
     model.train()
-    data = _batch(model, True)
+    data = random_batch(model, 5, sizes=((3, 128, 160), (3, 128, 160)))
     losses = {}
 
     def step():
         losses.update(model(**data, mode="loss"))
 
     assert _pool_calls(step) == 1
-    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-                for k, v in losses.items() if "loss" in k)
+    total = total_loss(losses)
     assert torch.isfinite(total) and "loss_rpn_cls" in losses and "loss_cls" in losses
     total.backward()
     # Every scale's pass through the backbone gets gradient through the one pooling call.
     assert model.backbone.conv1.weight.grad is not None
     assert model.roi_head.bbox_head.shared_fcs[0].weight.grad is not None
     model.eval()
-    data = _batch(model, False)
+    data = random_batch(model, 5, training=False, sizes=((3, 128, 160), (3, 128, 160)))
     results = []
     with torch.no_grad():
         assert _pool_calls(lambda: results.extend(model(**data, mode="predict"))) == 1
@@ -111,7 +67,7 @@ def test_multiscale_detector_trains_and_predicts_with_one_pooling_call():
 
 def test_each_roi_is_pooled_from_its_scale_at_that_scale_s_true_spatial_scale():
     model = _model().eval()
-    data = _batch(model, False)
+    data = random_batch(model, 5, training=False, sizes=((3, 128, 160), (3, 128, 160)))
     with torch.no_grad():
         maps = model.extract_feat(data["inputs"])
         assert [m.shape[-1] for m in maps] == [8, 10, 15]  # ceil(160 f / 16), f = 0.75, 1, 1.5
@@ -168,12 +124,8 @@ def test_stock_c4_with_spp_after_the_shared_head_trains():
     cfg = Config(dict(model=_stock_c4(bbox_head=SPP_HEAD)))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()
-    from mmdet.testing import demo_mm_inputs
-
-    packed = demo_mm_inputs(1, [[3, 128, 160]], num_items=[2], num_classes=80)
-    losses = model(**model.data_preprocessor(packed, True), mode="loss")
-    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-                for k, v in losses.items() if "loss" in k)
+    losses = model(**random_batch(model, 80, sizes=((3, 128, 160),)), mode="loss")
+    total = total_loss(losses)
     assert torch.isfinite(total)
     total.backward()
     fc6 = model.roi_head.bbox_head.shared_fcs[0]

@@ -5,7 +5,7 @@ import torch
 import spp_triton
 from spp_triton import SpatialPyramidRoIPool, spp_roi_pool
 
-from cases import TRITON_DEVICE
+from cases import BACKEND_DEVICES, HAS_TRITON, TRITON_DEVICE
 from reference import spp_reference
 
 
@@ -193,7 +193,7 @@ def test_bad_input_raises_naming_the_argument(kwargs, exc, words):
     assert words in str(info.value)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="needs the triton package")
+@pytest.mark.skipif(not HAS_TRITON, reason="the Triton backend needs the triton package")
 def test_triton_refuses_grids_wider_than_its_registers_hold():
     with pytest.raises(ValueError, match=r"backend 'triton' takes pyramid entries up to 16.*backend='torch'"):
         spp_roi_pool(FEATS.to(TRITON_DEVICE), GOOD.to(TRITON_DEVICE), spatial_scales=1.0, pyramid=(1, 17),
@@ -212,10 +212,7 @@ def test_package_version():
 
 
 # ---------------------------------------------------------------- backends agree through the op
-_HAS_TRITON = __import__("importlib").util.find_spec("triton") is not None
-
-
-@pytest.mark.skipif(not _HAS_TRITON, reason="the Triton backend needs the triton package")
+@pytest.mark.skipif(not HAS_TRITON, reason="the Triton backend needs the triton package")
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_public_op_triton_equals_torch_forward_and_backward(mode):
     torch.manual_seed(1)
@@ -263,9 +260,9 @@ def test_features_are_read_in_place_and_gradients_keep_their_layout(backend, lay
     back in the features' layout, which autograd accumulates without a copy. (The C++
     kernel transposes NCHW maps to channels-last when the RoIs cover them more than once;
     the few RoIs here do not.)"""
-    if backend == "triton" and not _HAS_TRITON:
+    if backend == "triton" and not HAS_TRITON:
         pytest.skip("the Triton backend needs the triton package")
-    dev = TRITON_DEVICE if backend == "triton" else torch.device("cpu")
+    dev = BACKEND_DEVICES[backend]
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     g = torch.Generator().manual_seed(2)
     feats = [torch.randn(2, 8, 12, 16, generator=g).to(dev).contiguous(memory_format=fmt).requires_grad_(),

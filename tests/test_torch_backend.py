@@ -75,8 +75,8 @@ def test_every_dtype(impl, dtype, mode):
     if mode == "max":  # every dtype holds its own maxima exactly
         assert torch.equal(out.double(), ref)
         assert torch.equal(argmax.long(), first_max(feats, rois, scales, (1, 2, 3, 6), "sppnet", lv))
-    else:  # float32 accumulation, rounded once to the dtype
-        tol = {torch.float16: 1e-3, torch.bfloat16: 8e-3}.get(dtype, 1e-6)
+    else:  # float32 accumulation (float64 for float64), rounded once to the dtype
+        tol = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float64: 1e-12}.get(dtype, 1e-6)
         torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
 
 
@@ -130,7 +130,7 @@ def test_both_kernel_layouts_match_reference(impl, mode, coverage):
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
     grads = _backward(impl, grad, argmax, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet")
     expected = reference_grads(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", lv, grad)
-    for got, exp in zip(grads, expected):
+    for got, exp in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
 
 
@@ -190,7 +190,7 @@ def test_backward_matches_reference_gradient(impl, mode, pyramid):
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
     grads = _backward(impl, grad, argmax, feats, rois, lv, scales, pyramid, mode, "sppnet")
     expected = reference_grads(feats, rois, scales, pyramid, mode, "sppnet", lv, grad)
-    for got, exp, f in zip(grads, expected, feats):
+    for got, exp, f in zip(grads, expected, feats, strict=True):
         assert got.shape == f.shape and got.dtype == f.dtype
         torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
 
@@ -207,7 +207,7 @@ def test_backward_is_bit_identical_run_to_run(impl, mode, dtype):
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(15)).to(dtype) * 1e3
     runs = [_backward(impl, grad, argmax, feats, rois, lv, scales, (1, 2, 3, 6), mode, "sppnet") for _ in range(3)]
     for other in runs[1:]:
-        assert all(torch.equal(bits(a), bits(b)) for a, b in zip(runs[0], other))
+        assert all(torch.equal(bits(a), bits(b)) for a, b in zip(runs[0], other, strict=True))
     assert all(g.dtype == dtype for g in runs[0])
 
 
@@ -222,7 +222,7 @@ def test_gradients_through_public_api(impl, monkeypatch):
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(18))
     got = torch.autograd.grad(out, leaves, grad)
     expected = reference_grads(feats, rois, scales, (1, 2, 3, 6), "max", "sppnet", lv, grad)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-6)
 
 
@@ -243,7 +243,7 @@ def test_kernel_and_fallback_agree_on_realistic_proposals():
         results[impl] = (out, argmax, grads)
     (o1, a1, g1), (o2, a2, g2) = results[cpu_kernel], results[torch_fallback]
     assert torch.equal(o1, o2) and torch.equal(a1, a2)
-    assert all(torch.equal(x, y) for x, y in zip(g1, g2))
+    assert all(torch.equal(x, y) for x, y in zip(g1, g2, strict=True))
     ref = spp_reference(feats, rois[-4:], scales, (1, 2, 3, 6), "max", "sppnet", roi_levels=lv[-4:])
     assert torch.equal(o1[-4:].double(), ref)
 

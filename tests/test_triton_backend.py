@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-triton = pytest.importorskip("triton")
+pytest.importorskip("triton")
 
 from spp_triton import torch_backend  # noqa: E402
 from spp_triton import triton_backend  # noqa: E402
@@ -164,7 +164,7 @@ def test_channels_last_gives_the_same_results(mode):
     (o1, a1, g1), (o2, a2, g2) = results["nchw"], results["cl"]
     assert_bit_equal(o1, o2)
     assert (a1 is None and a2 is None) or torch.equal(a1, a2)
-    for x, y in zip(g1, g2):
+    for x, y in zip(g1, g2, strict=True):
         assert_bit_equal(x.contiguous(), y.contiguous())
 
 
@@ -247,7 +247,7 @@ def test_backward(mode, pyramid, projection, dtype, layout):
     det2 = _triton_backward(grad_out, argmax, feats, rois, lv, spec, True)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
     fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
-    for a, d1, d2, w, f in zip(atomic, det1, det2, want, feats):
+    for a, d1, d2, w, f in zip(atomic, det1, det2, want, feats, strict=True):
         assert a.shape == f.shape and a.dtype == dtype and d1.dtype == dtype
         assert a.is_contiguous(memory_format=fmt) and d1.is_contiguous(memory_format=fmt)
         torch.testing.assert_close(a.float(), w.float(), **tol)
@@ -280,7 +280,7 @@ def test_deterministic_backward_against_float64_reference(mode, scale):
     # program before the fixed-point conversion) is relative to the term, so the bound
     # uses the sum of the terms' magnitudes: the reference gradient of |grad|.
     magnitude = reference_grads(feats, rois, scales, (1, 2, 3, 6), mode, "sppnet", lv, grad.double().abs())
-    for g, e, a in zip(got, expected, magnitude):
+    for g, e, a in zip(got, expected, magnitude, strict=True):
         bound = rois.shape[0] * spec.num_bins * step / 2 + a * 2.0 ** -21 + e.abs() * 2.0 ** -23
         assert ((g.double() - e).abs() <= bound).all()
 
@@ -316,7 +316,7 @@ def test_backward_meta_feats_and_separate_outputs():
     grads = triton_backend.backward(grad_out.to(DEV), argmax.to(DEV), [f.to("meta") for f in feats],
                                     *to(DEV, rois, lv), spec, False)
     want = torch_backend.backward(grad_out, argmax, feats, rois, lv, spec)
-    for gt, w in zip(grads, want):
+    for gt, w in zip(grads, want, strict=True):
         assert torch.equal(gt.cpu(), w)  # integer-valued sums: exact in any order
     ptrs = {g.untyped_storage().data_ptr() for g in grads}
     assert len(ptrs) == len(grads)
