@@ -9,7 +9,9 @@
 #
 # Overrides (environment): PYTHON (interpreter, default python3),
 # TORCH_SPEC (default "torch==2.13.0"; e.g. "torch==2.5.1" or a CUDA build's spec),
-# MAX_JOBS (parallel C++ jobs for the mmcv build, default: number of cores).
+# MAX_JOBS (parallel C++ jobs for the mmcv build, default: number of cores),
+# and what mmcv's CUDA build reads: CUDA_HOME, TORCH_CUDA_ARCH_LIST, FORCE_CUDA
+# (scripts/setup_plan.py checks them against torch first; docs/gpu_machine.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,12 +34,37 @@ $PIP install -q "setuptools>=77,<81" wheel ninja
 step "$TORCH_SPEC and triton"
 $PIP install -q "$TORCH_SPEC" -r requirements/triton.txt
 
+# Before anything long: does the installed mmcv fit (loads with this torch; CUDA ops where
+# its build would compile them)? If not, what will its build compile here, or why would
+# it fail (scripts/setup_plan.py decides; it stops here, naming the way out).
+PLAN="$VENV/bin/python scripts/setup_plan.py"
+BUILD_MMCV=1
+if state=$($PLAN --check-mmcv 2>/dev/null); then
+  BUILD_MMCV=0
+  step "mmcv: installed and fits this machine ($state)"
+else
+  step "mmcv 2.1.0: what its build will compile here"
+  if ! exports=$($PLAN --shell); then
+    echo "make setup stopped before building mmcv (see above)." >&2
+    exit 1
+  fi
+  eval "$exports"
+fi
+
 step "mmengine, numpy and mmcv's build requirements"
 $PIP install -q -r requirements/openmmlab-base.txt
 
-if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops" >/dev/null 2>&1; then
-  step "mmcv 2.1.0 from source with compiled ops (about 17 min on 2 cores the first time; pip caches the wheel)"
+if [ "$BUILD_MMCV" = 1 ]; then
+  step "mmcv 2.1.0 from source with its $SPP_MMCV_OPS ops (the first time about 9 min on 2 cores for CPU ops, far longer for CUDA ops; pip caches the wheel)"
   $PIP install --no-build-isolation -r requirements/mmcv.txt
+  if ! state=$($PLAN --check-mmcv); then
+    # pip keeps one wheel per mmcv version, whatever torch it was built for: build afresh.
+    echo "$state" >&2
+    step "mmcv 2.1.0 again, from source and not from pip's cache"
+    $PIP install --no-build-isolation --no-cache-dir --force-reinstall --no-deps -r requirements/mmcv.txt
+    state=$($PLAN --check-mmcv) || { echo "$state" >&2; exit 1; }
+  fi
+  echo "$state"
 fi
 
 step "mmdet and the test tools"
