@@ -10,6 +10,8 @@ Providers (all in this process, same inputs):
   roialign7    mmdet SingleRoIExtractor + mmcv RoIAlign 7x7 avg (mmdet's default)
   roipool7     mmdet SingleRoIExtractor + mmcv RoIPool 7x7 (CUDA only: mmcv has no CPU RoIPool)
   roialign_pyr mmdet SingleRoIExtractor + mmcv RoIAlign max, once per pyramid level (1, 2, 3, 6)
+The mmcv rows are skipped, with the reason on one line, where mmcv's ops cannot run on the
+device (e.g. an mmcv built without CUDA ops).
 Measures forward and forward+backward (of out.sum()): triton.testing.do_bench on CUDA,
 wall-clock medians on CPU (``common.bench``). Then prints the Triton kernels' memory
 traffic, counted in Triton's interpreter (``spp_triton.load_counter``: the forward's
@@ -31,6 +33,19 @@ from spp_triton.workloads import FPN_STRIDES, fpn_inputs
 PYRAMID = (1, 2, 3, 6)
 
 
+def mmcv_unusable(device: str):
+    """Why mmcv's RoI ops cannot run on ``device`` (one line), or None if they can."""
+    from mmcv.ops import RoIAlign, get_compiling_cuda_version
+
+    if device.startswith("cuda") and get_compiling_cuda_version() == "not available":
+        return "mmcv was built without CUDA ops (docs/gpu_machine.md)"
+    try:
+        RoIAlign(1, 1.0)(torch.zeros(1, 1, 2, 2, device=device), torch.zeros(1, 5, device=device))
+    except RuntimeError as e:
+        return f"mmcv's RoIAlign does not run on {device}: {str(e).splitlines()[0]}"
+    return None
+
+
 def providers(device: str):
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
@@ -50,6 +65,11 @@ def providers(device: str):
         fns["spp_determ"] = lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales,
                                                                      roi_levels=levels, deterministic=True)
         fns["roipool7"] = lambda feats, rois, levels: pool7(feats, rois)
+    reason = mmcv_unusable(device)
+    if reason:
+        mmcv_rows = ("roialign7", "roipool7", "roialign_pyr")
+        print(f"skipping the mmcv rows ({', '.join(p for p in mmcv_rows if p in fns)}): {reason}", flush=True)
+        fns = {name: fn for name, fn in fns.items() if name not in mmcv_rows}
     return fns
 
 

@@ -11,7 +11,8 @@ within accumulation rounding; deterministic gradients must be bit-identical over
 runs. Then the operator benchmark, ``benchmarks/bench_spp_roi_pool.py`` of the checkout
 (``triton.testing.do_bench``): spp_roi_pool, with and without the deterministic
 backward, against mmdet's ``SingleRoIExtractor`` with mmcv ``RoIAlign`` 7x7 and
-``RoIPool`` 7x7, one table.
+``RoIPool`` 7x7, one table (the mmcv rows skipped, with the reason on one line, where
+mmcv was built without CUDA ops).
 
 Without CUDA: it says so, runs the same comparison on small shapes in Triton's
 interpreter (a child process with TRITON_INTERPRET=1), and prints the kernels' memory
