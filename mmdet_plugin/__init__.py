@@ -9,6 +9,7 @@ from . import checkpoint_safety
 
 checkpoint_safety.install()
 
+from . import flops  # noqa: E402,F401  (counts spp_roi_pool in mmengine's FLOP analysis)
 from .bbox_head import SPPBBoxHead  # noqa: E402
 from .multiscale_detector import MultiScaleSPPNet  # noqa: E402
 from .roi_extractor import SPPRoIExtractor  # noqa: E402
