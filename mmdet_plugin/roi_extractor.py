@@ -31,7 +31,12 @@ class SPPRoIExtractor(BaseRoIExtractor):
         featmap_strides: stride of each input level, e.g. [4, 8, 16, 32].
         pyramid: grid sizes n, output bins B = sum(n * n).
         mode: "max" (paper) or "avg".
-        projection: "sppnet" (paper, Appendix A) or "round" (Fast R-CNN).
+        projection: sampling="cells" only: "sppnet" (paper, Appendix A; the default,
+            None) or "round" (Fast R-CNN).
+        sampling: "cells" (the paper: whole feature cells) or "bilinear" (SPP-Align: the
+            pyramid on RoIAlign's continuous coordinates, ``sampling_ratio`` samples per
+            bin and axis of the finest grid, 0 adaptive; ``aligned``: mmcv RoIAlign's
+            half-pixel shift). See ``spp_triton.spp_roi_pool``.
         level_mapping: "fpn": mmdet's rule, level = floor(log2(sqrt(wh) / finest_scale)),
             clamped; "sppnet": the paper's scale selection
             (``scale_selection.closest_area_level``): the level on which the RoI's
@@ -50,14 +55,16 @@ class SPPRoIExtractor(BaseRoIExtractor):
 
     def __init__(self, out_channels: int, featmap_strides: Sequence[int],
                  pyramid: Sequence[int] = (1, 2, 3, 6), mode: str = "max",
-                 projection: str = "sppnet", level_mapping: str = "fpn", finest_scale: int = 56,
+                 projection: Optional[str] = None, level_mapping: str = "fpn", finest_scale: int = 56,
                  target_size: float = 224.0, base_stride: float = 16.0, backend: str = "auto",
-                 roi_layer: Optional[dict] = None, init_cfg=None) -> None:
+                 roi_layer: Optional[dict] = None, sampling: str = "cells", sampling_ratio: int = 2,
+                 aligned: bool = True, init_cfg=None) -> None:
         BaseModule.__init__(self, init_cfg=init_cfg)  # the base would build mmcv roi_layers
         _refuse_shared_head()
         if roi_layer is not None:
             raise ValueError("SPPRoIExtractor pools with spp_triton; set roi_layer=None "
-                             f"(got {roi_layer!r}) and configure pyramid/mode/projection instead")
+                             f"(got {roi_layer!r}) and configure pyramid/mode/projection or "
+                             "sampling/sampling_ratio/aligned instead")
         if level_mapping not in LEVEL_MAPPINGS:
             raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
         self.out_channels = out_channels
@@ -68,7 +75,8 @@ class SPPRoIExtractor(BaseRoIExtractor):
         self.roi_layers = None
         self.pool = SpatialPyramidRoIPool(pyramid=pyramid,
                                           spatial_scales=[1.0 / s for s in self.featmap_strides],
-                                          mode=mode, projection=projection, backend=backend)
+                                          mode=mode, projection=projection, backend=backend, sampling=sampling,
+                                          sampling_ratio=sampling_ratio, aligned=aligned)
 
     @property
     def num_bins(self) -> int:

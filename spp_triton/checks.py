@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from .registry import Backend
-from .geometry import MAX_ABS_COORD, MAX_SCALE
+from .geometry import MAX_ABS_COORD, MAX_LATTICE, MAX_SCALE, Projection, Sampling
 
 
 def check_pyramid(pyramid: Sequence[int]) -> tuple[int, ...]:
@@ -24,6 +24,30 @@ def check_pyramid(pyramid: Sequence[int]) -> tuple[int, ...]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"pyramid entries must be ints >= 1, got {tuple(pyramid)!r}")
     return tuple(pyramid)
+
+
+def check_sampling(sampling, sampling_ratio, aligned, projection, pyramid: tuple[int, ...]):
+    """(sampling, sampling_ratio, aligned, projection) as the op takes them: names, an
+    int, a bool and "sppnet" when ``projection`` is None. ``projection`` rounds a RoI's
+    corners onto whole cells, so it is refused with ``sampling="bilinear"``, whose
+    window is continuous; ``sampling_ratio`` and ``aligned`` are bilinear's only."""
+    kind = Sampling.parse("sampling", sampling)
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
+        raise TypeError(f"sampling_ratio must be an int (samples per bin and axis; 0: adaptive), "
+                        f"got {sampling_ratio!r}")
+    if sampling_ratio < 0:
+        raise ValueError(f"sampling_ratio must be >= 0 (samples per bin and axis; 0: adaptive), got {sampling_ratio}")
+    if sampling_ratio * max(pyramid) > MAX_LATTICE:
+        raise ValueError(f"sampling_ratio * max(pyramid) must be <= {MAX_LATTICE} lattice points per axis, got "
+                         f"{sampling_ratio} * {max(pyramid)}")
+    if not isinstance(aligned, bool):
+        raise TypeError(f"aligned must be a bool, got {aligned!r}")
+    if kind == Sampling.BILINEAR and projection is not None:
+        raise ValueError(f"projection={projection!r} applies to sampling='cells' only: it rounds a RoI's corners "
+                         "onto whole feature cells, while sampling='bilinear' pools the continuous window "
+                         "(aligned=True: mmcv RoIAlign's half-pixel shift); drop projection")
+    proj = Projection.parse("projection", "sppnet" if projection is None else projection)
+    return kind.label, sampling_ratio, aligned, proj.label
 
 
 def as_feature_list(features) -> list[torch.Tensor]:

@@ -2,13 +2,15 @@
 
     python -m spp_triton.compile_check [--jobs J] [--levels L]
 
-Variants: the forward (nested max with pyramid 1/2/3/6, direct max with the non-nested
-1/3/5, avg), the backward (max and avg, atomic and deterministic), the fixed-point
-scale pre-pass and the finalize pass; each in both layouts (NCHW, channels-last) where
-the kernel has one, each dtype (the features' for the forward, grad_out's for the
-backward, the output's for finalize), each GPU autotune config (the full list, not the
-interpreter's single one) with the "round" projection (plus the first config with
-"sppnet"), and each target. For each it runs
+Variants: the cells forward (nested max with pyramid 1/2/3/6, direct max with the
+non-nested 1/3/5, avg), the bilinear forward (nested 1/2/3/6 and direct 1/3/5, max and
+avg), the backwards (cells; bilinear nested and direct; max and avg, atomic and
+deterministic), the fixed-point scale pre-pass and the finalize pass; each in both
+layouts (NCHW, channels-last) where the kernel has one, each dtype (the features' for
+the forward, grad_out's for the backward, the output's for finalize), each GPU autotune
+config (the full list, not the interpreter's single one) with the "round" projection
+(plus the first config with "sppnet"; bilinear kernels take sampling_ratio and aligned
+at run time), and each target. For each it runs
 
     triton.compile(ASTSource(fn=<the JITFunction under the autotuner>, signature=...,
                              constexprs=...), target=GPUTarget("cuda", cc, 32),
@@ -18,10 +20,12 @@ interpreter's single one) with the "round" projection (plus the first config wit
 count, spills and stack of the cubin from ``ptxas -v`` on the generated PTX (the ptxas
 that triton itself uses for that target; ``cuobjdump -res-usage`` on the cubin if that
 fails: REG and LOCAL), and counts ``fma`` instructions in the PTX (there must be none:
-the window projection needs two roundings). Prints a table, then per kernel the highest
+the window projection and the bilinear samples need every rounding). Prints a table, then per kernel the highest
 register count and the occupancy it implies (warps resident per SM out of 64, limited by
 the 64 K registers, the shared memory and the 32 blocks of an SM); exits non-zero on any
-compile failure, spill, local memory or fma.
+compile failure, spill, local-memory load or store, or fma. (A stack frame alone, with no
+local loads or stores in the PTX, is the call frame of ptxas' IEEE division slow path
+that the bilinear kernels' ``tl.div_rn`` uses; it is reported, not failed.)
 
 TRITON_INTERPRET is removed from the environment first: this must compile, not interpret.
 """
@@ -46,65 +50,100 @@ SHARED_PER_SM = {80: 164 * 1024, 90: 228 * 1024}
 
 
 def _variants(num_levels: int):
-    """(kernel name, label, dtype, num_warps, signature, constexprs) of every compile.
+    """(kernel, label, dtype, num_warps, signature, constexprs) of every compile; kernel
+    is "module.function" within spp_triton.
 
-    Kernels with a projection get every config with "round" (PROJ=1: ``x * s + 0.5``,
-    where a fused multiply-add would change the result, so the fma count below means
-    something) and the first config with "sppnet" (PROJ=0) too.
+    Cells kernels with a projection get every config with "round" (PROJ=1: ``x * s +
+    0.5``, where a fused multiply-add would change the result, so the fma count below
+    means something) and the first config with "sppnet" (PROJ=0) too. Bilinear kernels
+    take sampling_ratio and aligned at run time: one compile covers them all.
     """
     for name, label, dt, ci, warps, sig, const in _configs_matrix(num_levels):
+        if name.startswith("triton_align."):
+            yield name, label, dt, warps, sig, const
+            continue
         if "PROJ" not in const:
-            yield name, label, dt, warps, sig, dict(const, PROJ=1) if name == "spp_bwd_kernel" else const
+            yield name, label, dt, warps, sig, dict(const, PROJ=1) if name.endswith("spp_bwd_kernel") else const
             continue
         yield name, label, dt, warps, sig, dict(const, PROJ=1)
         if ci == 0:
             yield name, label, dt, warps, sig, dict(const, PROJ=0)
 
 
+def _forward_signature(L, dt, align):
+    sig = {"feats": (f"*{dt}",) * L, "heights": ("i32",) * L, "widths": ("i32",) * L, "rois_ptr": "*fp32",
+           "levels_ptr": "*i32", "scales_ptr": "*fp32", "out_ptr": f"*{dt}", "argmax_ptr": "*i32", "N": "i32",
+           "C": "i32"}
+    return dict(sig, ratio="i32", aligned="i32") if align else sig
+
+
+def _backward_signature(L, dt, det, align):
+    sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L, "exp_ptr": "*i32",
+           "grad_out_ptr": f"*{dt}", "argmax_ptr": "*i32", "rois_ptr": "*fp32", "levels_ptr": "*i32",
+           "scales_ptr": "*fp32", "heights": ("i32",) * L, "widths": ("i32",) * L, "N": "i32", "C": "i32"}
+    return dict(sig, ratio="i32", aligned="i32") if align else sig
+
+
 def _configs_matrix(num_levels: int):
-    from . import triton_kernels as kern
+    from . import triton_align, triton_cells, triton_shared
 
     L = num_levels
-    fwd = (("fwd_nested_max", (1, 2, 3, 6), 6, 0), ("fwd_direct_max", (1, 3, 5), 0, 0), ("fwd_avg", (1, 2, 3, 6), 0, 1))
-    for label, pyramid, fine, mode in fwd:
+    pyr = triton_shared.pyramid_constexprs
+    # (module, label, pyramid, FINE, MODE): the cells forward folds nested max pyramids
+    # from the fine grid; the bilinear one nested pyramids in both modes.
+    fwd = (("cells", "fwd_nested_max", (1, 2, 3, 6), 6, 0), ("cells", "fwd_direct_max", (1, 3, 5), 0, 0),
+           ("cells", "fwd_avg", (1, 2, 3, 6), 0, 1),
+           ("align", "align_fwd_nested_max", (1, 2, 3, 6), 6, 0), ("align", "align_fwd_direct_max", (1, 3, 5), 0, 0),
+           ("align", "align_fwd_nested_avg", (1, 2, 3, 6), 6, 1), ("align", "align_fwd_direct_avg", (1, 3, 5), 0, 1))
+    modules = {"cells": (triton_cells, "spp_fwd_kernel", "spp_bwd_kernel"),
+               "align": (triton_align, "spp_align_fwd_kernel", "spp_align_bwd_kernel")}
+    for family, label, pyramid, fine, mode in fwd:
+        module, fwd_name, _ = modules[family]
         for cl in (False, True):
             for dt in DTYPES:
-                for ci, cfg in enumerate(kern.forward_configs(interpret=False, channels_last=cl)):
-                    sig = {"feats": (f"*{dt}",) * L, "heights": ("i32",) * L, "widths": ("i32",) * L,
-                           "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32", "out_ptr": f"*{dt}",
-                           "argmax_ptr": "*i32", "N": "i32", "C": "i32"}
-                    const = dict(NUM_LEVELS=L, **kern.pyramid_constexprs(pyramid), FINE=fine, FINE_PAD=8 if fine else 1, MODE=mode,
-                                 PROJ=1, CHANNELS_LAST=cl, **cfg.kwargs)
-                    yield "spp_fwd_kernel", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, cfg.num_warps, sig, const
-    for mode in (0, 1):
-        for det in (False, True):
-            for cl in (False, True):
-                for dt in DTYPES:
-                    for ci, cfg in enumerate(kern.backward_configs(interpret=False, channels_last=cl)):
-                        sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L,
-                               "exp_ptr": "*i32", "grad_out_ptr": f"*{dt}", "argmax_ptr": "*i32",
-                               "rois_ptr": "*fp32", "levels_ptr": "*i32", "scales_ptr": "*fp32",
-                               "heights": ("i32",) * L, "widths": ("i32",) * L, "N": "i32", "C": "i32"}
-                        const = dict(NUM_LEVELS=L, **kern.pyramid_constexprs((1, 2, 3, 6)), B_PAD=64, MODE=mode,
-                                     CHANNELS_LAST=cl, DETERMINISTIC=det, HEADROOM=18, **cfg.kwargs)
-                        if mode == 1:  # max mode reads no window: PROJ is dead code there
-                            const["PROJ"] = 1
-                        label = f"bwd_{'determ' if det else 'atomic'}_{('max', 'avg')[mode]}_{'cl' if cl else 'nchw'}"
-                        yield "spp_bwd_kernel", label, dt, ci, cfg.num_warps, sig, const
+                for ci, cfg in enumerate(module.forward_configs(interpret=False, channels_last=cl)):
+                    const = dict(NUM_LEVELS=L, **pyr(pyramid), FINE=fine, FINE_PAD=8 if fine else 1, MODE=mode,
+                                 CHANNELS_LAST=cl, **cfg.kwargs)
+                    if family == "cells":
+                        const["PROJ"] = 1
+                    yield (f"triton_{family}.{fwd_name}", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, cfg.num_warps,
+                           _forward_signature(L, dt, family == "align"), const)
+    # (module, label prefix, pyramid, FINE) of the backward: the cells backward reads no
+    # grid nesting; the bilinear one walks one lattice or one per grid.
+    bwd = (("cells", "bwd", (1, 2, 3, 6), None), ("align", "align_bwd_nested", (1, 2, 3, 6), 6),
+           ("align", "align_bwd_direct", (1, 3, 5), 0))
+    for family, prefix, pyramid, fine in bwd:
+        module, _, bwd_name = modules[family]
+        for mode in (0, 1):
+            for det in (False, True):
+                for cl in (False, True):
+                    for dt in DTYPES:
+                        for ci, cfg in enumerate(module.backward_configs(interpret=False, channels_last=cl)):
+                            const = dict(NUM_LEVELS=L, **pyr(pyramid), B_PAD=64, MODE=mode, CHANNELS_LAST=cl,
+                                         DETERMINISTIC=det, HEADROOM=18, **cfg.kwargs)
+                            if fine is not None:
+                                const["FINE"] = fine
+                            elif mode == 1:  # max mode reads no window: PROJ is dead code there
+                                const["PROJ"] = 1
+                            label = (f"{prefix}_{'determ' if det else 'atomic'}_{('max', 'avg')[mode]}_"
+                                     f"{'cl' if cl else 'nchw'}")
+                            yield (f"triton_{family}.{bwd_name}", label, dt, ci, cfg.num_warps,
+                                   _backward_signature(L, dt, det, family == "align"), const)
     for dt in DTYPES:
-        yield ("abs_max_exponent_kernel", "bwd_scale_prepass", dt, 0, 4,
+        yield ("triton_shared.abs_max_exponent_kernel", "bwd_scale_prepass", dt, 0, 4,
                {"x_ptr": f"*{dt}", "n": "i32", "exp_ptr": "*i32"}, dict(BLOCK=4096))
         for det in (False, True):
             sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L, "outs": (f"*{dt}",) * L,
                    "numels": ("i32",) * L, "exp_ptr": "*i32"}
-            yield ("finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, 4, sig,
+            yield ("triton_shared.finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, 4, sig,
                    dict(NUM_LEVELS=L, DETERMINISTIC=det, HEADROOM=18, BLOCK=1024))
 
 
 def _jit_fn(name):
-    from . import triton_kernels as kern
+    import importlib
 
-    fn = getattr(kern, name)
+    module, attr = name.split(".")
+    fn = getattr(importlib.import_module(f"spp_triton.{module}"), attr)
     while not hasattr(fn, "arg_names") or hasattr(fn, "configs"):  # unwrap autotuners
         fn = fn.fn
     return fn
@@ -153,7 +192,11 @@ def _compile_one(item):
     from triton.compiler import ASTSource
 
     fn = _jit_fn(name)
-    row = dict(kernel=label, dtype=dt, proj=("sppnet", "round")[const["PROJ"]] if "PROJ" in const else "-",
+    if "ratio" in sig:
+        geometry = "bilinear"  # sampling_ratio and aligned at run time
+    else:
+        geometry = ("sppnet", "round")[const["PROJ"]] if "PROJ" in const else "-"
+    row = dict(kernel=label, dtype=dt, proj=geometry,
                config=_config_label(const, warps), warps=warps, cc=cc,
                target=f"sm_{cc}", regs="-", spills="-", stack="-", shared="-", fma="-", error=None)
     t0 = time.time()
@@ -177,8 +220,12 @@ def _compile_one(item):
             except Exception:  # noqa: BLE001  (fall back to the cubin's resource table)
                 regs, spills, stack = _cuobjdump_usage(k.asm["cubin"])
         fma = len(re.findall(r"^\s*fma\.", ptx, flags=re.M))
+        # A stack frame without local loads or stores in the PTX is the call frame of
+        # ptxas' IEEE division slow path (div.rn.f32, the bilinear kernels' divisions by a
+        # grid size that is not a power of two): no spill, no local-memory traffic.
+        local_traffic = re.search(r"\b(ld|st)\.local\b", ptx) is not None
         row.update(regs=regs, spills=spills, stack=stack, shared=k.metadata.shared, fma=fma)
-        problems = [p for p, bad in (("spills", spills), ("stack", stack), ("fma", fma)) if bad]
+        problems = [p for p, bad in (("spills", spills), ("stack", stack and local_traffic), ("fma", fma)) if bad]
         if problems:
             row["error"] = "has " + ", ".join(problems)
     except Exception as exc:  # noqa: BLE001

@@ -1,17 +1,22 @@
-"""The C++ CPU kernel (``csrc/spp_cpu.cpp``): its loader and the backend contract on top.
+"""The C++ CPU kernels (``csrc/``): their loader and the backend contract on top.
 
-The kernel is built on first use with ``torch.utils.cpp_extension.load`` (-O3 -fopenmp,
-plus -mavx2 -mfma on CPUs that have them; gcc + ninja, offline; 10-30 s once, then
-torch's extension cache reuses it, keyed by the source's hash) and registered as
-``torch.ops.spp_triton_cpu.{forward,backward}``. ``available()`` says whether it built;
+The kernels are built on first use with ``torch.utils.cpp_extension.load`` (-O3 -fopenmp
+-ffp-contract=off, plus -mavx2 -mfma on CPUs that have them; gcc + ninja, offline;
+20-60 s once, then torch's extension cache reuses them, keyed by the sources' hash) and
+registered as ``torch.ops.spp_triton_cpu.{forward,backward}`` (``sampling="cells"``,
+``csrc/spp_cpu_cells.cpp``) and ``align_{forward,backward}`` (``sampling="bilinear"``,
+``csrc/spp_cpu_align.cpp``); shared parts in ``csrc/spp_cpu.h``, registration in
+``csrc/spp_cpu_ops.cpp``. -ffp-contract=off keeps the compiler from fusing a multiply
+and an add into one rounding, so bilinear samples round as in the other backends. ``available()`` says whether it built;
 a failure is reported once, as a RuntimeWarning, and ``torch_backend`` then uses the
 pure-PyTorch path.
 
 ``forward``/``backward`` follow the backend contract (``registry.py``) for CPU tensors.
-The windows come from ``geometry.window_table``, so the projection is defined in Python
-only; the C++ code applies the bin rule. Backward is always deterministic (each channel's
+The windows come from ``geometry.window_table`` (cells) or ``geometry.align_table``
+(bilinear: window, samples per bin), so those rules are defined in Python only; the C++
+code applies the bin rule, or the lattice and bilinear rules. Backward is always deterministic (each channel's
 gradient planes belong to one thread, which adds the RoIs in order). Design and measured
-figures: the comments in ``csrc/spp_cpu.cpp`` and ``benchmarks/results/``.
+figures: the comments in ``csrc/*.cpp`` and ``benchmarks/results/``.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .registry import memory_format
-from .geometry import Mode, PoolSpec, window_table
+from .geometry import Mode, PoolSpec, align_table, window_table
 
 # Largest grid size the kernel takes (it keeps bin bounds on the stack).
 MAX_GRID = 64
@@ -58,9 +63,11 @@ def available() -> bool:
             venv_bin = os.path.dirname(sys.executable)
             if shutil.which("ninja") is None and venv_bin not in path.split(os.pathsep):
                 os.environ["PATH"] = venv_bin + os.pathsep + path  # the venv's ninja
-            src = Path(__file__).resolve().parent / "csrc" / "spp_cpu.cpp"
-            cpp_extension.load(name="spp_triton_cpu", sources=[str(src)],
-                               extra_cflags=["-O3", "-fopenmp", *_simd_flags()], extra_ldflags=["-fopenmp"],
+            csrc = Path(__file__).resolve().parent / "csrc"
+            sources = [str(csrc / f) for f in ("spp_cpu_cells.cpp", "spp_cpu_align.cpp", "spp_cpu_ops.cpp")]
+            cpp_extension.load(name="spp_triton_cpu", sources=sources,
+                               extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *_simd_flags()],
+                               extra_ldflags=["-fopenmp"], extra_include_paths=[str(csrc)],
                                is_python_module=False, verbose=False)
             torch.ops.spp_triton_cpu.forward  # noqa: B018  (raises if not registered)
             _state = True
@@ -94,9 +101,16 @@ def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False
     if rois.shape[0] == 0:
         empty = feats[0].new_empty(0, c, spec.num_bins)
         return empty, (empty.to(torch.int32) if spec.mode == Mode.MAX else None)
+    cl = memory_format(feats) == torch.channels_last
+    if spec.bilinear:
+        meta, box = align_table(rois, roi_levels, spec, n_img, len(feats))
+        out, argmax = torch.ops.spp_triton_cpu.align_forward(list(feats), meta, box, list(spec.pyramid),
+                                                             list(spec.sampled_grids), spec.fine_grid,
+                                                             int(spec.mode), cl)
+        return out, (argmax if spec.mode == Mode.MAX else None)
     win = window_table([tuple(f.shape[2:]) for f in feats], rois, roi_levels, spec, n_img)
     out, argmax = torch.ops.spp_triton_cpu.forward(list(feats), win, list(spec.pyramid), spec.fine_grid,
-                                                   int(spec.mode), memory_format(feats) == torch.channels_last)
+                                                   int(spec.mode), cl)
     return out, (argmax if spec.mode == Mode.MAX else None)
 
 
@@ -109,9 +123,14 @@ def backward(grad_out, argmax, feats, rois, roi_levels, spec: PoolSpec, determin
     if rois.shape[0] == 0:
         return [torch.empty(n_img, c, h, w, dtype=dtype, memory_format=memory_format(feats)).zero_()
                 for h, w in shapes]
-    win = window_table(shapes, rois, roi_levels, spec, n_img)
     am = argmax if spec.mode == Mode.MAX else torch.empty(0, dtype=torch.int32)
-    grads = torch.ops.spp_triton_cpu.backward(grad_out.to(dtype), am, win, [d for s in shapes for d in s], n_img,
-                                              list(spec.pyramid), int(spec.mode),
-                                              memory_format(feats) == torch.channels_last)
-    return list(grads)
+    level_hw = [d for s in shapes for d in s]
+    cl = memory_format(feats) == torch.channels_last
+    if spec.bilinear:
+        meta, box = align_table(rois, roi_levels, spec, n_img, len(feats))
+        return list(torch.ops.spp_triton_cpu.align_backward(grad_out.to(dtype), am, meta, box, level_hw, n_img,
+                                                            list(spec.pyramid), list(spec.sampled_grids),
+                                                            spec.fine_grid, int(spec.mode), cl))
+    win = window_table(shapes, rois, roi_levels, spec, n_img)
+    return list(torch.ops.spp_triton_cpu.backward(grad_out.to(dtype), am, win, level_hw, n_img, list(spec.pyramid),
+                                                  int(spec.mode), cl))

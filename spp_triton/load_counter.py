@@ -12,7 +12,7 @@ floor a forward cannot go below: every cell of every RoI's window, once per chan
     tc.busiest_program_loads         # the busiest program's loads
 
 ``traffic_report()`` measures the kernels' targets on fixed workloads (the forward's
-load ratio on random windows and on RPN-like FPN proposals, the busiest backward
+load ratio on random windows and on RPN-like FPN proposals, cells and bilinear, the busiest backward
 program at K = 32 and 192, both backward modes' traffic at K = 512, C = 256);
 ``python -m spp_triton.load_counter`` prints it (``interpreted_report`` runs that in a
 subprocess with TRITON_INTERPRET=1, for processes that run compiled kernels). Used by
@@ -29,12 +29,23 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from .geometry import PoolSpec, WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, window_table
+from .geometry import (ALIGN_LEVEL, ALIGN_RATIOS, PoolSpec, WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, align_table,
+                       bilinear_axis, lattice_coords, window_table)
 from .workloads import fpn_inputs, window_inputs
 
-# The forward variants the load-ratio target covers: (label, pyramid, mode).
-FORWARD_VARIANTS = (("nested max 1/2/3/6", (1, 2, 3, 6), "max"), ("direct max 1/3/5", (1, 3, 5), "max"),
-                    ("avg 1/2/3/6", (1, 2, 3, 6), "avg"))
+# The forward variants the load-ratio target covers: (label, pyramid, mode, sampling).
+FORWARD_VARIANTS = (("nested max 1/2/3/6", (1, 2, 3, 6), "max", "cells"),
+                    ("direct max 1/3/5", (1, 3, 5), "max", "cells"),
+                    ("avg 1/2/3/6", (1, 2, 3, 6), "avg", "cells"),
+                    ("bilinear nested max 1/2/3/6 r2", (1, 2, 3, 6), "max", "bilinear"),
+                    ("bilinear nested avg 1/2/3/6 r2", (1, 2, 3, 6), "avg", "bilinear"),
+                    ("bilinear direct max 1/3/5 r2", (1, 3, 5), "max", "bilinear"))
+
+
+def variant_spec(variant, scales) -> PoolSpec:
+    """The PoolSpec of a FORWARD_VARIANTS entry (bilinear: sampling_ratio 2, aligned)."""
+    _, pyramid, mode, sampling = variant
+    return PoolSpec.make(pyramid, mode, "sppnet", scales, sampling, 2, True)
 
 
 def _active_bytes(ptrs, mask) -> int:
@@ -121,14 +132,44 @@ def one_pass_bytes(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: to
     return int(cells.sum()) * c * feats[0].element_size()
 
 
+def lattice_bytes(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Tensor,
+                  spec: PoolSpec) -> tuple[int, int]:
+    """A bilinear forward's floors: (four corner loads of every lattice point of every RoI
+    x C x the element size: what sampling each lattice once costs; the distinct cells
+    those corners touch, per RoI, x C x the element size: what reading each of them once
+    would cost)."""
+    n_img, c = feats[0].shape[:2]
+    meta, box = align_table(rois, roi_levels, spec, n_img, len(feats))
+    corners = distinct = 0
+    for k in range(rois.shape[0]):  # a measurement, not a hot path
+        h, w = feats[int(meta[k, ALIGN_LEVEL])].shape[2:]
+        cells = set()
+        for gi, g in enumerate(spec.sampled_grids):
+            r_y, r_x = meta[k, ALIGN_RATIOS + 2 * gi], meta[k, ALIGN_RATIOS + 2 * gi + 1]
+            ys = bilinear_axis(lattice_coords(box[k, 1], box[k, 3], g, r_y, torch.arange(g * int(r_y))), h)
+            xs = bilinear_axis(lattice_coords(box[k, 0], box[k, 2], g, r_x, torch.arange(g * int(r_x))), w)
+            corners += 4 * ys[0].numel() * xs[0].numel()
+            for y in torch.cat([ys[0][ys[4]], ys[1][ys[4]]]).unique().tolist():
+                cells.update((y, x) for x in torch.cat([xs[0][xs[4]], xs[1][xs[4]]]).unique().tolist())
+        distinct += len(cells)
+    return corners * c * feats[0].element_size(), distinct * c * feats[0].element_size()
+
+
 def forward_traffic(feats, rois, roi_levels, spec: PoolSpec) -> dict:
-    """Bytes the Triton forward loads and stores for one call, and the one-pass floor."""
+    """Bytes the Triton forward loads and stores for one call, and its floor: the one-pass
+    minimum (cells), or four corner loads per lattice point (bilinear; ``distinct`` then
+    holds the bytes of the distinct cells the corners touch)."""
     from . import triton_backend
 
     with TrafficCounter() as tc:
         triton_backend.forward(feats, rois, roi_levels, spec)
-    floor = one_pass_bytes(feats, rois, roi_levels, spec)
-    return dict(loads=tc.loads, stores=tc.stores, one_pass=floor, ratio=tc.loads / floor)
+    row = dict(loads=tc.loads, stores=tc.stores)
+    if spec.bilinear:
+        floor, distinct = lattice_bytes(feats, rois, roi_levels, spec)
+        row.update(distinct=distinct, distinct_ratio=tc.loads / distinct)
+    else:
+        floor = one_pass_bytes(feats, rois, roi_levels, spec)
+    return dict(row, one_pass=floor, ratio=tc.loads / floor)
 
 
 def backward_traffic(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool) -> dict:
@@ -153,9 +194,10 @@ def traffic_report(quick: bool = False) -> dict:
     cases = (("random windows 3-25 cells, one stride-16 map", window_inputs(k_fwd, c_fwd, seed=1)),
              ("RPN-like proposals, 4 FPN levels (finest_scale 56)", fpn_inputs(k_fwd, c_fwd, seed=2)))
     for case, (feats, rois, levels, scales) in cases:
-        for label, pyramid, mode in FORWARD_VARIANTS:
-            spec = PoolSpec.make(pyramid, mode, "sppnet", scales)
-            report["forward"].append(dict(case=case, variant=label, **forward_traffic(feats, rois, levels, spec)))
+        for variant in FORWARD_VARIANTS:
+            spec = variant_spec(variant, scales)
+            report["forward"].append(dict(case=case, variant=variant[0],
+                                          **forward_traffic(feats, rois, levels, spec)))
     ks = (32, 192)
     for mode in ("max", "avg"):
         for det in (False, True):
@@ -176,11 +218,15 @@ def traffic_report(quick: bool = False) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = ["Forward: bytes loaded / one-pass minimum (every load counted; target <= 1.1)", "",
-             "| workload | variant | loaded MB | one-pass MB | ratio |", "| --- | --- | --- | --- | --- |"]
+    lines = ["Forward: bytes loaded / the floor (every load counted; target <= 1.1). The floor: the one-pass "
+             "minimum (cells: every window cell once per channel), or four corner loads per lattice point "
+             "(bilinear); for bilinear, also the loads / the distinct cells the corners touch", "",
+             "| workload | variant | loaded MB | floor MB | ratio | / distinct cells |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in report["forward"]:
+        distinct = f"{r['distinct_ratio']:.2f}" if "distinct_ratio" in r else "-"
         lines.append(f"| {r['case']} | {r['variant']} | {r['loads'] / 1e6:.3f} | {r['one_pass'] / 1e6:.3f} | "
-                     f"{r['ratio']:.3f} |")
+                     f"{r['ratio']:.3f} | {distinct} |")
     lines += ["", "Backward: the busiest program's loads (of any of its launches: scatter, and for the "
               "deterministic one the scale pre-pass and the finalize pass), K = 32 -> 192 (target: growth <= 2x)", "",
               "| mode | scatter | K = 32 bytes | K = 192 bytes | growth |", "| --- | --- | --- | --- | --- |"]

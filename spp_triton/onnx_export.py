@@ -1,4 +1,5 @@
-"""ONNX export of ``spp_triton::spp_roi_pool`` (max mode), exact in ONNX Runtime.
+"""ONNX export of ``spp_triton::spp_roi_pool``: cells max mode exact in ONNX Runtime,
+SPP-Align (``sampling="bilinear"``) within float32 rounding.
 
 Usage (needs the ``[export]`` extra: onnx, onnxruntime, onnxscript)::
 
@@ -56,9 +57,25 @@ exact for a max), with one exception: where the op returns a NaN (the bin's firs
 its payload and sign), the graph returns a NaN too, but with the payload and sign
 ONNX Runtime's arithmetic gives it.
 
-Not exported (``OnnxExportError`` at export, naming the option): ``mode="avg"`` (a
+``sampling="bilinear"`` (``_align_level``), per level: avg mode is one ONNX
+``RoiAlign(mode="avg")`` per grid, ``coordinate_transformation_mode`` set explicitly
+("half_pixel" for aligned, "output_half_pixel" otherwise; ORT's default contradicts the
+spec, onnx/onnx#4487) and ``sampling_ratio = r * G / n`` for grid n of a nested pyramid
+(r for a non-nested one): the op's samples, each coordinate computed from grid n's bins
+(within float32 rounding of the lattice's). Max mode cannot use ``RoiAlign``: its max is
+the largest of each sample's four weighted corners, not of the samples (onnx/onnx#4764).
+The lattice is built with standard ops instead (``_sample_lattice``: the window, the
+lattice coordinates and mmcv's bilinear rule with the op's float32 operations; four
+``Gather`` of corner rows; ``((w1 v1 + w2 v2) + w3 v3) + w4 v4``), reduced per bin with
+``ReduceMax`` (a NaN sample makes the bin NaN: an ``IsNaN`` pass, dropped with
+``assume_finite=True``) and for a nested pyramid's coarser grids once more over the fine
+bins. Measured in ``tests/test_export.py``: within float32 rounding of the op (max mode
+bit-exact on the cases tested).
+
+Not exported (``OnnxExportError`` at export, naming the option): cells ``mode="avg"`` (a
 float32 sum depends on its order, and no standard ONNX op sums in ours, so the result
-could not be exact), float64 features (ONNX Runtime's ``MaxRoiPool`` is float32 only).
+could not be exact), ``sampling_ratio=0`` with bilinear sampling (its lattice has a size
+per RoI), float64 features (ONNX Runtime's ``MaxRoiPool`` is float32 only).
 The op's second output (argmax, for the backward) is emitted as an empty (0,) int32
 tensor: inference does not use it, and a graph that did would fail on its shape rather
 than compute with wrong indices.
@@ -74,7 +91,7 @@ from onnx import TensorProto
 from onnxscript import FLOAT, ir, script
 from onnxscript import opset18 as op
 
-from .geometry import Mode, Projection
+from .geometry import Mode, PoolSpec, Projection
 
 _POOLED_IN_FLOAT32 = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 
@@ -93,10 +110,10 @@ def custom_translation_table(assume_finite: bool = False) -> dict[Callable, Call
             dropped and a bin of -inf gives -3.4028235e38. Default False: exact for every
             input, the second pool running only on levels that hold a NaN or an inf.
     """
-    def translation(features, rois, roi_levels, spatial_scales, pyramid, mode, projection, backend,
-                    deterministic):
-        return _translate(features, rois, roi_levels, spatial_scales, pyramid, mode, projection,
-                          assume_finite)
+    def translation(features, rois, roi_levels, spatial_scales, pyramid, mode, projection, sampling,
+                    sampling_ratio, aligned, backend, deterministic):
+        return _translate(features, rois, roi_levels, spatial_scales, pyramid, mode, projection, sampling,
+                          sampling_ratio, aligned, assume_finite)
 
     return {torch.ops.spp_triton.spp_roi_pool.default: translation}
 
@@ -154,19 +171,24 @@ def _const(values, dtype) -> Any:
 
 
 def _translate(features: Sequence, rois, roi_levels, spatial_scales: Sequence[float], pyramid: Sequence[int],
-               mode: str, projection: str, assume_finite: bool):
+               mode: str, projection: str, sampling: str, sampling_ratio: int, aligned: bool, assume_finite: bool):
     """The ONNX graph of the op; returns (out (K, C, B), empty (0,) int32)."""
-    if Mode.parse("mode", mode) != Mode.MAX:
+    spec = PoolSpec.make(pyramid, mode, projection, spatial_scales, sampling, sampling_ratio, aligned)
+    if spec.bilinear and spec.sampling_ratio == 0:
+        raise OnnxExportError(
+            "spp_roi_pool sampling='bilinear' with sampling_ratio=0 (adaptive) has no ONNX translation: its "
+            "lattice has a size per RoI, and ONNX's RoiAlign adapts per grid, not on one lattice; export with "
+            "a fixed sampling_ratio (e.g. 2)")
+    if not spec.bilinear and spec.mode != Mode.MAX:
         raise OnnxExportError(
             f"spp_roi_pool mode={mode!r} has no exact ONNX translation (a float32 sum depends on its "
             "order, and no standard ONNX op sums in the order of the PyTorch kernels); export with "
             "mode='max'")
-    proj = Projection.parse("projection", projection)
     dtype = features[0].dtype
     if dtype not in _POOLED_IN_FLOAT32:
         raise OnnxExportError(f"spp_roi_pool features of dtype {dtype} cannot be exported exactly: "
-                              "ONNX Runtime's MaxRoiPool is float32 only; use float32, float16 or bfloat16 "
-                              "features")
+                              "ONNX Runtime's MaxRoiPool (and this translation's bilinear sampling) is float32 "
+                              "only; use float32, float16 or bfloat16 features")
     rois = op.Cast(rois, to=ir.DataType.FLOAT)  # the backends project in float32 too
     num_levels = len(features)
     if num_levels > 1:  # the backends clamp levels into range (window_table)
@@ -182,7 +204,10 @@ def _translate(features: Sequence, rois, roi_levels, spatial_scales: Sequence[fl
             order.append(idx)
         else:
             level_rois = rois
-        pieces.append(_pool_level(feat, level_rois, float(scale), pyramid, proj, assume_finite))
+        if spec.bilinear:
+            pieces.append(_align_level(feat, level_rois, float(scale), spec, assume_finite))
+        else:
+            pieces.append(_pool_level(feat, level_rois, float(scale), pyramid, spec.projection, assume_finite))
     if num_levels > 1:
         pooled = op.Concat(*pieces, axis=0)  # (K, B, C), level by level
         zeros = op.ConstantOfShape(op.Shape(pooled), value=ir.tensor(np.zeros(1, np.float32)))
@@ -286,3 +311,110 @@ def _bins(lo, hi, i: np.ndarray, n: np.ndarray):
     start = op.Add(lo, op.Div(op.Mul(_const(i, np.int64), size), n_c))
     stop = op.Div(op.Add(op.Mul(_const(i + 1, np.int64), size), _const(n - 1, np.int64)), n_c)
     return start, op.Sub(op.Add(lo, stop), _const(1, np.int64))
+
+
+# ---------------------------------------------------------------- sampling="bilinear"
+def _align_level(feat, rois, scale: float, spec: PoolSpec, assume_finite: bool):
+    """(K_l, 5) float32 RoIs on one (N, C, H, W) float32 map -> (K_l, B, C), SPP-Align.
+
+    avg: one ONNX ``RoiAlign`` per grid (``coordinate_transformation_mode`` set explicitly:
+    ORT's default contradicts the spec, onnx/onnx#4487), sampling ``r * G / n`` per bin of
+    a nested pyramid's grid n, r of a non-nested one: the op's samples, each coordinate
+    within float32 rounding. max: ONNX's ``RoiAlign`` max is not a max over samples (it
+    takes the largest of the four weighted corners, onnx/onnx#4764), so the lattice is
+    built with standard ops (``_sample_lattice``) and reduced with ``ReduceMax``.
+    """
+    if spec.mode == Mode.AVG:
+        batch = op.Cast(op.Reshape(op.Slice(rois, _const([0], np.int64), _const([1], np.int64),
+                                            _const([1], np.int64)), _const([-1], np.int64)), to=ir.DataType.INT64)
+        boxes = op.Slice(rois, _const([1], np.int64), _const([5], np.int64), _const([1], np.int64))
+        g = spec.fine_grid
+        parts = []
+        for n in spec.pyramid:
+            pooled = op.RoiAlign(feat, boxes, batch, coordinate_transformation_mode=(
+                "half_pixel" if spec.aligned else "output_half_pixel"), mode="avg", output_height=n,
+                output_width=n, sampling_ratio=spec.sampling_ratio * (g // n if g else 1), spatial_scale=scale)
+            shape = op.Concat(op.Shape(pooled, start=0, end=2), _const([n * n], np.int64), axis=0)
+            parts.append(op.Transpose(op.Reshape(pooled, shape), perm=[0, 2, 1]))  # (K_l, n * n, C)
+        return op.Concat(*parts, axis=1)
+    parts = []
+    for s in spec.sampled_grids:  # G once (a nested pyramid), or every grid in order
+        fine = _sample_lattice(feat, rois, scale, spec, s, assume_finite)  # (K_l, S, S, C)
+        for n in (spec.pyramid if spec.fine_grid else (s,)):
+            grid = fine
+            if n != s:  # an exact union of fine bins
+                f = s // n
+                grid = _reduce_max(op.Reshape(fine, op.Concat(op.Shape(fine, start=0, end=1),
+                                                              _const([n, f, n, f], np.int64),
+                                                              op.Shape(fine, start=3, end=4), axis=0)),
+                                   [2, 4], assume_finite)
+            parts.append(op.Reshape(grid, op.Concat(op.Shape(grid, start=0, end=1), _const([n * n], np.int64),
+                                                    op.Shape(grid, start=3, end=4), axis=0)))
+    return op.Concat(*parts, axis=1)
+
+
+def _reduce_max(x, axes: list[int], assume_finite: bool):
+    """ReduceMax over ``axes``; a NaN anywhere gives NaN (ORT's ReduceMax may drop it)."""
+    top = op.ReduceMax(x, _const(axes, np.int64), keepdims=0)
+    if assume_finite:
+        return top
+    has_nan = op.ReduceMax(op.Cast(op.IsNaN(x), to=ir.DataType.FLOAT), _const(axes, np.int64), keepdims=0)
+    return op.Where(op.Cast(has_nan, to=ir.DataType.BOOL), _const(np.nan, np.float32), top)
+
+
+def _lattice_axis(start, size, cells, s: int, r: int):
+    """``geometry.lattice_coords`` then ``bilinear_axis`` for the (K_l, 1) windows: (K_l, S r)
+    (low int64, high int64, w_low, w_high, inside bool), the same float32 operations."""
+    t = np.arange(s * r)
+    p = _const((t // r).astype(np.float32), np.float32)
+    i = _const((t % r).astype(np.float32), np.float32)
+    step = op.Div(size, _const(float(s), np.float32))
+    coord = op.Add(op.Add(start, op.Mul(p, step)),
+                   op.Div(op.Mul(op.Add(i, _const(0.5, np.float32)), step), _const(float(r), np.float32)))
+    cells_f = op.Cast(cells, to=ir.DataType.FLOAT)
+    inside = op.And(op.GreaterOrEqual(coord, _const(-1.0, np.float32)), op.LessOrEqual(coord, cells_f))
+    c = op.Where(op.LessOrEqual(coord, _const(0.0, np.float32)), _const(0.0, np.float32), coord)
+    c = op.Min(c, cells_f)  # only outside points exceed it (their values are not used)
+    low = op.Cast(c, to=ir.DataType.INT64)  # truncation: c >= 0
+    last = op.Sub(cells, _const(1, np.int64))
+    edge = op.GreaterOrEqual(low, last)
+    low = op.Where(edge, last, low)
+    high = op.Where(edge, low, op.Add(low, _const(1, np.int64)))
+    c = op.Where(edge, op.Cast(low, to=ir.DataType.FLOAT), c)
+    w_high = op.Sub(c, op.Cast(low, to=ir.DataType.FLOAT))
+    return low, high, op.Sub(_const(1.0, np.float32), w_high), w_high, inside
+
+
+def _sample_lattice(feat, rois, scale: float, spec: PoolSpec, s: int, assume_finite: bool):
+    """(K_l, S, S, C) bin maxima of grid S's (S r) x (S r) lattice: the four corners of every
+    point gathered from the map as (N H W, C) rows, ``((w1 v1 + w2 v2) + w3 v3) + w4 v4``,
+    0 outside the map, then ``ReduceMax`` over each bin's r x r samples."""
+    r = spec.sampling_ratio
+    batch, x1, y1, x2, y2 = op.Split(rois, axis=1, num_outputs=5)  # (K_l, 1) each
+    sc = _const(scale, np.float32)
+    off = _const(0.5 if spec.aligned else 0.0, np.float32)
+    axes = []
+    for lo, hi, cells in ((y1, y2, op.Shape(feat, start=2, end=3)), (x1, x2, op.Shape(feat, start=3, end=4))):
+        start = op.Sub(op.Mul(lo, sc), off)
+        size = op.Sub(op.Sub(op.Mul(hi, sc), off), start)
+        if not spec.aligned:
+            size = op.Max(size, _const(1.0, np.float32))
+        axes.append(_lattice_axis(start, size, cells, s, r))
+    (yl, yh, hy, ly, iny), (xl, xh, hx, lx, inx) = axes
+    height, width = op.Shape(feat, start=2, end=3), op.Shape(feat, start=3, end=4)
+    rows = op.Reshape(op.Transpose(feat, perm=[0, 2, 3, 1]), op.Concat(_const([-1], np.int64),
+                                                                        op.Shape(feat, start=1, end=2), axis=0))
+    image = op.Mul(op.Cast(batch, to=ir.DataType.INT64), op.Mul(height, width))  # (K_l, 1)
+    inside = op.And(op.Unsqueeze(iny, _const([2], np.int64)), op.Unsqueeze(inx, _const([1], np.int64)))
+    val = None
+    for y, x, wy, wx in ((yl, xl, hy, hx), (yl, xh, hy, lx), (yh, xl, ly, hx), (yh, xh, ly, lx)):
+        cell = op.Add(op.Unsqueeze(op.Add(image, op.Mul(y, width)), _const([2], np.int64)),
+                      op.Unsqueeze(x, _const([1], np.int64)))  # (K_l, P, P)
+        cell = op.Where(inside, cell, _const(0, np.int64))
+        weight = op.Mul(op.Unsqueeze(wy, _const([2], np.int64)), op.Unsqueeze(wx, _const([1], np.int64)))
+        term = op.Mul(op.Unsqueeze(weight, _const([3], np.int64)), op.Gather(rows, cell, axis=0))  # (K_l, P, P, C)
+        val = term if val is None else op.Add(val, term)
+    val = op.Where(op.Unsqueeze(inside, _const([3], np.int64)), val, _const(0.0, np.float32))
+    split = op.Reshape(val, op.Concat(op.Shape(val, start=0, end=1), _const([s, r, s, r], np.int64),
+                                      op.Shape(val, start=3, end=4), axis=0))
+    return _reduce_max(split, [2, 4], assume_finite)

@@ -12,10 +12,12 @@ The contract. A backend is a module with two functions::
   backend may copy what it cannot read in place). In ``backward`` they carry shape,
   dtype and layout only (``op.py`` passes meta tensors; the device is grad_out's).
 * ``rois``: (K, 5) floating (batch, x1, y1, x2, y2); ``roi_levels``: (K,) integer.
-* ``spec``: ``geometry.PoolSpec`` (pyramid, mode, projection, scales).
-* ``out``: (K, C, B) in the features' dtype; ``argmax``: (K, C, B) int32, the flat
-  index y * W_l + x of each bin's first maximal element on the RoI's level, in max
-  mode; None in avg mode.
+* ``spec``: ``geometry.PoolSpec`` (pyramid, mode, projection or the bilinear sampling
+  options, scales).
+* ``out``: (K, C, B) in the features' dtype; ``argmax``: (K, C, B) int32 in max mode:
+  the flat index y * W_l + x of each bin's first maximal element on the RoI's level
+  (cells), or the lattice index ty * (S r_x) + tx of its first maximal sample
+  (bilinear); None in avg mode.
 * ``grads``: L tensors shaped like ``feats``, their dtype, in ``memory_format(feats)``
   (channels-last when every level is; autograd then uses them without a copy),
   separate storages.
@@ -33,15 +35,30 @@ Adding a backend:
 ``op.py``, the argument checks and ``resolve_backend`` read the table; nothing else
 changes.
 
-Adding a pooling mode (e.g. a sub-pixel "align" mode):
+Adding a pooling mode (a reduction over a bin's elements, like max and avg):
   1. a member of ``geometry.Mode`` (its value is what the kernels receive);
-  2. its rule in ``tests/reference.py``;
-  3. its branch in each backend: ``torch_fallback.py``, ``csrc/spp_cpu.cpp`` (the
-     ``Mode`` enum and ``spp_forward``/``spp_backward``), ``triton_kernels.py`` (the
-     ``MODE`` constexpr);
+  2. its rule in ``tests/reference.py`` (``spp_reference`` and ``align_reference``);
+  3. its branch in each backend: ``torch_fallback.py`` and ``torch_fallback_align.py``,
+     ``csrc/spp_cpu.h`` (the ``Mode`` enum) with ``csrc/spp_cpu_cells.cpp`` and
+     ``csrc/spp_cpu_align.cpp``, ``triton_cells.py`` and ``triton_align.py`` (the
+     ``MODE`` constexpr; the folds in ``triton_shared.py``);
   4. its name in the tests' mode parameters (``tests/test_backends.py`` first).
 The op schemas do not change: the Python op takes the mode's name, the C++ op its
 integer value.
+
+Adding a way to sample a bin (what ``sampling="bilinear"`` did; ``geometry.Sampling``):
+  1. a member of ``geometry.Sampling``, its options in ``PoolSpec`` and in
+     ``checks.check_sampling``, its rules in ``geometry.py`` and in
+     ``spp_roi_pool``'s docstring;
+  2. its reference in ``tests/reference.py`` (written without spp_triton code);
+  3. its path in each backend: a ``torch_fallback_*.py`` module, a C++ file with its two
+     ops (registered in ``csrc/spp_cpu_ops.cpp``), a ``triton_*.py`` kernel family
+     reusing ``triton_shared``'s folds and scatter; the launchers pick it by
+     ``spec.sampling``;
+  4. the op schema's arguments (``op.py``, the fake kernels, ``onnx_export``'s
+     translation) and the modules' and plugin's options;
+  5. its variants in ``compile_check`` and ``load_counter``, its tests
+     (``tests/test_spp_align.py`` is the model).
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 ``torch_backend`` runs it when the C++ kernel (``cpu_kernel``) cannot run: on non-CPU
 tensors, for grids wider than the kernel takes, when the kernel does not build, or with
 ``SPP_TRITON_CPU_KERNEL=0``. Same semantics, bit for bit in max mode; it uses
-``geometry``'s window and bin rules directly.
+``geometry``'s window and bin rules directly. This module pools ``sampling="cells"``;
+``sampling="bilinear"`` calls go to ``torch_fallback_align``.
 
 How (vectorised over RoIs, no Python loop over them): a separable reduction, each
 window row reduced over every column bin with ``max(dim)`` (which keeps the first
@@ -36,6 +37,10 @@ def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False
     if rois.shape[0] == 0:
         empty = feats[0].new_empty(0, c, spec.num_bins)
         return empty, (empty.to(torch.int32) if spec.mode == Mode.MAX else None)
+    if spec.bilinear:
+        from . import torch_fallback_align  # it imports this module's helpers
+
+        return torch_fallback_align.forward(feats, rois, roi_levels, spec)
     win = window_table([tuple(f.shape[2:]) for f in feats], rois, roi_levels, spec, n_img)
     if spec.mode == Mode.MAX:
         return _forward_max(feats, win, spec)
@@ -52,13 +57,18 @@ def backward(grad_out, argmax, feats, rois, roi_levels, spec: PoolSpec, determin
     if rois.shape[0] == 0:
         return [torch.empty(n_img, c, h, w, dtype=dtype, device=grad_out.device, memory_format=fmt).zero_()
                 for h, w in shapes]
-    win = window_table(shapes, rois, roi_levels, spec, n_img)
     # index_add_ is serial on CPU; elsewhere torch's deterministic mode orders its atomics.
     strict = deterministic and grad_out.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled()
     if strict:
         torch.use_deterministic_algorithms(True)
     try:
-        grads = _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec)
+        if spec.bilinear:
+            from . import torch_fallback_align
+
+            grads = torch_fallback_align.backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec)
+        else:
+            win = window_table(shapes, rois, roi_levels, spec, n_img)
+            grads = _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec)
     finally:
         if strict:
             torch.use_deterministic_algorithms(False)

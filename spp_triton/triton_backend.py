@@ -1,4 +1,5 @@
-"""Backend "triton": launchers of ``triton_kernels`` (the contract of ``registry.py``).
+"""Backend "triton": launchers of ``triton_cells`` and ``triton_align`` (the contract of
+``registry.py``; shared kernels in ``triton_shared``).
 
 Same semantics as the torch backend, bit for bit in max mode (values, NaN payloads, the
 sign of zero, argmax); see ``geometry.py`` and ``spp_roi_pool``'s docstring. One launch
@@ -17,7 +18,7 @@ import threading
 import torch
 import triton
 
-from . import triton_kernels as kern
+from . import triton_align, triton_cells, triton_shared
 from .registry import memory_format
 from .geometry import Mode, PoolSpec
 
@@ -70,14 +71,15 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
             (converted to float32).
         roi_levels: (K,) integer tensor, the level of each RoI (zeros for one level).
         spec: pyramid (grids up to registry.BACKENDS["triton"].max_grid = 16, checked
-            before), mode, projection and the L spatial scales (used as float32).
+            before), mode, projection or sampling options, the L spatial scales (float32).
         deterministic: ignored (the forward is deterministic).
     Returns:
         out: (K, C, B) in the features' dtype; out[k, c, offset_n + p * n + q] pools bin
             (p, q) of the n x n grid over RoI k's window on its level (B = sum n * n).
         argmax: (K, C, B) int32 in max mode, the flat index y * W_l + x on RoI k's level
             of the bin's first maximal element in row-major order (NaN is the largest
-            value, -0.0 == +0.0); out is the element at that index. None in avg mode
+            value, -0.0 == +0.0); out is the element at that index. Bilinear: the lattice
+            index of the bin's first maximal sample; out is that sample. None in avg mode
             (out is then the float32 mean of the bin, cast).
     """
     feats, cl = _readable(feats)
@@ -96,11 +98,15 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
     def grid(meta):
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
 
-    kern.spp_fwd_tuned[grid](
+    if spec.bilinear:
+        kernel, runtime, options = triton_align.spp_align_fwd_tuned, (spec.sampling_ratio, int(spec.aligned)), {}
+    else:
+        kernel, runtime, options = triton_cells.spp_fwd_tuned, (), dict(PROJ=int(spec.projection))
+    kernel[grid](
         tuple(feats), tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats),
         rois32, levels, _scales_tensor(spec.scales, dev), out, argmax if is_max else _dummy_i32(dev),
-        n_img, c, NUM_LEVELS=len(feats), **kern.pyramid_constexprs(spec.pyramid), FINE=fine, FINE_PAD=fine_pad,
-        MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, enable_fp_fusion=False)
+        n_img, c, *runtime, NUM_LEVELS=len(feats), **triton_shared.pyramid_constexprs(spec.pyramid), FINE=fine,
+        FINE_PAD=fine_pad, MODE=int(spec.mode), CHANNELS_LAST=cl, enable_fp_fusion=False, **options)
     return out, argmax
 
 
@@ -127,7 +133,9 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
         L tensors (N, C, H_l, W_l) in the features' dtype and layout (separate storages).
         Max mode: grad_out[k, c, ob] summed at argmax[k, c, ob] of plane (batch_k, c) on
         RoI k's level. Avg mode: grad_out[k, c, ob] / (cells of the bin) summed over the
-        bin's cells. Accumulated in float32 (or fixed point), then rounded once.
+        bin's cells. Bilinear: the same, at the four corners of the chosen sample (max) or
+        of every sample of the bin / their number (avg), times the corner weights.
+        Accumulated in float32 (or fixed point), then rounded once.
     """
     fmt = memory_format(feats)
     cl = fmt == torch.channels_last
@@ -156,22 +164,27 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     exp = torch.zeros(1, dtype=torch.int32, device=dev) if deterministic else _dummy_i32(dev)
     if deterministic:
         block = 4096
-        kern.abs_max_exponent_kernel[(triton.cdiv(grad_out.numel(), block),)](
+        triton_shared.abs_max_exponent_kernel[(triton.cdiv(grad_out.numel(), block),)](
             grad_out, grad_out.numel(), exp, BLOCK=block)
 
     def grid(meta):
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
 
-    kern.spp_bwd_tuned[grid](
+    if spec.bilinear:
+        kernel, runtime = triton_align.spp_align_bwd_tuned, (spec.sampling_ratio, int(spec.aligned))
+        options = dict(FINE=spec.fine_grid)
+    else:
+        kernel, runtime, options = triton_cells.spp_bwd_tuned, (), dict(PROJ=int(spec.projection))
+    kernel[grid](
         tuple(grads), tuple(accs), exp, grad_out, am, rois32, levels, _scales_tensor(spec.scales, dev),
-        tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats), n_img, c,
-        NUM_LEVELS=len(feats), **kern.pyramid_constexprs(spec.pyramid), B_PAD=triton.next_power_of_2(spec.num_bins),
-        MODE=int(spec.mode), PROJ=int(spec.projection), CHANNELS_LAST=cl, DETERMINISTIC=bool(deterministic),
-        HEADROOM=headroom, enable_fp_fusion=False)
+        tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats), n_img, c, *runtime,
+        NUM_LEVELS=len(feats), **triton_shared.pyramid_constexprs(spec.pyramid),
+        B_PAD=triton.next_power_of_2(spec.num_bins), MODE=int(spec.mode), CHANNELS_LAST=cl,
+        DETERMINISTIC=bool(deterministic), HEADROOM=headroom, enable_fp_fusion=False, **options)
     if deterministic or not direct:
         block = 1024
         numels = tuple(o.numel() for o in outs)
-        kern.finalize_kernel[(triton.cdiv(max(numels), block), len(outs))](
+        triton_shared.finalize_kernel[(triton.cdiv(max(numels), block), len(outs))](
             tuple(grads), tuple(accs), tuple(outs), numels, exp, NUM_LEVELS=len(outs),
             DETERMINISTIC=bool(deterministic), HEADROOM=headroom, BLOCK=block)
     return outs

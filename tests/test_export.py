@@ -276,6 +276,56 @@ def test_onnx_float16_pooled_in_float32(tmp_path):
     assert_bit_equal(got, pool(feats, rois))
 
 
+# ---------------------------------------------------------------- sampling="bilinear" (SPP-Align)
+@needs_onnx
+@pytest.mark.parametrize("pyramid,mode,aligned", [((1, 2, 3, 6), "max", True), ((1, 2, 3, 6), "avg", True),
+                                                  ((1, 3, 5), "max", False), ((1, 3, 5), "avg", False)],
+                         ids=["nested-max-al", "nested-avg-al", "direct-max-unal", "direct-avg-unal"])
+def test_onnx_bilinear_within_float32_rounding(pyramid, mode, aligned, tmp_path):
+    """avg: ONNX RoiAlign per grid (r G / n samples per bin); max: the lattice built with
+    standard ops and ReduceMax. Both within float32 rounding of the op, on random, RPN-like
+    and every special box, K and the maps' sizes dynamic; max mode exactly equal here."""
+    pool = SpatialPyramidRoIPool(spatial_scales=FPN_SCALES, pyramid=pyramid, mode=mode, sampling="bilinear",
+                                 aligned=aligned).eval()
+    feats = make_features(FPN_SHAPES, c=3)
+    rois, levels = make_rois(k_rand=4)
+    graph = Session(pool, (feats, rois, levels), (_level_dims(4), {0: K}, {0: K}), tmp_path)
+    ops = {n.op_type for n in onnx.load(graph.path).graph.node}
+    assert ("RoiAlign" in ops) == (mode == "avg")
+    cases = [(make_features(FPN_SHAPES, c=3, seed=1), *make_rois(k_rand=30, seed=2))]
+    shapes = [(32, 40), (16, 20), (8, 10), (4, 5)]
+    cases.append((make_features(shapes, c=3, seed=3), *_rpn_rois(40, shapes, 3)))
+    for feats, rois, levels in cases:
+        want = pool(feats, rois, levels)
+        got = graph(feats, rois, levels)[0]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        if mode == "max":
+            _assert_equal_or_both_nan(got, want)
+
+
+@needs_onnx
+def test_onnx_bilinear_nan_propagates(tmp_path):
+    pool = SpatialPyramidRoIPool(spatial_scales=FPN_SCALES[:2], sampling="bilinear").eval()
+    feats = make_features(FPN_SHAPES[:2], c=3, ties=False)
+    rois, levels = make_rois(k_rand=6, levels=2)
+    graph = Session(pool, (feats, rois, levels), ([None] * 2, {0: K}, {0: K}), tmp_path)
+    for f in feats:  # 3 % of the cells NaN
+        f[torch.rand(f.shape, generator=torch.Generator().manual_seed(7)) < 0.03] = float("nan")
+    want = pool(feats, rois, levels)
+    assert torch.isnan(want).any() and not torch.isnan(want).all()
+    _assert_equal_or_both_nan(graph(feats, rois, levels)[0], want)
+
+
+@needs_onnx
+def test_onnx_bilinear_adaptive_ratio_refused(tmp_path):
+    pool = SpatialPyramidRoIPool(spatial_scales=1 / 4, sampling="bilinear", sampling_ratio=0).eval()
+    feats = make_features([(13, 11)], c=2)
+    rois, _ = make_rois(k_rand=2, levels=1)
+    with pytest.raises(Exception, match="sampling_ratio=0") as info:
+        onnx_export.export(pool, (feats, rois), tmp_path / "adaptive.onnx", verbose=False)
+    assert _chain_has(info.value, onnx_export.OnnxExportError)
+
+
 # ---------------------------------------------------------------- the RoI stage in ONNX Runtime
 @needs_onnx
 def test_onnx_roi_stage_within_float32_rounding(roi_stage, tmp_path):

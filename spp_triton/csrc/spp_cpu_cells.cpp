@@ -1,6 +1,7 @@
-// CPU kernels of spatial-pyramid RoI pooling, built on first use by
-// spp_triton/cpu_kernel.py (torch.utils.cpp_extension.load, cached by torch's
-// extension cache). Registered as torch.ops.spp_triton_cpu.{forward,backward}.
+// CPU kernels of spatial-pyramid RoI pooling, sampling="cells" (the paper), built on
+// first use by spp_triton/cpu_kernel.py (torch.utils.cpp_extension.load, cached by
+// torch's extension cache). Registered as torch.ops.spp_triton_cpu.{forward,backward}
+// (spp_cpu_ops.cpp); the helpers it shares with the bilinear kernels: spp_cpu.h.
 //
 // The windows come from Python (geometry.window_table), so the projection lives in
 // one place; this file only applies the bin rule of geometry.bin_bounds, in its one
@@ -27,35 +28,14 @@
 // belong to one thread, which adds the RoIs in order, so results are bit-identical
 // run to run; each RoI's block of grad_out is one contiguous read.
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/OpMathType.h>
-#include <torch/library.h>
+#include "spp_cpu.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <limits>
-#include <type_traits>
-#include <vector>
-
+namespace spp_cpu {
 namespace {
-
-using at::Tensor;
 
 // Window table columns (int64, (K, 6)): geometry.WIN_*.
 enum { kBatch = 0, kLevel = 1, kXLo = 2, kXHi = 3, kYLo = 4, kYHi = 5, kWinCols = 6 };
 
-// geometry.Mode: the op schema takes the integer, so a new mode changes no schema.
-enum Mode : int64_t { kMax = 0, kAvg = 1 };
-
-Mode check_mode(int64_t mode) {
-  TORCH_CHECK(mode == kMax || mode == kAvg, "spp_triton_cpu: unknown mode ", mode, " (see geometry.Mode)");
-  return static_cast<Mode>(mode);
-}
 
 inline void bin_bounds(int64_t lo, int64_t hi, int64_t n, int64_t* start, int64_t* end) {
   const int64_t size = hi - lo + 1;
@@ -76,16 +56,7 @@ struct GridBounds {
   }
 };
 
-struct Levels {
-  std::vector<const void*> data;
-  std::vector<int64_t> height, width;
-};
 
-// Channels of one work item (a RoI and a block of channels). The inner loops run
-// over the block's channels with the layout's channel stride: 1 when channels-last
-// (kCL, the loops vectorise), the plane size for NCHW.
-template <bool kCL>
-constexpr int64_t channel_block() { return kCL ? 256 : 64; }
 
 // Every bin of an n x n grid, for channels [0, cb) of the block. ``base`` points at
 // channel c0 of cell 0 of the image's level; cell y * W + x is at base + cell *
@@ -137,54 +108,7 @@ void pool_grid(const scalar_t* base, int64_t cell_stride, int64_t chan_stride, i
   }
 }
 
-// Coarse bins of an n x n grid from the fine G x G grid, n | G: bin (p, q) is the
-// union of fine bins (p f + a, q f + b), f = G / n. Its winner is the best value,
-// ties going to the smallest cell index, i.e. the first in row-major order (fine
-// bins may share a row or column, which changes nothing).
-template <typename acc_t>
-void derive_grid(const acc_t* __restrict__ fine_val, const int32_t* __restrict__ fine_idx, int64_t g, int64_t n,
-                 int64_t cb, acc_t* __restrict__ val, int32_t* __restrict__ idx) {
-  const int64_t f = g / n;
-  for (int64_t p = 0; p < n; ++p) {
-    for (int64_t q = 0; q < n; ++q) {
-      acc_t* __restrict__ bv = val + (p * n + q) * cb;
-      int32_t* __restrict__ bi = idx + (p * n + q) * cb;
-      for (int64_t a = 0; a < f; ++a) {
-        for (int64_t b = 0; b < f; ++b) {
-          const int64_t fb = ((p * f + a) * g + q * f + b) * cb;
-          const acc_t* __restrict__ sv = fine_val + fb;
-          const int32_t* __restrict__ si = fine_idx + fb;
-          if (a == 0 && b == 0) {
-            for (int64_t c = 0; c < cb; ++c) {
-              bv[c] = sv[c];
-              bi[c] = si[c];
-            }
-            continue;
-          }
-          for (int64_t c = 0; c < cb; ++c) {
-            const acc_t v = sv[c], cur = bv[c];
-            const int32_t ci = si[c], cc = bi[c];
-            const bool v_nan = v != v, cur_nan = cur != cur;
-            const bool tie = (v == cur) | (v_nan & cur_nan);
-            const bool up = (v > cur) | (v_nan & !cur_nan) | (tie & (ci < cc));
-            bv[c] = up ? v : cur;
-            bi[c] = up ? ci : cc;
-          }
-        }
-      }
-    }
-  }
-}
 
-Levels collect(const std::vector<Tensor>& feats) {
-  Levels lv;
-  for (const auto& f : feats) {
-    lv.data.push_back(f.data_ptr());
-    lv.height.push_back(f.size(2));
-    lv.width.push_back(f.size(3));
-  }
-  return lv;
-}
 
 template <typename scalar_t, bool kCL>
 void forward_impl(const std::vector<Tensor>& feats, const Tensor& win, const std::vector<int64_t>& pyramid,
@@ -284,6 +208,8 @@ std::pair<int64_t, int64_t> coverage(at::TensorList feats, const Tensor& win) {
   return {covered, total};
 }
 
+}  // namespace
+
 std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& win, at::IntArrayRef pyramid_in,
                                        int64_t fine_grid, int64_t mode, bool channels_last_in) {
   const bool is_max = check_mode(mode) == kMax;
@@ -324,6 +250,8 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
   return {out, argmax};
 }
 
+namespace {
+
 // Adds grad_out into ``grads`` (acc_t, zero-filled; NCHW, or channels-last when kCL: the
 // element (b, c, cell) is at (b * C + c) * H W + cell, or (b * H W + cell) * C + c; the
 // strides are compile-time constants or plain products, so the NCHW loops are those of
@@ -332,7 +260,6 @@ std::tuple<Tensor, Tensor> spp_forward(at::TensorList feats_in, const Tensor& wi
 // blocks of kBackwardBlock channels; a block's thread walks the RoIs in order and reads
 // each RoI's block of grad_out rows (contiguous), so every (image, channel) plane is
 // written by one thread in a fixed order: bit-identical results run to run.
-constexpr int64_t kBackwardBlock = 16;
 
 template <typename scalar_t, typename acc_t, bool kCL>
 void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& win,
@@ -397,11 +324,8 @@ void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tensor& w
   });
 }
 
-std::vector<Tensor> cast_all(const std::vector<Tensor>& ts, at::ScalarType dtype) {
-  std::vector<Tensor> out;
-  for (const auto& t : ts) out.push_back(t.to(dtype));
-  return out;
-}
+
+}  // namespace
 
 std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax_in, const Tensor& win,
                                  at::IntArrayRef level_hw, int64_t images, at::IntArrayRef pyramid_in, int64_t mode,
@@ -446,16 +370,4 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
   return exact ? grads : cast_all(grads, dtype);
 }
 
-}  // namespace
-
-TORCH_LIBRARY(spp_triton_cpu, m) {
-  m.def("forward(Tensor[] feats, Tensor win, int[] pyramid, int fine_grid, int mode, bool channels_last) -> "
-        "(Tensor, Tensor)");
-  m.def("backward(Tensor grad_out, Tensor argmax, Tensor win, int[] level_hw, int images, int[] pyramid, "
-        "int mode, bool channels_last) -> Tensor[]");
-}
-
-TORCH_LIBRARY_IMPL(spp_triton_cpu, CPU, m) {
-  m.impl("forward", &spp_forward);
-  m.impl("backward", &spp_backward);
-}
+}  // namespace spp_cpu

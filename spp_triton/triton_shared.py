@@ -1,7 +1,9 @@
-"""Triton kernels of spatial-pyramid RoI pooling: pure ``@triton.jit`` code and autotune configs.
+"""What every Triton kernel of this package shares: pure ``@triton.jit`` helpers, the
+autotune machinery, and the deterministic backward's pre-pass and finalize kernels.
 
-Launchers: ``triton_backend.py``. Semantics: ``geometry.py`` and ``spp_roi_pool``'s
-docstring; ``tests/reference.py`` judges. Notation below:
+The kernel families: ``triton_cells.py`` (``sampling="cells"``, the paper) and
+``triton_align.py`` (``sampling="bilinear"``, SPP-Align); launchers:
+``triton_backend.py``. Notation (both families):
 
 * L feature levels; level l is an (N, C, H_l, W_l) tensor, NCHW-contiguous or, with
   ``CHANNELS_LAST``, channels-last. Element (b, c, y, x) is at
@@ -11,34 +13,16 @@ docstring; ``tests/reference.py`` judges. Notation below:
   ``scales[level]`` the level's float32 scale.
 * ``PYRAMID``: the grid sizes n (constexpr tuple), B = sum(n * n) bins per channel,
   ``OFFSETS[i]`` the first bin of grid i, ``PADS[i]`` = next_power_of_2(PYRAMID[i]).
-  ``FINE`` = G when the pyramid nests (max mode, every n divides G = max(PYRAMID)),
-  else 0.
+  ``FINE`` = G when the kernels fold the G x G grid once and derive the coarser ones
+  (``PoolSpec.fine_grid``), else 0.
 
-The rules live in three helpers used by every kernel: ``_window`` (projection, collapse,
-clamp: ``geometry.roi_windows`` with the same float32 operations in the same order,
-launched with ``enable_fp_fusion=False`` so ``x * s + 0.5`` rounds twice, as in torch),
-``_grid_bounds`` (the bin rule of ``geometry.bin_bounds``, evaluated once per program
-and grid, not per bin) and ``_pack`` / ``_unpack`` (the max-mode order).
-
-Forward, one pass. Program (k, channel block) walks RoI k's window once, in tiles of
-TILE_H x TILE_W cells x BLOCK_C channels that partition it, so every element of the
-window is loaded exactly once per channel. ``_pool_tile`` folds a tile into an n x n
-grid separably: each tile row is reduced over every column bin (masked reductions over
-the tile's columns; neighbouring bins may share a column), then those partial rows over
-every row bin, into an accumulator of (row bin, column bin). Nested pyramids reduce the
-G x G grid only; every coarser bin is then an exact union of fine bins, folded by the
-same ``_pool_tile``. Otherwise (non-nested max, avg) every grid is folded from the same
-tiles. Max mode folds int64 keys (``_pack``): the float32 value's order-preserving bits
-(NaN largest, -0 == +0) over the cell index, so one integer max gives the maximum and
-its first occurrence in row-major order, and the output value is decoded from the key;
-only lanes whose maximum is NaN load the element again, for its payload.
-
-Backward, parallel over (RoI, channel block), so no program's work grows with K. Max
-mode: one [BLOCK_C, B] load of grad_out and of argmax, one scatter. Avg mode: each
-window tile's gradient (the sum over the bins holding each cell of grad / cells) is
-built in registers, separably, and scattered once. Scatter: float32 atomics, or, with
-``DETERMINISTIC``, int64 fixed-point atomics (``_to_fixed``): integer sums do not depend
-on the order of the atomics, so the result is bit-identical run to run.
+The shared rules: ``_grid_bounds`` (the bin rule of ``geometry.bin_bounds``, once per
+program and grid), ``_pack`` / ``_unpack`` (max pooling's order in one int64 key: the
+value, then the smaller index), ``_pool_tile`` (folds a tile of cells or lattice points
+into an n x n grid, separably), ``_coarsen`` (a nested grid's coarse bins as unions of
+fine ones), ``_store_grid``, and the backward's ``_bin_shares``, ``_spread_tile`` and
+``_scatter`` (float32 atomics, or int64 fixed-point ones with ``DETERMINISTIC``: integer
+sums do not depend on the order of the atomics, so the result is bit-identical run to run).
 """
 from __future__ import annotations
 
@@ -47,11 +31,10 @@ import os
 import triton
 import triton.language as tl
 
-from .geometry import Mode, Projection
+from .geometry import Mode
 
-# geometry.Mode / geometry.Projection values, as the MODE / PROJ constexprs take them.
+# geometry.Mode values, as the MODE constexprs take them.
 MODE_MAX = tl.constexpr(int(Mode.MAX))
-PROJ_SPPNET = tl.constexpr(int(Projection.SPPNET))
 NEG_PACKED = tl.constexpr(-9223372036854775808)  # -2**63: below every packed element
 # Fixed point of the deterministic backward: |sum| < 2**FIXED_BITS (int64 holds 2**63).
 FIXED_BITS = tl.constexpr(62)
@@ -67,17 +50,6 @@ def _interpreter_block_c() -> int:
     return int(os.environ.get("SPP_TRITON_INTERPRET_BLOCK_C", "8"))
 
 
-# GPU autotune configs per layout, (num_warps, BLOCK_C, TILE_H, TILE_W): NCHW tiles
-# vectorise along the window's columns (TILE_W), channels-last tiles along the channels
-# (BLOCK_C). Every one compiles for sm_80 and sm_90 without spills in every variant and
-# dtype (``python -m spp_triton.compile_check``); wider ones spilled.
-# Chosen from a sweep of 30 shapes: the register pressure of the int64 keys and the
-# per-grid accumulators leaves few that stay spill-free for the non-nested max forward.
-FORWARD_GPU_CONFIGS = {False: ((4, 8, 2, 32), (4, 8, 1, 32), (8, 16, 1, 32)),
-                       True: ((8, 16, 1, 32),)}
-BACKWARD_GPU_CONFIGS = {False: ((4, 8, 4, 16), (4, 8, 2, 32), (8, 16, 2, 32), (4, 16, 2, 16)),
-                        True: ((4, 8, 4, 16), (4, 8, 2, 32), (8, 16, 2, 32))}
-
 
 def _configs(table, interpret, channels_last):
     if _interpreting() if interpret is None else interpret:
@@ -86,16 +58,6 @@ def _configs(table, interpret, channels_last):
     layouts = (False, True) if channels_last is None else (channels_last,)
     shapes = dict.fromkeys(shape for layout in layouts for shape in table[layout])
     return [triton.Config(dict(BLOCK_C=c, TILE_H=h, TILE_W=w), num_warps=warps) for warps, c, h, w in shapes]
-
-
-def forward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
-    """The forward's autotune configs (both layouts' unless ``channels_last`` is given)."""
-    return _configs(FORWARD_GPU_CONFIGS, interpret, channels_last)
-
-
-def backward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
-    """The backward's autotune configs (both layouts' unless ``channels_last`` is given)."""
-    return _configs(BACKWARD_GPU_CONFIGS, interpret, channels_last)
 
 
 def _pruner(table):
@@ -151,39 +113,6 @@ def _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS: tl.con
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     b, lvl = _roi_meta(k, rois_ptr, levels_ptr, N, NUM_LEVELS)
     return k, c, c < C, b, lvl, _select(lvl, heights, NUM_LEVELS), _select(lvl, widths, NUM_LEVELS)
-
-
-@triton.jit
-def _project(c_lo, c_hi, s, size, PROJ: tl.constexpr):
-    """Inclusive [lo, hi] on an axis of ``size`` cells: geometry._project then
-    geometry._collapse_and_clamp. PROJ: a geometry.Projection value."""
-    if PROJ == PROJ_SPPNET:
-        lo_f = tl.floor((c_lo + 1.0) * s)
-        hi_f = tl.ceil((c_hi + 1.0) * s) - 2.0
-    else:
-        lo_f = tl.floor(c_lo * s + 0.5)
-        hi_f = tl.floor(c_hi * s + 0.5)
-    lo_f = tl.minimum(tl.maximum(lo_f, -1073741824.0), 1073741824.0)
-    hi_f = tl.minimum(tl.maximum(hi_f, -1073741824.0), 1073741824.0)
-    lo = lo_f.to(tl.int32)
-    hi = hi_f.to(tl.int32)
-    mid = ((lo.to(tl.int64) + hi.to(tl.int64)) >> 1).to(tl.int32)  # floor((lo + hi) / 2)
-    inverted = lo > hi
-    lo = tl.where(inverted, mid, lo)
-    hi = tl.where(inverted, mid, hi)
-    lo = tl.minimum(tl.maximum(lo, 0), size - 1)
-    hi = tl.minimum(tl.maximum(hi, 0), size - 1)
-    return lo, hi
-
-
-@triton.jit
-def _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ: tl.constexpr):
-    """(x_lo, y_lo, win_h, win_w): RoI k's inclusive window on its level, as its first
-    cell and its size (geometry.roi_windows)."""
-    s = tl.load(scales_ptr + lvl)
-    x_lo, x_hi = _project(tl.load(rois_ptr + k * 5 + 1), tl.load(rois_ptr + k * 5 + 3), s, w, PROJ)
-    y_lo, y_hi = _project(tl.load(rois_ptr + k * 5 + 2), tl.load(rois_ptr + k * 5 + 4), s, h, PROJ)
-    return x_lo, y_lo, y_hi - y_lo + 1, x_hi - x_lo + 1
 
 
 @triton.jit
@@ -299,119 +228,58 @@ def _coarse_bounds(n: tl.constexpr, G: tl.constexpr):
 
 
 @triton.jit
-def _coarsen(fine, n: tl.constexpr, NP: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr):
-    """[BC, NP, NP] keys of an n x n grid, n | G, from the [BC, G_PAD, G_PAD] keys of the
-    fine G x G grid: bin i of n is the union of fine bins [i G / n, (i + 1) G / n)."""
-    init = tl.full([fine.shape[0], NP, NP], NEG_PACKED, tl.int64)
+def _coarsen(fine, n: tl.constexpr, NP: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr, IS_MAX: tl.constexpr):
+    """[BC, NP, NP] accumulator of an n x n grid, n | G, from the [BC, G_PAD, G_PAD] one of
+    the fine G x G grid: bin i of n is the union of fine bins [i G / n, (i + 1) G / n).
+    Max: keys (the best, ties to the smaller index); avg: float32 sums of the fine sums."""
+    if IS_MAX:
+        init = tl.full([fine.shape[0], NP, NP], NEG_PACKED, tl.int64)
+    else:
+        init = tl.zeros([fine.shape[0], NP, NP], tl.float32)
     cells = tl.arange(0, G_PAD)
     cb = _coarse_bounds(n, G)
-    return _pool_tile(init, fine, cells, cells, cb, cb, n, NP, True)
+    return _pool_tile(init, fine, cells, cells, cb, cb, n, NP, IS_MAX)
+
+
+@triton.jit
+def _cast_out(v, dtype: tl.constexpr):
+    """float32 ``v`` as ``dtype``, rounded to nearest even. bfloat16 is rounded on its
+    bits: Triton's interpreter truncates float32 -> bfloat16 casts (and its RTNE mode
+    rounds half up), the GPU rounds to nearest even; this is the GPU's result on both.
+    NaN becomes a NaN (0x7FC0)."""
+    if dtype == tl.bfloat16:
+        bits = v.to(tl.int32, bitcast=True)
+        r = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        r = tl.where(v != v, 0x7FC0, r)
+        return r.to(tl.int16).to(tl.bfloat16, bitcast=True)
+    else:
+        return v.to(dtype)
 
 
 @triton.jit
 def _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, row_bounds, col_bounds, C,
                 n: tl.constexpr, NP: tl.constexpr, OFFSET: tl.constexpr, IS_MAX: tl.constexpr,
-                CHANNELS_LAST: tl.constexpr):
+                CHANNELS_LAST: tl.constexpr, RELOAD_NAN: tl.constexpr):
     """Writes an n x n grid's [BC, NP, NP] accumulator to out[k, c, OFFSET + p * n + q]
-    (and argmax). Max: the value decoded from the key, or the element itself where it is
-    NaN (its payload); avg: the sum / the bin's cells."""
+    (and argmax). Max: the value decoded from the key; where it is NaN and RELOAD_NAN
+    (keys of cells), the element itself (its payload). Avg: the sum / the bin's size
+    (cells, or lattice points: the bounds' product)."""
     j = tl.arange(0, NP)
     sel = c_mask[:, None, None] & ((j < n)[:, None] & (j < n)[None, :])[None]
     dst = out_row[:, None, None] + OFFSET + (j[:, None] * n + j[None, :])[None]
     if IS_MAX:
         val, best, is_nan = _unpack(acc)
-        nan_val = tl.load(base + _cell_offsets(chan_off[:, None, None], best, C, CHANNELS_LAST),
-                          mask=sel & is_nan)  # NaN payloads only
-        tl.store(out_ptr + dst, tl.where(is_nan, nan_val, val.to(out_ptr.dtype.element_ty)), mask=sel)
+        val = _cast_out(val, out_ptr.dtype.element_ty)
+        if RELOAD_NAN:
+            nan_val = tl.load(base + _cell_offsets(chan_off[:, None, None], best, C, CHANNELS_LAST),
+                              mask=sel & is_nan)  # NaN payloads only
+            val = tl.where(is_nan, nan_val, val)
+        tl.store(out_ptr + dst, val, mask=sel)
         tl.store(argmax_ptr + dst, best, mask=sel)
     else:
         cells = _bin_sizes(row_bounds, n, NP)[:, None] * _bin_sizes(col_bounds, n, NP)[None, :]
         mean = acc / tl.where(cells > 0, cells, 1.0)[None]
-        tl.store(out_ptr + dst, mean.to(out_ptr.dtype.element_ty), mask=sel)
-
-
-# ---------------------------------------------------------------- forward
-@triton.jit
-def spp_fwd_kernel(
-    feats,  # tuple of NUM_LEVELS pointers: level l (N, C, H_l, W_l), NCHW or channels-last, features dtype
-    heights,  # tuple of NUM_LEVELS ints: H_l
-    widths,  # tuple of NUM_LEVELS ints: W_l
-    rois_ptr,  # (K, 5) float32 contiguous: (batch, x1, y1, x2, y2)
-    levels_ptr,  # (K,) int32: level of each RoI
-    scales_ptr,  # (L,) float32: spatial scale of each level
-    out_ptr,  # (K, C, B) contiguous, features dtype: maxima / means
-    argmax_ptr,  # (K, C, B) int32 contiguous (max mode): y * W + x of the first maximum; else unused
-    N, C,
-    NUM_LEVELS: tl.constexpr,
-    PYRAMID: tl.constexpr, OFFSETS: tl.constexpr, PADS: tl.constexpr, B: tl.constexpr,
-    FINE: tl.constexpr,  # G of a nested max pyramid, 0: every grid folded directly
-    FINE_PAD: tl.constexpr,  # next_power_of_2(FINE) (1 when FINE == 0)
-    MODE: tl.constexpr,  # a geometry.Mode value; FINE > 0 needs max
-    PROJ: tl.constexpr,  # a geometry.Projection value
-    CHANNELS_LAST: tl.constexpr,
-    BLOCK_C: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr,
-):
-    """Forward of RoI k for BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)). See the module
-    docstring: one pass over the window in [BLOCK_C, TILE_H, TILE_W] tiles."""
-    IS_MAX: tl.constexpr = MODE == MODE_MAX
-    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
-    x_lo, y_lo, win_h, win_w = _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
-    base = _select(lvl, feats, NUM_LEVELS)
-    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
-
-    # The grids folded from the tiles, their bins and accumulators.
-    if FINE > 0:
-        GRIDS: tl.constexpr = (FINE,)
-        GRID_PADS: tl.constexpr = (FINE_PAD,)
-    else:
-        GRIDS: tl.constexpr = PYRAMID
-        GRID_PADS: tl.constexpr = PADS
-    bounds = ()
-    accs = ()
-    for i in tl.static_range(len(GRIDS)):
-        bounds = bounds + ((_grid_bounds(GRIDS[i], win_h), _grid_bounds(GRIDS[i], win_w)),)
-        if IS_MAX:
-            accs = accs + (tl.full([BLOCK_C, GRID_PADS[i], GRID_PADS[i]], NEG_PACKED, tl.int64),)
-        else:
-            accs = accs + (tl.zeros([BLOCK_C, GRID_PADS[i], GRID_PADS[i]], tl.float32),)
-
-    ty = tl.arange(0, TILE_H)
-    tx = tl.arange(0, TILE_W)
-    for y0 in range(0, win_h, TILE_H):
-        for x0 in range(0, win_w, TILE_W):
-            rows = y0 + ty  # window-relative
-            cols = x0 + tx
-            cell = (y_lo + rows)[:, None] * w + (x_lo + cols)[None, :]  # [TH, TW] y * W + x
-            m = c_mask[:, None, None] & ((rows < win_h)[:, None] & (cols < win_w)[None, :])[None]
-            offs = _cell_offsets(chan_off[:, None, None], cell[None], C, CHANNELS_LAST)
-            v = tl.load(base + offs, mask=m, other=0.0).to(tl.float32)
-            if IS_MAX:
-                tile = _pack(v, cell[None], m)
-            else:
-                tile = v
-            folded = ()
-            for i in tl.static_range(len(GRIDS)):
-                folded = folded + (_pool_tile(accs[i], tile, rows, cols, bounds[i][0], bounds[i][1], GRIDS[i],
-                                              GRID_PADS[i], IS_MAX),)
-            accs = folded
-
-    out_row = (k * C + c) * B  # [BLOCK_C] int64
-    for i in tl.static_range(len(PYRAMID)):
-        if FINE > 0:
-            if PYRAMID[i] == FINE:
-                acc = accs[0]
-            else:  # an exact union of fine bins
-                acc = _coarsen(accs[0], PYRAMID[i], PADS[i], FINE, FINE_PAD)
-            grid_bounds = bounds[0]  # unused by max mode
-        else:
-            acc = accs[i]
-            grid_bounds = bounds[i]
-        _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, grid_bounds[0], grid_bounds[1], C,
-                    PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX, CHANNELS_LAST)
-
-
-spp_fwd_tuned = triton.autotune(configs=forward_configs(), key=["C", "CHANNELS_LAST", "B", "MODE", "FINE"],
-                                prune_configs_by={"early_config_prune": _pruner(FORWARD_GPU_CONFIGS)})(spp_fwd_kernel)
+        tl.store(out_ptr + dst, _cast_out(mean, out_ptr.dtype.element_ty), mask=sel)
 
 
 # ---------------------------------------------------------------- backward
@@ -477,85 +345,11 @@ def _spread_tile(tile, shares, rows, cols, row_bounds, col_bounds, n: tl.constex
     return tile
 
 
-@triton.jit
-def spp_bwd_kernel(
-    grads,  # tuple of NUM_LEVELS float32 pointers: level l's gradient accumulator, features' layout, zeroed
-    accs,  # tuple of NUM_LEVELS int64 pointers (DETERMINISTIC): fixed-point accumulators, same layout, zeroed
-    exp_ptr,  # (1,) int32 (DETERMINISTIC): float32 exponent field of max |finite grad_out|
-    grad_out_ptr,  # (K, C, B) contiguous, any float dtype: incoming gradient
-    argmax_ptr,  # (K, C, B) int32 contiguous (max mode): forward's argmax; unused otherwise
-    rois_ptr,  # (K, 5) float32 contiguous
-    levels_ptr,  # (K,) int32
-    scales_ptr,  # (L,) float32
-    heights,  # tuple of NUM_LEVELS ints: H_l
-    widths,  # tuple of NUM_LEVELS ints: W_l
-    N, C,
-    NUM_LEVELS: tl.constexpr,
-    PYRAMID: tl.constexpr, OFFSETS: tl.constexpr, PADS: tl.constexpr, B: tl.constexpr, B_PAD: tl.constexpr,
-    MODE: tl.constexpr, PROJ: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-    DETERMINISTIC: tl.constexpr,
-    HEADROOM: tl.constexpr,  # ceil(log2(K * B)) + 1: bits for the most terms a cell can sum
-    BLOCK_C: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr,
-):
-    """Backward of RoI k for BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)).
-
-    Max: grad_out[k, c, ob] is added at argmax[k, c, ob] of plane (batch_k, c) on RoI k's
-    level. Avg: grad_out[k, c, ob] / (cells of bin ob) is added to every cell of the bin;
-    the program sums its RoI's bins per cell first (in registers), then scatters once.
-    """
-    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
-    grad_base = _select(lvl, grads, NUM_LEVELS)
-    acc_base = _select(lvl, accs, NUM_LEVELS)
-    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
-    if DETERMINISTIC:
-        scale = _pow2(_fixed_shift(exp_ptr, HEADROOM))
-    else:
-        scale = 1.0
-    out_row = (k * C + c) * B  # [BLOCK_C] int64
-    if MODE == MODE_MAX:
-        ob = tl.arange(0, B_PAD)
-        m = c_mask[:, None] & (ob < B)[None, :]
-        src = out_row[:, None] + ob[None, :]
-        g = tl.load(grad_out_ptr + src, mask=m, other=0.0).to(tl.float32)
-        best = tl.load(argmax_ptr + src, mask=m, other=0)
-        best = tl.minimum(tl.maximum(best, 0), h * w - 1)
-        offs = _cell_offsets(chan_off[:, None], best, C, CHANNELS_LAST)
-        _scatter(grad_base, acc_base, offs, g, m, scale, DETERMINISTIC)
-    else:
-        x_lo, y_lo, win_h, win_w = _window(k, lvl, rois_ptr, scales_ptr, h, w, PROJ)
-        bounds = ()
-        shares = ()
-        for i in tl.static_range(len(PYRAMID)):
-            grid_bounds = (_grid_bounds(PYRAMID[i], win_h), _grid_bounds(PYRAMID[i], win_w))
-            bounds = bounds + (grid_bounds,)
-            shares = shares + (_bin_shares(grad_out_ptr, out_row, c_mask, grid_bounds[0], grid_bounds[1],
-                                           PYRAMID[i], PADS[i], OFFSETS[i]),)
-        ty = tl.arange(0, TILE_H)
-        tx = tl.arange(0, TILE_W)
-        for y0 in range(0, win_h, TILE_H):
-            for x0 in range(0, win_w, TILE_W):
-                rows = y0 + ty
-                cols = x0 + tx
-                tile = tl.zeros([BLOCK_C, TILE_H, TILE_W], tl.float32)
-                for i in tl.static_range(len(PYRAMID)):
-                    tile = _spread_tile(tile, shares[i], rows, cols, bounds[i][0], bounds[i][1], PYRAMID[i], PADS[i])
-                cell = (y_lo + rows)[:, None] * w + (x_lo + cols)[None, :]
-                m = c_mask[:, None, None] & ((rows < win_h)[:, None] & (cols < win_w)[None, :])[None]
-                offs = _cell_offsets(chan_off[:, None, None], cell[None], C, CHANNELS_LAST)
-                _scatter(grad_base, acc_base, offs, tile, m, scale, DETERMINISTIC)
-
-
 def _zero_accumulators(nargs, reset_only=False):
     """Autotuning runs the kernel once per config: start each run from zero."""
     for name in ("grads", "accs"):
         for t in nargs[name]:
             t.zero_()
-
-
-spp_bwd_tuned = triton.autotune(configs=backward_configs(),
-                                key=["C", "CHANNELS_LAST", "B", "MODE", "DETERMINISTIC"],
-                                prune_configs_by={"early_config_prune": _pruner(BACKWARD_GPU_CONFIGS)},
-                                pre_hook=_zero_accumulators)(spp_bwd_kernel)
 
 
 @triton.jit
@@ -592,4 +386,4 @@ def finalize_kernel(
         fixed = tl.load(_select(lvl, accs, NUM_LEVELS) + offs, mask=m, other=0)
         g = g + (fixed.to(tl.float64) * _pow2(-_fixed_shift(exp_ptr, HEADROOM))).to(tl.float32)
     out = _select(lvl, outs, NUM_LEVELS)
-    tl.store(out + offs, g.to(out.dtype.element_ty), mask=m)
+    tl.store(out + offs, _cast_out(g, out.dtype.element_ty), mask=m)
