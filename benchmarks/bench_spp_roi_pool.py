@@ -7,6 +7,9 @@ log-uniform in [1/3, 3]), each pooled from the level mmdet's finest_scale=56 rul
 Providers (all in this process, same inputs):
   spp          spp_triton.spp_roi_pool, pyramid (1, 2, 3, 6) max (Triton on CUDA, the C++ kernel on CPU)
   spp_determ   the same with deterministic=True (CUDA: the fixed-point backward)
+  align        the same with sampling="bilinear" (SPP-Align), sampling_ratio 2, aligned, max
+  align_avg    the same in avg mode
+  align_determ align with deterministic=True (CUDA)
   roialign7    mmdet SingleRoIExtractor + mmcv RoIAlign 7x7 avg (mmdet's default)
   roipool7     mmdet SingleRoIExtractor + mmcv RoIPool 7x7 (CUDA only: mmcv has no CPU RoIPool)
   roialign_pyr mmdet SingleRoIExtractor + mmcv RoIAlign max, once per pyramid level (1, 2, 3, 6)
@@ -55,8 +58,15 @@ def providers(device: str):
     align7 = extractor(type="RoIAlign", output_size=7, sampling_ratio=0)
     per_level = [extractor(type="RoIAlign", output_size=n, sampling_ratio=0, pool_mode="max") for n in PYRAMID]
     scales = [1 / s for s in FPN_STRIDES]
+    def align(mode="max", deterministic=False):
+        return lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels,
+                                                        mode=mode, sampling="bilinear", sampling_ratio=2,
+                                                        deterministic=deterministic)
+
     fns = {
         "spp": lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels),
+        "align": align(),
+        "align_avg": align("avg"),
         "roialign7": lambda feats, rois, levels: align7(feats, rois),
         "roialign_pyr": lambda feats, rois, levels: torch.cat([e(feats, rois).flatten(2) for e in per_level], 2),
     }
@@ -65,6 +75,7 @@ def providers(device: str):
         fns["spp_determ"] = lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales,
                                                                      roi_levels=levels, deterministic=True)
         fns["roipool7"] = lambda feats, rois, levels: pool7(feats, rois)
+        fns["align_determ"] = align(deterministic=True)
     reason = mmcv_unusable(device)
     if reason:
         mmcv_rows = ("roialign7", "roipool7", "roialign_pyr")
@@ -95,9 +106,11 @@ def run(device: str, ks, reps: int):
                   flush=True)
     for k in ks:
         base = {r["provider"]: r for r in rows if r["k"] == k}
-        for peer in (p for p in ("roialign7", "roipool7", "roialign_pyr") if p in base):
-            print(f"K={k:5d} spp vs {peer:12s}: forward {base[peer]['forward_s'] / base['spp']['forward_s']:.2f}x, "
-                  f"forward+backward {base[peer]['forward_backward_s'] / base['spp']['forward_backward_s']:.2f}x faster")
+        for ours in ("spp", "align", "align_avg"):
+            for peer in (p for p in ("roialign7", "roipool7", "roialign_pyr") if p in base):
+                print(f"K={k:5d} {ours:9s} vs {peer:12s}: forward "
+                      f"{base[peer]['forward_s'] / base[ours]['forward_s']:.2f}x, forward+backward "
+                      f"{base[peer]['forward_backward_s'] / base[ours]['forward_backward_s']:.2f}x faster")
     return rows
 
 

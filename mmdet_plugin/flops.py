@@ -8,8 +8,8 @@ kind; a kind without a handle counts 0. Importing ``mmdet_plugin`` registers
 table (and the output's K x C x B values in its activation table), so every analyzer
 built afterwards counts the SPP stage. In its tables the operator is ``spp_roi_pool``.
 
-What is counted (``sampling="cells"``, the paper's pooling): for each RoI, channel and
-output bin, with n the number of feature cells in the bin (the operator's window and
+What is counted for ``sampling="bilinear"`` (SPP-Align): ``bilinear_flops``. For
+``sampling="cells"``, the paper's pooling: for each RoI, channel and output bin, with n the number of feature cells in the bin (the operator's window and
 bin rules, ``spp_triton.geometry.window_table`` and ``bin_bounds``):
 
 - ``mode="max"``: n - 1 comparisons;
@@ -46,7 +46,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from spp_triton.geometry import WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, Mode, PoolSpec, bin_bounds, window_table
+from spp_triton.geometry import (ALIGN_RATIOS, WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, Mode, PoolSpec, align_table,
+                                 bin_bounds, window_table)
 
 OP_NAME = "spp_triton::spp_roi_pool"
 # Window side, in cells, assumed where the RoIs' values are unknown.
@@ -92,16 +93,47 @@ def cells_flops(feature_shapes, rois: torch.Tensor, roi_levels: torch.Tensor, sp
     return total * int(feature_shapes[0][1])
 
 
+# Per lattice point and channel, the bilinear sample ((w1 v1 + w2 v2) + w3 v3) + w4 v4.
+SAMPLE_FLOPS = 7
+
+
+def _bilinear_count(points, pyramid, fine_grid, grids, mode, num_rois: int) -> int:
+    """Per channel: SAMPLE_FLOPS per lattice point, then per bin of every grid its points
+    - 1 comparisons (max) or its points operations (avg). ``points[g]`` is the (summed
+    over RoIs) lattice size of sampled grid ``grids[g]``; a nested pyramid's grids all
+    cover the one lattice, a non-nested one's grid covers its own."""
+    per_bin = 1 if Mode.parse("mode", mode) == Mode.MAX else 0
+    total = 0
+    for g, s in enumerate(grids):
+        users = pyramid if fine_grid else (s,)
+        total += SAMPLE_FLOPS * points[g] + sum(points[g] - per_bin * n * n * num_rois for n in users)
+    return total
+
+
 def bilinear_flops(call: dict) -> int:
-    """FLOPs of one ``sampling="bilinear"`` call (SPP-Align): for each lattice point 4
-    multiplies and 3 additions for its bilinear sample, then each bin's comparisons (max)
-    or additions and division (avg) over its points, times C.
+    """FLOPs of one ``sampling="bilinear"`` call (SPP-Align), times C: for each lattice
+    point of each sampled grid (``PoolSpec.sampled_grids``; (S r_y) x (S r_x) points per
+    RoI, r from ``geometry.lattice_ratio``) 4 multiplies and 3 additions for its sample,
+    then for each bin of each pyramid grid its samples - 1 comparisons (max) or its
+    samples operations (avg: additions and the division). Exact from the real RoIs (with
+    a fixed sampling_ratio the count does not depend on them). The weights' products,
+    shared by the channels, are not counted.
 
     Args:
         call: the call's arguments by schema name (``features`` as their shapes).
     """
-    raise NotImplementedError("spp_roi_pool FLOPs for sampling='bilinear' are not counted by "
-                              "mmdet_plugin.flops.bilinear_flops")
+    shapes = call["features"]
+    spec = PoolSpec.make(call["pyramid"], call["mode"], "sppnet", call["spatial_scales"], "bilinear",
+                         call["sampling_ratio"], call["aligned"])
+    rois = call["rois"]
+    levels = call["roi_levels"]
+    if levels is None:
+        levels = torch.zeros(rois.shape[0], dtype=torch.int64)
+    meta, _ = align_table(rois, levels, spec, int(shapes[0][0]), len(shapes))
+    points = [int((meta[:, ALIGN_RATIOS + 2 * g] * meta[:, ALIGN_RATIOS + 2 * g + 1]).sum()) * s * s
+              for g, s in enumerate(spec.sampled_grids)]
+    return _bilinear_count(points, spec.pyramid, spec.fine_grid, spec.sampled_grids, spec.mode,
+                           rois.shape[0]) * int(shapes[0][1])
 
 
 def call_flops(call: dict) -> int:
@@ -115,8 +147,16 @@ def call_flops(call: dict) -> int:
                        call["mode"], call.get("projection") or "sppnet")
 
 
-def estimated_flops(feature_shapes, num_rois: int, pyramid, mode: str) -> int:
-    """The count of ``num_rois`` RoIs whose windows are all ESTIMATE_WINDOW cells square."""
+def estimated_flops(feature_shapes, num_rois: int, pyramid, mode: str, sampling: str = "cells",
+                    sampling_ratio: int = 2) -> int:
+    """The count of ``num_rois`` RoIs whose windows are all ESTIMATE_WINDOW cells square
+    (bilinear with a fixed sampling_ratio: exact, the lattice does not depend on them)."""
+    if sampling == "bilinear":
+        spec = PoolSpec.make(pyramid, mode, "sppnet", [1.0], "bilinear", sampling_ratio)
+        ratios = [sampling_ratio or max(-(-ESTIMATE_WINDOW // s), 1) for s in spec.sampled_grids]
+        points = [num_rois * (r * s) ** 2 for r, s in zip(ratios, spec.sampled_grids)]
+        return _bilinear_count(points, spec.pyramid, spec.fine_grid, spec.sampled_grids, spec.mode,
+                               num_rois) * int(feature_shapes[0][1])
     lo = torch.zeros(1, dtype=torch.int64)
     hi = lo + ESTIMATE_WINDOW - 1
     per_bin = 1 if Mode.parse("mode", mode) == Mode.MAX else 0
@@ -209,6 +249,8 @@ def spp_roi_pool_flop_jit(inputs: list, outputs: list) -> int:
     shapes = [tuple(get_shape(f)) for f in node["features"].node().inputs()]
     num_rois = get_shape(node["rois"])[0]
     pyramid, mode = _constant(node["pyramid"]), _constant(node["mode"])
+    sampling = _constant(node["sampling"]) if "sampling" in node else "cells"
+    ratio = _constant(node["sampling_ratio"]) if "sampling_ratio" in node else 2
     analysis = _calling_analysis()
     calls = recorded_calls(analysis) if analysis is not None else []
     index = _node_index(outputs)
@@ -220,7 +262,7 @@ def spp_roi_pool_flop_jit(inputs: list, outputs: list) -> int:
     warnings.warn(f"{OP_NAME}: the RoIs' windows are unknown here (no MMEngine analysis among the callers, or "
                   f"its model's calls do not match the traced graph); estimating each of the {num_rois} "
                   f"windows as {ESTIMATE_WINDOW} x {ESTIMATE_WINDOW} cells", stacklevel=2)
-    return estimated_flops(shapes, num_rois, pyramid, mode)
+    return estimated_flops(shapes, num_rois, pyramid, mode, sampling, ratio)
 
 
 def register() -> None:

@@ -106,6 +106,31 @@ def test_hand_counted_windows(mode, pyramid, side, want):
     assert expected_flops([x.shape], rois, torch.zeros(1, dtype=torch.int64), [1.0], pyramid, mode, "round") == want
 
 
+class _AlignPool(torch.nn.Module):
+    def __init__(self, rois, mode, pyramid, ratio):
+        super().__init__()
+        self.rois, self.mode, self.pyramid, self.ratio = rois, mode, pyramid, ratio
+
+    def forward(self, x):
+        return spp_roi_pool(x, self.rois, spatial_scales=1.0, pyramid=self.pyramid, mode=self.mode,
+                            sampling="bilinear", sampling_ratio=self.ratio)
+
+
+@pytest.mark.parametrize("mode, pyramid, ratio, want", [
+    # nested: one 12 x 12 lattice (r = 2); 7 per point, then each grid's bins over it
+    ("max", (1, 2, 3, 6), 2, 3 * 2 * (7 * 144 + (144 - 1) + (144 - 4) + (144 - 9) + (144 - 36))),
+    ("avg", (1, 2, 3, 6), 2, 3 * 2 * (7 * 144 + 4 * 144)),
+    # non-nested: each grid its own lattice (n r)^2 with r = 1
+    ("max", (1, 3, 5), 1, 3 * 2 * (8 * (1 + 9 + 25) - (1 + 9 + 25))),
+    # adaptive on a 6 x 6 window: r = ceil(6 / 6) = 1, a 6 x 6 lattice
+    ("avg", (1, 2, 3, 6), 0, 3 * 2 * (7 * 36 + 4 * 36)),
+])
+def test_bilinear_hand_counted(mode, pyramid, ratio, want):
+    rois = torch.tensor([[0, 1, 1, 7, 7.0], [0, 0, 0, 6, 6]])  # aligned: 6 x 6-cell windows
+    x = torch.randn(1, 3, 8, 8)
+    assert FlopAnalyzer(_AlignPool(rois, mode, pyramid, ratio), (x,)).by_operator()["spp_roi_pool"] == want
+
+
 def test_without_an_analysis_among_the_callers_it_estimates_14_by_14_windows_and_warns():
     rois = torch.tensor([[0, 0, 0, 3, 3.0], [0, 1, 1, 7, 7]])
     x = torch.randn(1, 3, 8, 8)
