@@ -297,7 +297,8 @@ def decide(m: Machine) -> Plan:
     else:
         return Plan("stop", {}, want + have + (
             "FORCE_CUDA=1 with no GPU visible and TORCH_CUDA_ARCH_LIST unset: torch has no GPU to take the "
-            "architectures from (torch.utils.cpp_extension would stop with an IndexError). Say which GPUs the build is for, e.g.:\n"
+            "architectures from (torch.utils.cpp_extension would stop with an IndexError). Say which GPUs the "
+            "build is for, e.g.:\n"
             "  FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=\"9.0\" make setup   (H100/H200; 8.0 = A100, 8.9 = L4/L40, "
             "10.0 = B200)"))
     if tk.version != m.torch_cuda:
