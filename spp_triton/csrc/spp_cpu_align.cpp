@@ -293,6 +293,8 @@ void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tables& t
 
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<Lattice> lats(sampled.size());
+    std::vector<std::vector<Corners>> corners(sampled.size());  // max mode: every point's corners
+    std::vector<std::vector<bool>> inside(sampled.size());
     std::vector<acc_t> factor(kBackwardBlock), shares;
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t c0 = blk * kBackwardBlock, cb = std::min(kBackwardBlock, channels - c0);
@@ -307,16 +309,28 @@ void backward_impl(const Tensor& grad_out, const Tensor& argmax, const Tables& t
           lats[gi].set(m, bx, static_cast<int64_t>(gi), sampled[gi], heights[level], width);
         }
         if (is_max) {
+          // Every lattice point's corners once per RoI (not per bin and channel): the
+          // chosen samples are then a lookup by their lattice index.
+          for (size_t gi = 0; gi < sampled.size(); ++gi) {
+            const Lattice& lat = lats[gi];
+            corners[gi].clear();
+            inside[gi].clear();
+            for (const AxisPoint& ay : lat.ys) {
+              for (const AxisPoint& ax : lat.xs) {
+                corners[gi].emplace_back(ay, ax, width);
+                inside[gi].push_back(ay.inside && ax.inside);
+              }
+            }
+          }
           const int32_t* a = a_p + (k * channels + c0) * bins;
           for (int64_t c = 0; c < cb; ++c) {
             acc_t* plane = planes + c * cs;
             for (int64_t b = 0; b < bins; ++b) {
-              const Lattice& lat = lats[slot[b]];
-              const int64_t t = std::max<int64_t>(a[c * bins + b], 0), px = lat.points_x();
-              const AxisPoint& ay = lat.ys[std::min<int64_t>(t / px, lat.ys.size() - 1)];
-              const AxisPoint& ax = lat.xs[t % px];
-              if (!(ay.inside && ax.inside)) continue;
-              const Corners cr(ay, ax, width);
+              const int64_t gi = slot[b];
+              const int64_t t = std::min<int64_t>(std::max<int64_t>(a[c * bins + b], 0),
+                                                  static_cast<int64_t>(corners[gi].size()) - 1);
+              if (!inside[gi][t]) continue;
+              const Corners& cr = corners[gi][t];
               const acc_t gb = static_cast<acc_t>(g[c * bins + b]);
               for (int i = 0; i < 4; ++i) plane[cr.cell[i] * cell_step] += gb * static_cast<acc_t>(cr.w[i]);
             }
