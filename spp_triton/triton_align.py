@@ -49,20 +49,24 @@ MAX_LATTICE = tl.constexpr(_MAX_LATTICE)
 # GPU autotune configs per layout, (num_warps, BLOCK_C, TILE_H, TILE_W), in lattice
 # points: a 1/2/3/6 pyramid at r = 2 has a 12 x 12 lattice. Every one compiles for sm_80
 # and sm_90 without spills in every variant and dtype (``python -m spp_triton.compile_check``).
-ALIGN_FORWARD_GPU_CONFIGS = {False: ((4, 8, 4, 16), (4, 8, 8, 16), (8, 16, 4, 16)),
-                             True: ((4, 16, 4, 8), (8, 32, 4, 8))}
-ALIGN_BACKWARD_GPU_CONFIGS = {False: ((4, 8, 4, 16), (4, 8, 8, 16), (8, 16, 4, 16)),
-                              True: ((4, 16, 4, 8), (8, 32, 4, 8))}
+# They are compiled with MAXNREG registers at most: without a .maxnreg, ptxas (12.9)
+# holds sm_80 kernels to 128 registers and spills instead (e.g. the nested max forward:
+# 128 registers and 48 spill bytes, against 156 and none with it).
+MAXNREG = 255
+ALIGN_FORWARD_GPU_CONFIGS = {False: ((4, 8, 4, 16),),
+                             True: ((4, 16, 2, 8), (4, 8, 2, 8))}
+ALIGN_BACKWARD_GPU_CONFIGS = {False: ((4, 4, 4, 16), (4, 8, 2, 16)),
+                              True: ((4, 8, 4, 8), (4, 8, 2, 8))}
 
 
 def forward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
     """The bilinear forward's autotune configs (both layouts' unless ``channels_last``)."""
-    return _configs(ALIGN_FORWARD_GPU_CONFIGS, interpret, channels_last)
+    return _configs(ALIGN_FORWARD_GPU_CONFIGS, interpret, channels_last, MAXNREG)
 
 
 def backward_configs(interpret: bool | None = None, channels_last: bool | None = None) -> list[triton.Config]:
     """The bilinear backward's autotune configs (both layouts' unless ``channels_last``)."""
-    return _configs(ALIGN_BACKWARD_GPU_CONFIGS, interpret, channels_last)
+    return _configs(ALIGN_BACKWARD_GPU_CONFIGS, interpret, channels_last, MAXNREG)
 
 
 # ---------------------------------------------------------------- rules
@@ -204,7 +208,7 @@ def spp_align_fwd_kernel(
                 acc = _coarsen(fine, PYRAMID[i], PADS[i], FINE, FINE_PAD, IS_MAX)
             _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, _grid_bounds(PYRAMID[i], FINE * r_y),
                         _grid_bounds(PYRAMID[i], FINE * r_x), C, PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX,
-                        CHANNELS_LAST, False)
+                        CHANNELS_LAST, True)
     else:
         for i in tl.static_range(len(PYRAMID)):
             r_y = _lattice_ratio(size_h, PYRAMID[i], ratio)
@@ -213,7 +217,7 @@ def spp_align_fwd_kernel(
                                PYRAMID[i], PADS[i], IS_MAX, CHANNELS_LAST, BLOCK_C, TILE_H, TILE_W)
             _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, _grid_bounds(PYRAMID[i], PYRAMID[i] * r_y),
                         _grid_bounds(PYRAMID[i], PYRAMID[i] * r_x), C, PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX,
-                        CHANNELS_LAST, False)
+                        CHANNELS_LAST, True)
 
 
 spp_align_fwd_tuned = triton.autotune(configs=forward_configs(),
@@ -280,7 +284,7 @@ def spp_align_bwd_kernel(
     grads,  # tuple of NUM_LEVELS float32 pointers: level l's gradient accumulator, features' layout, zeroed
     accs,  # tuple of NUM_LEVELS int64 pointers (DETERMINISTIC): fixed-point accumulators, same layout, zeroed
     exp_ptr,  # (1,) int32 (DETERMINISTIC): float32 exponent field of max |finite grad_out|
-    grad_out_ptr,  # (K, C, B) contiguous, any float dtype: incoming gradient
+    grad_out_ptr,  # (K, C, B) float32 contiguous: incoming gradient
     argmax_ptr,  # (K, C, B) int32 contiguous (max mode): forward's lattice indices; unused otherwise
     rois_ptr,  # (K, 5) float32 contiguous
     levels_ptr,  # (K,) int32

@@ -116,7 +116,7 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     """Gradient of ``forward`` with respect to each feature level (the backend contract).
 
     Args:
-        grad_out: (K, C, B) float tensor, the gradient of ``out``.
+        grad_out: (K, C, B) float tensor, the gradient of ``out`` (read as float32).
         argmax: (K, C, B) int32 from ``forward`` in max mode; None (ignored) in avg mode.
         feats: L tensors (N, C, H_l, W_l) giving shape, dtype and layout only (meta
             tensors are fine).
@@ -155,7 +155,10 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     grads = outs if direct else zeros(torch.float32)
     accs = zeros(torch.int64) if deterministic else grads
     rois32, levels = _roi_inputs(rois, roi_levels, dev)
-    grad_out = grad_out.contiguous()
+    # float32 for every features dtype: the kernels read it as float32 anyway, and one
+    # grad_out dtype keeps the backward kernels at one compiled variant per config (a
+    # float16 / bfloat16 gradient costs one elementwise cast of K x C x B).
+    grad_out = grad_out.to(torch.float32).contiguous()
     is_max = spec.mode == Mode.MAX
     am = argmax.to(device=dev, dtype=torch.int32).contiguous() if is_max else _dummy_i32(dev)
     # A constexpr: only the deterministic kernels read it, so only they specialise on it

@@ -172,7 +172,7 @@ def spp_fwd_kernel(
             acc = accs[i]
             grid_bounds = bounds[i]
         _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, grid_bounds[0], grid_bounds[1], C,
-                    PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX, CHANNELS_LAST, True)
+                    PYRAMID[i], PADS[i], OFFSETS[i], IS_MAX, CHANNELS_LAST, False)
 
 
 spp_fwd_tuned = triton.autotune(configs=forward_configs(), key=["C", "CHANNELS_LAST", "B", "MODE", "FINE"],
@@ -185,7 +185,7 @@ def spp_bwd_kernel(
     grads,  # tuple of NUM_LEVELS float32 pointers: level l's gradient accumulator, features' layout, zeroed
     accs,  # tuple of NUM_LEVELS int64 pointers (DETERMINISTIC): fixed-point accumulators, same layout, zeroed
     exp_ptr,  # (1,) int32 (DETERMINISTIC): float32 exponent field of max |finite grad_out|
-    grad_out_ptr,  # (K, C, B) contiguous, any float dtype: incoming gradient
+    grad_out_ptr,  # (K, C, B) float32 contiguous: incoming gradient
     argmax_ptr,  # (K, C, B) int32 contiguous (max mode): forward's argmax; unused otherwise
     rois_ptr,  # (K, 5) float32 contiguous
     levels_ptr,  # (K,) int32

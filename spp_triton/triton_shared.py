@@ -51,13 +51,16 @@ def _interpreter_block_c() -> int:
 
 
 
-def _configs(table, interpret, channels_last):
+def _configs(table, interpret, channels_last, maxnreg=None):
+    """triton.Configs of ``table`` ({channels_last: ((num_warps, BLOCK_C, TILE_H, TILE_W),
+    ...)}), each with ``maxnreg`` (None: ptxas's own register limit)."""
     if _interpreting() if interpret is None else interpret:
         # one config: no benchmarking, and whole small windows in one tile (fast tests)
         return [triton.Config(dict(BLOCK_C=_interpreter_block_c(), TILE_H=16, TILE_W=16), num_warps=4)]
     layouts = (False, True) if channels_last is None else (channels_last,)
     shapes = dict.fromkeys(shape for layout in layouts for shape in table[layout])
-    return [triton.Config(dict(BLOCK_C=c, TILE_H=h, TILE_W=w), num_warps=warps) for warps, c, h, w in shapes]
+    return [triton.Config(dict(BLOCK_C=c, TILE_H=h, TILE_W=w), num_warps=warps, maxnreg=maxnreg)
+            for warps, c, h, w in shapes]
 
 
 def _pruner(table):
@@ -259,27 +262,32 @@ def _cast_out(v, dtype: tl.constexpr):
 @triton.jit
 def _store_grid(acc, base, chan_off, c_mask, out_row, out_ptr, argmax_ptr, row_bounds, col_bounds, C,
                 n: tl.constexpr, NP: tl.constexpr, OFFSET: tl.constexpr, IS_MAX: tl.constexpr,
-                CHANNELS_LAST: tl.constexpr, RELOAD_NAN: tl.constexpr):
+                CHANNELS_LAST: tl.constexpr, SAMPLES: tl.constexpr):
     """Writes an n x n grid's [BC, NP, NP] accumulator to out[k, c, OFFSET + p * n + q]
-    (and argmax). Max: the value decoded from the key; where it is NaN and RELOAD_NAN
-    (keys of cells), the element itself (its payload). Avg: the sum / the bin's size
-    (cells, or lattice points: the bounds' product)."""
+    (and argmax). Max: the value decoded from the key; avg: the sum / the bin's size
+    (cells, or lattice points: the bounds' product). Cells (SAMPLES False): a NaN maximum
+    is the element itself (its payload, loaded again), and values are cast with ``.to``.
+    Bilinear samples (SAMPLES): the keys index the lattice, so a NaN stays the decoded NaN,
+    and values are rounded to the output dtype by ``_cast_out``."""
     j = tl.arange(0, NP)
     sel = c_mask[:, None, None] & ((j < n)[:, None] & (j < n)[None, :])[None]
     dst = out_row[:, None, None] + OFFSET + (j[:, None] * n + j[None, :])[None]
     if IS_MAX:
         val, best, is_nan = _unpack(acc)
-        val = _cast_out(val, out_ptr.dtype.element_ty)
-        if RELOAD_NAN:
+        if SAMPLES:
+            val = _cast_out(val, out_ptr.dtype.element_ty)
+        else:  # a cell's own value: every cast is exact
             nan_val = tl.load(base + _cell_offsets(chan_off[:, None, None], best, C, CHANNELS_LAST),
                               mask=sel & is_nan)  # NaN payloads only
-            val = tl.where(is_nan, nan_val, val)
+            val = tl.where(is_nan, nan_val, val.to(out_ptr.dtype.element_ty))
         tl.store(out_ptr + dst, val, mask=sel)
         tl.store(argmax_ptr + dst, best, mask=sel)
     else:
         cells = _bin_sizes(row_bounds, n, NP)[:, None] * _bin_sizes(col_bounds, n, NP)[None, :]
         mean = acc / tl.where(cells > 0, cells, 1.0)[None]
-        tl.store(out_ptr + dst, _cast_out(mean, out_ptr.dtype.element_ty), mask=sel)
+        if SAMPLES:
+            mean = _cast_out(mean, out_ptr.dtype.element_ty)
+        tl.store(out_ptr + dst, mean.to(out_ptr.dtype.element_ty), mask=sel)
 
 
 # ---------------------------------------------------------------- backward
@@ -354,7 +362,7 @@ def _zero_accumulators(nargs, reset_only=False):
 
 @triton.jit
 def abs_max_exponent_kernel(
-    x_ptr,  # (n,) any float dtype, contiguous
+    x_ptr,  # (n,) float32 contiguous (grad_out)
     n,
     exp_ptr,  # (1,) int32, zeroed: receives the float32 exponent field of max |finite x|
     BLOCK: tl.constexpr,
@@ -386,4 +394,4 @@ def finalize_kernel(
         fixed = tl.load(_select(lvl, accs, NUM_LEVELS) + offs, mask=m, other=0)
         g = g + (fixed.to(tl.float64) * _pow2(-_fixed_shift(exp_ptr, HEADROOM))).to(tl.float32)
     out = _select(lvl, outs, NUM_LEVELS)
-    tl.store(out + offs, _cast_out(g, out.dtype.element_ty), mask=m)
+    tl.store(out + offs, g.to(out.dtype.element_ty), mask=m)
