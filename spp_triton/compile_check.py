@@ -6,8 +6,9 @@ Variants: the cells forward (nested max with pyramid 1/2/3/6, direct max with th
 non-nested 1/3/5, avg), the bilinear forward (nested 1/2/3/6 and direct 1/3/5, max and
 avg), the backwards (cells; bilinear nested and direct; max and avg, atomic and
 deterministic), the fixed-point scale pre-pass and the finalize pass; each in both
-layouts (NCHW, channels-last) where the kernel has one, each dtype (the features' for
-the forward, grad_out's for the backward, the output's for finalize), each GPU autotune
+layouts (NCHW, channels-last) where the kernel has one, each dtype where the kernel
+has one (the features' for the forward, the output's for finalize; the backward reads
+grad_out as float32, which its launcher makes it), each GPU autotune
 config (the full list, not the interpreter's single one) with the "round" projection
 (plus the first config with "sppnet"; bilinear kernels take sampling_ratio and aligned
 at run time), and each target. For each it runs
@@ -28,6 +29,12 @@ local loads or stores in the PTX, is the call frame of ptxas' IEEE division slow
 that the bilinear kernels' ``tl.div_rn`` uses; it is reported, not failed.)
 
 TRITON_INTERPRET is removed from the environment first: this must compile, not interpret.
+
+A variant whose inputs (Triton's version, the sources of the kernels, geometry.py and
+this file, the variant's signature, constexprs, compile options and target) are unchanged since it
+last compiled cleanly is not compiled again: its row comes from a cache file under
+SPP_TRITON_CACHE_DIR (default ~/.cache/spp_triton), one per fingerprint of those sources.
+``--no-cache`` compiles everything.
 """
 from __future__ import annotations
 
@@ -50,7 +57,8 @@ SHARED_PER_SM = {80: 164 * 1024, 90: 228 * 1024}
 
 
 def _variants(num_levels: int):
-    """(kernel, label, dtype, num_warps, signature, constexprs) of every compile; kernel
+    """(kernel, label, dtype, options, signature, constexprs) of every compile (options:
+    num_warps, and maxnreg where the config sets it); kernel
     is "module.function" within spp_triton.
 
     Cells kernels with a projection get every config with "round" (PROJ=1: ``x * s +
@@ -58,16 +66,16 @@ def _variants(num_levels: int):
     means something) and the first config with "sppnet" (PROJ=0) too. Bilinear kernels
     take sampling_ratio and aligned at run time: one compile covers them all.
     """
-    for name, label, dt, ci, warps, sig, const in _configs_matrix(num_levels):
+    for name, label, dt, ci, opts, sig, const in _configs_matrix(num_levels):
         if name.startswith("triton_align."):
-            yield name, label, dt, warps, sig, const
+            yield name, label, dt, opts, sig, const
             continue
         if "PROJ" not in const:
-            yield name, label, dt, warps, sig, dict(const, PROJ=1) if name.endswith("spp_bwd_kernel") else const
+            yield name, label, dt, opts, sig, dict(const, PROJ=1) if name.endswith("spp_bwd_kernel") else const
             continue
-        yield name, label, dt, warps, sig, dict(const, PROJ=1)
+        yield name, label, dt, opts, sig, dict(const, PROJ=1)
         if ci == 0:
-            yield name, label, dt, warps, sig, dict(const, PROJ=0)
+            yield name, label, dt, opts, sig, dict(const, PROJ=0)
 
 
 def _forward_signature(L, dt, align):
@@ -106,7 +114,7 @@ def _configs_matrix(num_levels: int):
                                  CHANNELS_LAST=cl, **cfg.kwargs)
                     if family == "cells":
                         const["PROJ"] = 1
-                    yield (f"triton_{family}.{fwd_name}", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, cfg.num_warps,
+                    yield (f"triton_{family}.{fwd_name}", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, _options(cfg),
                            _forward_signature(L, dt, family == "align"), const)
     # (module, label prefix, pyramid, FINE) of the backward: the cells backward reads no
     # grid nesting; the bilinear one walks one lattice or one per grid.
@@ -117,7 +125,7 @@ def _configs_matrix(num_levels: int):
         for mode in (0, 1):
             for det in (False, True):
                 for cl in (False, True):
-                    for dt in DTYPES:
+                    for dt in ("fp32",):  # the launcher hands every grad_out over as float32
                         for ci, cfg in enumerate(module.backward_configs(interpret=False, channels_last=cl)):
                             const = dict(NUM_LEVELS=L, **pyr(pyramid), B_PAD=64, MODE=mode, CHANNELS_LAST=cl,
                                          DETERMINISTIC=det, HEADROOM=18, **cfg.kwargs)
@@ -127,16 +135,21 @@ def _configs_matrix(num_levels: int):
                                 const["PROJ"] = 1
                             label = (f"{prefix}_{'determ' if det else 'atomic'}_{('max', 'avg')[mode]}_"
                                      f"{'cl' if cl else 'nchw'}")
-                            yield (f"triton_{family}.{bwd_name}", label, dt, ci, cfg.num_warps,
+                            yield (f"triton_{family}.{bwd_name}", label, dt, ci, _options(cfg),
                                    _backward_signature(L, dt, det, family == "align"), const)
+    yield ("triton_shared.abs_max_exponent_kernel", "bwd_scale_prepass", "fp32", 0, {"num_warps": 4},
+           {"x_ptr": "*fp32", "n": "i32", "exp_ptr": "*i32"}, dict(BLOCK=4096))
     for dt in DTYPES:
-        yield ("triton_shared.abs_max_exponent_kernel", "bwd_scale_prepass", dt, 0, 4,
-               {"x_ptr": f"*{dt}", "n": "i32", "exp_ptr": "*i32"}, dict(BLOCK=4096))
         for det in (False, True):
             sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L, "outs": (f"*{dt}",) * L,
                    "numels": ("i32",) * L, "exp_ptr": "*i32"}
-            yield ("triton_shared.finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, 4, sig,
+            yield ("triton_shared.finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, {"num_warps": 4}, sig,
                    dict(NUM_LEVELS=L, DETERMINISTIC=det, HEADROOM=18, BLOCK=1024))
+
+
+def _options(cfg) -> dict:
+    """A triton.Config's compile options (num_warps, and maxnreg if it sets one)."""
+    return {"num_warps": cfg.num_warps, **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {})}
 
 
 def _jit_fn(name):
@@ -179,14 +192,16 @@ def _cuobjdump_usage(cubin: bytes):
     return regs, int(re.search(r"LOCAL:(\d+)", out).group(1)), int(re.search(r"STACK:(\d+)", out).group(1))
 
 
-def _config_label(const, warps) -> str:
+def _config_label(const, opts) -> str:
+    regs = f"/r{opts['maxnreg']}" if "maxnreg" in opts else ""
     if "BLOCK_C" in const:
-        return f"C{const['BLOCK_C']}/{const['TILE_H']}x{const['TILE_W']}/w{warps}"
-    return f"{const['BLOCK']}/w{warps}"
+        return f"C{const['BLOCK_C']}/{const['TILE_H']}x{const['TILE_W']}/w{opts['num_warps']}{regs}"
+    return f"{const['BLOCK']}/w{opts['num_warps']}{regs}"
 
 
 def _compile_one(item):
-    name, label, dt, warps, sig, const, cc = item
+    name, label, dt, opts, sig, const, cc = item
+    warps = opts["num_warps"]
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -197,7 +212,7 @@ def _compile_one(item):
     else:
         geometry = ("sppnet", "round")[const["PROJ"]] if "PROJ" in const else "-"
     row = dict(kernel=label, dtype=dt, proj=geometry,
-               config=_config_label(const, warps), warps=warps, cc=cc,
+               config=_config_label(const, opts), warps=warps, cc=cc,
                target=f"sm_{cc}", regs="-", spills="-", stack="-", shared="-", fma="-", error=None)
     t0 = time.time()
     try:
@@ -211,7 +226,7 @@ def _compile_one(item):
         full_sig = {**sig, **{k: "constexpr" for k in const}}
         src = ASTSource(fn=fn, signature=full_sig, constexprs=const, attrs=attrs)
         k = triton.compile(src, target=GPUTarget("cuda", cc, 32),
-                           options={"num_warps": warps, "enable_fp_fusion": False})
+                           options={**opts, "enable_fp_fusion": False})
         ptx = k.asm["ptx"]
         regs, spills, stack = getattr(k, "n_regs", None), getattr(k, "n_spills", None), 0
         if regs is None or spills is None:
@@ -234,25 +249,88 @@ def _compile_one(item):
     return row
 
 
+# What a compile's result depends on besides its own variant: Triton's version, the
+# kernels' sources and this checker's (the rules, the configs, how rows are made).
+_INPUT_SOURCES = ("triton_shared.py", "triton_cells.py", "triton_align.py", "geometry.py", "compile_check.py")
+
+
+def _fingerprint() -> str:
+    import hashlib
+
+    import triton
+
+    h = hashlib.sha256(triton.__version__.encode())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _INPUT_SOURCES:
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+def _cache_path(fingerprint: str) -> str:
+    """One JSON file of rows per fingerprint, under SPP_TRITON_CACHE_DIR (default
+    ~/.cache/spp_triton); a change to any input starts a new file."""
+    root = os.environ.get("SPP_TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "spp_triton")
+    return os.path.join(root, f"compile_check-{fingerprint[:20]}.json")
+
+
+def _item_key(item) -> str:
+    name, label, dt, opts, sig, const, cc = item
+    return repr((name, label, dt, sorted(opts.items()), sorted(sig.items()), sorted(const.items()), cc))
+
+
+def _load_cache(path: str) -> dict:
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(path: str, cache: dict) -> None:
+    import json
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(cache, f)
+    os.replace(tmp, path)  # atomic: a concurrent run sees the old file or the new one
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel compile processes")
     p.add_argument("--levels", type=int, default=4, help="feature levels in the signatures (FPN: 4)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compile every variant even if its inputs are unchanged since a passing check")
     a = p.parse_args(argv)
     items = [(*v, cc) for v in _variants(a.levels) for cc in TARGETS]
     t0 = time.time()
-    if a.jobs > 1:
+    path = _cache_path(_fingerprint())
+    cache = {} if a.no_cache else _load_cache(path)
+    todo = [it for it in items if _item_key(it) not in cache]
+    if a.jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(a.jobs) as ex:
-            rows = list(ex.map(_compile_one, items, chunksize=4))
+            fresh = list(ex.map(_compile_one, todo, chunksize=4))
     else:
-        rows = [_compile_one(it) for it in items]
+        fresh = [_compile_one(it) for it in todo]
+    # Only passing compiles are kept: a failure is compiled again next time.
+    cache.update({_item_key(it): row for it, row in zip(todo, fresh) if not row["error"]})
+    if fresh:
+        _save_cache(path, cache)
+    done = dict(zip(map(_item_key, todo), fresh))
+    rows = [done.get(_item_key(it)) or cache[_item_key(it)] for it in items]
     cols = ("kernel", "dtype", "proj", "config", "target", "regs", "spills", "stack", "shared", "fma")
     width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.ljust(width[c]) for c in cols) + "  status")
     for r in rows:
         print("  ".join(str(r[c]).ljust(width[c]) for c in cols) + "  " + (r["error"] or "ok"))
     bad = [r for r in rows if r["error"]]
-    print(f"\n{len(rows)} compiles ({len(rows) - len(bad)} ok, {len(bad)} failed) in {time.time() - t0:.1f} s; "
+    reused = len(items) - len(todo)
+    print(f"\n{len(rows)} compiles ({len(rows) - len(bad)} ok, {len(bad)} failed; {reused} unchanged since a passing "
+          f"check, from {path}) in {time.time() - t0:.1f} s; "
           f"max registers {max((r['regs'] for r in rows if isinstance(r['regs'], int)), default='-')}")
     print("\nPer kernel: the highest register count and the occupancy of that compile "
           "(resident warps per SM / 64)")
