@@ -35,9 +35,12 @@ selftest: setup
 traffic: setup
 	$(PY) -m spp_triton.load_counter
 
+# Tests run in parallel processes, one test file per worker at a time (module fixtures are
+# built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: setup
 	$(PY) -m spp_triton.compile_check
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -13,7 +13,7 @@ floor a forward cannot go below: every cell of every RoI's window, once per chan
 
 ``traffic_report()`` measures the kernels' targets on fixed workloads (the forward's
 load ratio on random windows and on RPN-like FPN proposals, cells and bilinear, the busiest backward
-program at K = 32 and 192, both backward modes' traffic at K = 512, C = 256);
+program at K = 16 and 96 (``GROWTH_KS``), both backward modes' traffic at K = 512, C = 256);
 ``python -m spp_triton.load_counter`` prints it (``interpreted_report`` runs that in a
 subprocess with TRITON_INTERPRET=1, for processes that run compiled kernels). Used by
 tests/test_triton_traffic.py, benchmarks/bench_spp_roi_pool.py and the self-test.
@@ -40,6 +40,10 @@ FORWARD_VARIANTS = (("nested max 1/2/3/6", (1, 2, 3, 6), "max", "cells"),
                     ("bilinear nested max 1/2/3/6 r2", (1, 2, 3, 6), "max", "bilinear"),
                     ("bilinear nested avg 1/2/3/6 r2", (1, 2, 3, 6), "avg", "bilinear"),
                     ("bilinear direct max 1/3/5 r2", (1, 3, 5), "max", "bilinear"))
+
+
+# The backward's growth target compares its busiest program at these K (6x apart).
+GROWTH_KS = (16, 96)
 
 
 def variant_spec(variant, scales) -> PoolSpec:
@@ -198,7 +202,7 @@ def traffic_report(quick: bool = False) -> dict:
             spec = variant_spec(variant, scales)
             report["forward"].append(dict(case=case, variant=variant[0],
                                           **forward_traffic(feats, rois, levels, spec)))
-    ks = (32, 192)
+    ks = GROWTH_KS
     for mode in ("max", "avg"):
         for det in (False, True):
             busiest = []
@@ -228,8 +232,10 @@ def format_report(report: dict) -> str:
         lines.append(f"| {r['case']} | {r['variant']} | {r['loads'] / 1e6:.3f} | {r['one_pass'] / 1e6:.3f} | "
                      f"{r['ratio']:.3f} | {distinct} |")
     lines += ["", "Backward: the busiest program's loads (of any of its launches: scatter, and for the "
-              "deterministic one the scale pre-pass and the finalize pass), K = 32 -> 192 (target: growth <= 2x)", "",
-              "| mode | scatter | K = 32 bytes | K = 192 bytes | growth |", "| --- | --- | --- | --- | --- |"]
+              f"deterministic one the scale pre-pass and the finalize pass), K = {GROWTH_KS[0]} -> {GROWTH_KS[1]} "
+              "(target: growth <= 2x)", "",
+              f"| mode | scatter | K = {GROWTH_KS[0]} bytes | K = {GROWTH_KS[1]} bytes | growth |",
+              "| --- | --- | --- | --- | --- |"]
     for r in report["backward_growth"]:
         lines.append(f"| {r['mode']} | {'deterministic' if r['deterministic'] else 'atomic'} | {r['busiest'][0]} | "
                      f"{r['busiest'][1]} | {r['growth']:.2f}x |")

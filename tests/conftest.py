@@ -5,6 +5,9 @@ interpreter on CPU tensors otherwise (``tests/cases.TRITON_DEVICE`` says which).
 TRITON_INTERPRET must be set before triton is first imported, so it is decided here,
 once, for the whole session; set TRITON_INTERPRET=1 yourself to interpret on a GPU
 machine too.
+
+``make test`` runs the tests in parallel processes (pytest-xdist, ``-n``): each worker
+then uses one torch thread, so the workers do not oversubscribe the cores.
 """
 import os
 
@@ -13,6 +16,8 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 from cases import BACKEND_DEVICES  # noqa: E402  (reads TRITON_INTERPRET, set above)
 from spp_triton.registry import BACKENDS  # noqa: E402  (imports no triton)

@@ -5,6 +5,7 @@ import torch
 import spp_triton
 from spp_triton import SpatialPyramidRoIPool, spp_roi_pool
 
+import cases
 from cases import BACKEND_DEVICES, HAS_TRITON, TRITON_DEVICE
 from reference import spp_reference
 
@@ -237,6 +238,34 @@ def test_public_op_triton_equals_torch_forward_and_backward(mode):
 
 # ---------------------------------------------------------------- layouts: no copy of the features
 _COPIES = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::to")
+_INTERPRETER_RANGE = "triton interpreter launch"
+
+
+class _MarkInterpreterLaunches:
+    """Runs every interpreted Triton launch inside a profiler range, so the copies the
+    interpreter makes of kernel arguments (to and from its host buffers) can be told
+    apart without recording Python stacks (``with_stack=True`` slows the interpreter's
+    Python-heavy execution some 30x)."""
+
+    def __enter__(self):
+        if cases.INTERPRET and HAS_TRITON:
+            from triton.runtime import interpreter
+
+            self._saved = call = interpreter.GridExecutor.__call__
+
+            def marked(executor, *args, **kwargs):
+                with torch.profiler.record_function(_INTERPRETER_RANGE):
+                    return call(executor, *args, **kwargs)
+
+            interpreter.GridExecutor.__call__ = marked
+        return self
+
+    def __exit__(self, *exc):
+        if cases.INTERPRET and HAS_TRITON:
+            from triton.runtime import interpreter
+
+            interpreter.GridExecutor.__call__ = self._saved
+        return False
 
 
 def _feature_sized_copies(prof, feats):
@@ -246,8 +275,10 @@ def _feature_sized_copies(prof, feats):
     found = []
     for e in prof.events():
         if e.name in _COPIES and any(tuple(s) in shapes for s in e.input_shapes if s):
-            stack = "".join(e.stack or [])
-            if "triton/runtime/interpreter.py" not in stack:
+            parent, inside = e.cpu_parent, False
+            while parent is not None and not inside:
+                inside, parent = parent.name == _INTERPRETER_RANGE, parent.cpu_parent
+            if not inside:
                 found.append((e.name, e.input_shapes))
     return found
 
@@ -269,7 +300,7 @@ def test_features_are_read_in_place_and_gradients_keep_their_layout(backend, lay
              torch.randn(2, 8, 6, 8, generator=g).to(dev).contiguous(memory_format=fmt).requires_grad_()]
     rois = torch.tensor([[0, 3, 4, 30, 20.], [1, 10, 2, 50, 40.]], device=dev)
     levels = torch.tensor([0, 1], device=dev)
-    with torch.profiler.profile(record_shapes=True, with_stack=True) as prof:
+    with _MarkInterpreterLaunches(), torch.profiler.profile(record_shapes=True) as prof:
         out = spp_roi_pool(feats, rois, spatial_scales=(1 / 4, 1 / 8), roi_levels=levels, backend=backend)
         out.sum().backward()
     assert _feature_sized_copies(prof, feats) == []
