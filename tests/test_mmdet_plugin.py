@@ -143,3 +143,29 @@ def test_extractor_maps_levels_before_rescaling_rois_as_mmdet_does():
     got = ext(feats, rois, roi_scale_factor=2.0)
     want = spp_roi_pool(feats, theirs.roi_rescale(rois, 2.0), spatial_scales=(1 / 4, 1 / 8), roi_levels=levels)
     assert torch.equal(got, want)
+
+
+def test_channels_last_hook_converts_the_model_and_its_batches():
+    """ChannelsLastHook (in configs/_base_/cpu_runtime.py): the model's convolution
+    weights and the preprocessed batch are channels-last, a loss step runs, and a second
+    before_run changes nothing."""
+    from types import SimpleNamespace
+
+    from mmdet_plugin import ChannelsLastHook
+
+    cfg = Config.fromfile(str(ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"))
+    assert {"type": "ChannelsLastHook"} in [dict(h) for h in cfg.custom_hooks]
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    runner = SimpleNamespace(model=model)
+    ChannelsLastHook().before_run(runner)
+    wrapped = model.data_preprocessor.forward
+    ChannelsLastHook().before_run(runner)
+    assert model.data_preprocessor.forward is wrapped  # not wrapped twice
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = random_batch(model, cfg.model.roi_head.bbox_head.num_classes)
+    assert batch["inputs"].is_contiguous(memory_format=torch.channels_last)
+    model.train()
+    loss = total_loss(model(**batch, mode="loss"))
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.conv1.weight.grad.abs().sum() > 0
