@@ -164,11 +164,12 @@ def backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec: 
     grids = spec.sampled_grids
     g_fine = spec.fine_grid
 
-    def scatter(dest_plane, rows, cols, weight_of, mask):
-        """Adds weight_of(wy, wx) at the four corners (rows x cols broadcast)."""
+    def scatter(dest_plane, rows, cols, widths_b, weight_of):
+        """Adds weight_of(wy, wx) at the four corners (rows x cols broadcast) of the
+        points inside the map."""
         yl, yh, hy, ly, iny = rows
         xl, xh, hx, lx, inx = cols
-        inside = mask & iny & inx
+        inside = iny & inx
         for y, x, wy, wx in ((yl, xl, hy, hx), (yl, xh, hy, lx), (yh, xl, ly, hx), (yh, xh, ly, lx)):
             dest = dest_plane + y * widths_b + x
             grad_buf.index_add_(0, torch.where(inside, dest, 0).reshape(-1),
@@ -187,8 +188,7 @@ def backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec: 
                              heights[:, None, None])
         cols = bilinear_axis(lattice_coords(box[:, 0, None, None], box[:, 2, None, None], grid_of, r_x, tx),
                              widths[:, None, None])
-        widths_b = widths[:, None, None]
-        scatter(plane[:, :, None], rows, cols, lambda wy, wx: g * (wy * wx).to(acc), True)
+        scatter(plane[:, :, None], rows, cols, widths[:, None, None], lambda wy, wx: g * (wy * wx).to(acc))
     else:
         firsts = [sum(n * n for n in spec.pyramid[:i]) for i in range(len(spec.pyramid))]
         for gi, grid in enumerate(grids):
@@ -205,7 +205,7 @@ def backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec: 
                 rows, cols = _axes(box, meta, idx, grid, gi, r_y, r_x, heights, widths)
                 rows = tuple(a[:, None, :, None] for a in rows)  # (m, 1, P_y, 1)
                 cols = tuple(a[:, None, None, :] for a in cols)
-                widths_b = widths[idx][:, None, None, None]
-                scatter(plane[idx][:, :, None, None], rows, cols, lambda wy, wx: factor * (wy * wx).to(acc), True)
+                scatter(plane[idx][:, :, None, None], rows, cols, widths[idx][:, None, None, None],
+                        lambda wy, wx: factor * (wy * wx).to(acc))
     parts = torch.split(grad_buf, sizes)
     return [p.view(n_img, c, h, w).to(dtype, copy=True) for p, (h, w) in zip(parts, shapes)]
