@@ -29,6 +29,8 @@ boxes: sqrt(area) log-uniform in [20, 400] px, aspect ratio log-uniform in [1/3,
   R-CNN AlexNet  (context for the paper's "24x-64x vs AlexNet R-CNN") the same, with an
              AlexNet-like conv net on 227x227 crops, pool5 3x3/2 -> 6x6x256 = 9216-d, and
              a 9216-4096-4096-21 head (timed at 2,000 rows).
+  SPP-Align  the SPP-net 1-scale pipeline with ``sampling="bilinear"`` (sampling_ratio 2):
+             the pyramid on a 12 x 12 bilinear lattice per proposal.
   SPP-net    1-scale: the image resized to shorter side 688 (917x688), backbone once,
              ``spp_roi_pool`` (pyramid 1,2,3,6, max, "sppnet" projection) of all 2,000
              proposals, then the head. 5-scale: shorter sides {480, 576, 688, 864, 1200};
@@ -176,8 +178,9 @@ def whole_map_spp(m: torch.Tensor) -> torch.Tensor:
     return spp_roi_pool(m, rois, spatial_scales=s, pyramid=PYRAMID, projection="round").flatten(1)
 
 
-def time_spp(backbone, scales, boxes, reps):
-    """SPP-net: conv (once per scale) and spp_roi_pool times; returns (conv, pool, levels)."""
+def time_spp(backbone, scales, boxes, reps, sampling="cells"):
+    """SPP-net: conv (once per scale) and spp_roi_pool times; returns (conv, pool, levels).
+    ``sampling="bilinear"``: SPP-Align (sampling_ratio 2, aligned) instead of the paper's cells."""
     g = torch.Generator().manual_seed(1)
     imgs, factors = [], []
     for s in scales:
@@ -199,10 +202,12 @@ def time_spp(backbone, scales, boxes, reps):
     maps = conv()
     t_conv = median_time(conv, reps)
 
+    geometry = dict(projection="sppnet") if sampling == "cells" else dict(sampling=sampling, sampling_ratio=2)
+
     def pool():
         return spp_roi_pool(maps, rois, spatial_scales=[1.0 / STRIDE] * len(maps), pyramid=PYRAMID,
-                            roi_levels=levels if len(maps) > 1 else None, mode="max",
-                            projection="sppnet", backend="torch").flatten(1)
+                            roi_levels=levels if len(maps) > 1 else None, mode="max", backend="torch",
+                            **geometry).flatten(1)
 
     t_pool = median_time(pool, reps)
     counts = torch.bincount(levels, minlength=len(scales)).tolist()
@@ -266,13 +271,14 @@ def main():
                              measured_on=f"{a.crops} crops x{ext:.1f}", warp_s=w * ext, conv_s=c * ext,
                              pool_s=0.0, fc_s=t_afc, key="rcnn_alexnet"))
 
-        for key, scales in (("spp_1scale", (SCALE_1,)), ("spp_5scale", scales5)):
-            c, pl, counts, shapes = time_spp(backbone, scales, boxes, a.reps)
-            print(f"  SPP-net {len(scales)}-scale {scales}: conv {c:.3f} s, pool {pl:.3f} s; "
-                  f"maps {shapes}; proposals per scale {counts}", flush=True)
-            rows.append(dict(pipeline=f"SPP-net ({a.backbone}) {len(scales)}-scale", scales="/".join(map(str, scales)),
-                             proposals=NUM_PROPOSALS, measured_on="all", warp_s=0.0, conv_s=c, pool_s=pl,
-                             fc_s=t_fc, key=key))
+        for key, scales, sampling in (("spp_1scale", (SCALE_1,), "cells"), ("spp_5scale", scales5, "cells"),
+                                      ("align_1scale", (SCALE_1,), "bilinear")):
+            c, pl, counts, shapes = time_spp(backbone, scales, boxes, a.reps, sampling)
+            name = f"SPP-net ({a.backbone}) {len(scales)}-scale" + (", SPP-Align r = 2" if sampling != "cells" else "")
+            print(f"  {name} {scales}: conv {c:.3f} s, pool {pl:.3f} s; maps {shapes}; proposals per scale {counts}",
+                  flush=True)
+            rows.append(dict(pipeline=name, scales="/".join(map(str, scales)), proposals=NUM_PROPOSALS,
+                             measured_on="all", warp_s=0.0, conv_s=c, pool_s=pl, fc_s=t_fc, key=key))
 
     rc = rows[0]
     alex = next((r for r in rows if r["key"] == "rcnn_alexnet"), None)

@@ -1,0 +1,309 @@
+"""SPP-Align in the detector: one accuracy table against RoIAlign, on the synthetic set.
+
+Every row below is trained with ``mim train`` on the demo's data and schedule (24 epochs
+x 100 iterations of 4 images, AdamW) with a fixed seed (``randomness.seed``), two runs
+at a time with one thread each, and tested on the 100 held-out images with
+``VOCMetric(iou_thrs=0.5:0.05:0.95)`` (11-point AP at each threshold: AP50, AP75 and
+their mean over 0.5:0.95). Each finished run appends its row (seed, config, options,
+metrics, wall time, the machine's load) to ``results/spp_align_synth_runs.csv`` at once,
+so a later start, on this machine or another, skips the runs already there (a run that
+was interrupted resumes from its last checkpoint). When every run has its row, the
+models are timed side by side in this process (a training step, forward and backward,
+and inference, on the same 4-image batches, interleaved, 1 thread, medians), the RoI
+stage's share of a training iteration is profiled (``profile_detector``), and the
+tables and a plot of mAP against training time are written to
+``results/spp_align_synth.{md,csv,png}``.
+
+    .venv/bin/python benchmarks/align_synth.py [--lanes 2] [--only ID ...] [--tables-only]
+
+``--only`` trains just those runs (the tables need them all); ``--tables-only`` trains
+nothing and writes the tables from the runs' CSV.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import common
+import profile_detector
+from common import RESULTS, ROOT
+
+EPOCHS = 24
+IOU_THRS = [round(0.5 + 0.05 * i, 2) for i in range(10)]
+RUNS_CSV = RESULTS / "spp_align_synth_runs.csv"
+C4, C4X3, FPN = "C4, 1 scale", "C4, 3 scales", "FPN"
+CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ROIALIGN = ("SPP cells (paper projection)", 'SPP cells, projection="round"',
+                                                "SPP-Align max, r = 2", "SPP-Align avg, r = 2",
+                                                "RoIAlign 7x7 + Shared2FC (mmdet's stock head)")
+EXTRACTOR = "model.roi_head.bbox_roi_extractor"
+# (id, system, head, config, cfg-options, seed), in the order the lanes start them: the
+# rows the comparison turns on first.
+RUNS = [
+    ("c4-cells", C4, CELLS, "sppnet_r18-w16-c4_1scale_24e_synth-voc", [], 0),
+    ("c4-align-max", C4, ALIGN_MAX, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [], 0),
+    ("c4-roialign", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 0),
+    ("fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_r18-w16_fpn_24e_synth-voc", [], 0),
+    ("fpn-roialign", FPN, ROIALIGN, "faster-rcnn_r18-w16_fpn_24e_synth-voc", [], 0),
+    ("c4-align-max-s1", C4, ALIGN_MAX, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [], 1),
+    ("c4-roialign-s1", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 1),
+    ("c4-align-avg", C4, ALIGN_AVG, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [f"{EXTRACTOR}.mode=avg"], 0),
+    ("c4-cells-round", C4, ROUND, "sppnet_r18-w16-c4_1scale_24e_synth-voc", [f"{EXTRACTOR}.projection=round"], 0),
+    ("fpn-cells", FPN, CELLS, "sppnet_r18-w16_fpn_24e_synth-voc", [], 0),
+    ("fpn-align-avg", FPN, ALIGN_AVG, "sppnet-align_r18-w16_fpn_24e_synth-voc", [f"{EXTRACTOR}.mode=avg"], 0),
+    ("fpn-align-max-s1", FPN, ALIGN_MAX, "sppnet-align_r18-w16_fpn_24e_synth-voc", [], 1),
+    ("fpn-roialign-s1", FPN, ROIALIGN, "faster-rcnn_r18-w16_fpn_24e_synth-voc", [], 1),
+    ("c4x3-cells", C4X3, CELLS, "sppnet_r18-w16-c4_3scale_24e_synth-voc", [], 0),
+    ("c4x3-align-max", C4X3, ALIGN_MAX, "sppnet-align_r18-w16-c4_3scale_24e_synth-voc", [], 0),
+]
+SYSTEMS = (C4, C4X3, FPN)
+HEADS = (CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ROIALIGN)
+FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs", "AP50", "AP75", "mAP_50_95",
+          "run_s_per_iter", "wall_min", "load_start", "load_end", "finished", "commit"]
+_csv_lock = threading.Lock()
+
+
+def _done() -> dict:
+    if not RUNS_CSV.exists():
+        return {}
+    with open(RUNS_CSV) as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def _append(row: dict) -> None:
+    with _csv_lock:
+        new = not RUNS_CSV.exists()
+        with open(RUNS_CSV, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def _metric_options() -> list[str]:
+    thrs = "[" + ",".join(str(t) for t in IOU_THRS) + "]"
+    return [f"val_evaluator.iou_thrs={thrs}", f"test_evaluator.iou_thrs={thrs}"]
+
+
+def _read(run_dir: Path) -> dict:
+    """AP50, AP75, mean AP over 0.5:0.95 and the median s / iteration of the run's last scalars.json."""
+    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    train = [r["time"] for r in rows if "loss" in r]
+    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
+    return dict(AP50=val["pascal_voc/AP50"], AP75=val["pascal_voc/AP75"], mAP_50_95=val["pascal_voc/mAP"],
+                run_s_per_iter=statistics.median(train))
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def train(run, work_root: Path) -> bool:
+    """Trains one run (resuming from its last checkpoint if it has one) and appends its row."""
+    rid, system, head, config, options, seed = run
+    work = work_root / rid
+    cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{config}.py", "--work-dir", str(work),
+           "--cfg-options", f"randomness.seed={seed}", f"train_cfg.max_epochs={EPOCHS}",
+           f"train_cfg.val_interval={EPOCHS}", *_metric_options(), *options]
+    if (work / "last_checkpoint").exists():
+        cmd.append("--resume")
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"[{time.strftime('%H:%M:%S')}] start {rid}: " + " ".join(cmd[1:]), flush=True)
+    load_start, start = os.getloadavg()[0], time.time()
+    with open(work_root / f"{rid}.out", "a") as log:
+        code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
+    if code != 0:
+        print(f"[{time.strftime('%H:%M:%S')}] {rid} failed (exit {code}); see {work_root / rid}.out", flush=True)
+        return False
+    row = dict(id=rid, system=system, head=head, config=config, options=" ".join(options), seed=seed, epochs=EPOCHS,
+               **{k: f"{v:.4f}" for k, v in _read(work).items()}, wall_min=f"{(time.time() - start) / 60:.1f}",
+               load_start=f"{load_start:.2f}", load_end=f"{os.getloadavg()[0]:.2f}",
+               finished=time.strftime("%Y-%m-%d %H:%M"), commit=_commit())
+    _append(row)
+    print(f"[{time.strftime('%H:%M:%S')}] done {rid}: AP50 {row['AP50']} AP75 {row['AP75']} "
+          f"mAP {row['mAP_50_95']} in {row['wall_min']} min", flush=True)
+    return True
+
+
+def train_all(runs, lanes: int, work_root: Path) -> None:
+    """Lanes take the next pending run until none is left."""
+    pending = list(runs)
+    lock = threading.Lock()
+
+    def lane():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                run = pending.pop(0)
+            train(run, work_root)
+
+    threads = [threading.Thread(target=lane) for _ in range(lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+# --------------------------------------------------------------------------- side by side
+def _models():
+    """{(system, head): (config, options)} of every distinct model in RUNS."""
+    out = {}
+    for _, system, head, config, options, _ in RUNS:
+        out.setdefault((system, head), (config, options))
+    return out
+
+
+def _cfg(config: str, options: list[str]):
+    from mmengine.config import Config, DictAction
+
+    cfg = profile_detector.load_cfg(ROOT / "configs" / f"{config}.py")
+    if options:
+        action = DictAction(option_strings=[], dest="o")
+        ns = argparse.Namespace(o=None)
+        action(None, ns, options)
+        cfg.merge_from_dict(ns.o)
+    return cfg
+
+
+def side_by_side(rounds: int = 7) -> dict:
+    """{(system, head): (train s / iteration, inference s / image)}: medians over
+    ``rounds`` interleaved rounds, each model on the same 4-image batches, 1 thread."""
+    import torch
+
+    common.setup_threads(1)
+    models, batches = {}, {}
+    for key, (config, options) in _models().items():
+        cfg = _cfg(config, options)
+        model, _ = profile_detector.build_model(cfg, training=True)
+        models[key] = model
+        if not batches:
+            batches["train"] = profile_detector.make_batches(cfg, True, 1)[0][0]
+            batches["test"] = profile_detector.make_batches(cfg, False, 1)[0][0]
+    times = {key: ([], []) for key in models}
+    for r in range(rounds + 1):  # round 0 warms up
+        for key, model in models.items():
+            model.train()
+            t = time.perf_counter()
+            data = model.data_preprocessor(batches["train"], True)
+            losses = model(**data, mode="loss")
+            sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+                for k, v in losses.items() if "loss" in k).backward()
+            train_s = time.perf_counter() - t
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            t = time.perf_counter()
+            with torch.no_grad():
+                model.test_step(batches["test"])
+            if r:
+                times[key][0].append(train_s)
+                times[key][1].append((time.perf_counter() - t) / profile_detector.BATCH)
+    return {key: (statistics.median(a), statistics.median(b)) for key, (a, b) in times.items()}
+
+
+def roi_share() -> dict:
+    """{(system, head): % of a training iteration in RoI extraction (forward + backward)}."""
+    args = argparse.Namespace(warmup=2, iters=6)
+    out = {}
+    for key, (config, options) in _models().items():
+        rows, _, _ = profile_detector.profile_model(key[1], _cfg(config, options), True, args)
+        out[key] = next(r["pct"] for r in rows if r["part"] == "RoI extraction")
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+def tables(done: dict) -> None:
+    speed, share = side_by_side(), roi_share()
+    by_key = {}
+    for rid, system, head, *_ in RUNS:
+        if rid in done:
+            by_key.setdefault((system, head), []).append(done[rid])
+    lines = [f"Synthetic set, {EPOCHS} epochs x 100 iterations of 4 images, AdamW; 100 held-out images, "
+             "VOCMetric (11-point) at IoU 0.5:0.05:0.95. Each cell: AP50 / AP75 / mean AP over 0.5:0.95, one line "
+             "per seed.", "",
+             "| head | " + " | ".join(SYSTEMS) + " |", "| --- |" + " --- |" * len(SYSTEMS)]
+    for head in HEADS:
+        cells = []
+        for system in SYSTEMS:
+            rows = by_key.get((system, head), [])
+            cells.append("<br>".join(f"{float(r['AP50']):.3f} / {float(r['AP75']):.3f} / {float(r['mAP_50_95']):.3f}"
+                                     f" (seed {r['seed']})" for r in rows) or "")
+        lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    lines += ["", "Cost, side by side in one process on the same 4-image batches (1 thread, medians of 7; ratios to "
+              "the cells row of the same system), the RoI stage's share of a profiled training iteration, and each "
+              "run's own wall time (two runs at a time, one thread each):", "",
+              "| system | head | training s / iteration | inference s / image | RoI extraction % of training "
+              "iteration | run wall time (min) |", "| --- | --- | --- | --- | --- | --- |"]
+    csv_rows = []
+    for system in SYSTEMS:
+        base = speed.get((system, CELLS))
+        for head in HEADS:
+            key = (system, head)
+            if key not in speed:
+                continue
+            tr, inf = speed[key]
+            walls = ", ".join(r["wall_min"] for r in by_key.get(key, []))
+            lines.append(f"| {system} | {head} | {tr:.3f} ({tr / base[0]:.2f}x) | {inf:.4f} ({inf / base[1]:.2f}x) | "
+                         f"{share[key]:.1f} | {walls} |")
+            for r in by_key.get(key, []):
+                csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}", train_ratio=f"{tr / base[0]:.3f}",
+                                     inference_s_per_image_side_by_side=f"{inf:.5f}",
+                                     inference_ratio=f"{inf / base[1]:.3f}", roi_extraction_pct=f"{share[key]:.1f}"))
+    common.write_text(RESULTS / "spp_align_synth.md", "\n".join(lines))
+    common.write_csv(RESULTS / "spp_align_synth.csv", csv_rows)
+    plot(csv_rows)
+
+
+def plot(rows) -> None:
+    fig, axes = common.figure(1, 2, figsize=(11, 4.2), sharex=True)
+    markers = {C4: "o", C4X3: "s", FPN: "^"}
+    for ax, metric in zip(axes, ("AP50", "AP75")):
+        for r in rows:
+            ax.scatter(float(r["train_s_per_iter_side_by_side"]), float(r[metric]), marker=markers[r["system"]],
+                       label=f"{r['system']}: {r['head']}")
+        ax.set_xlabel("training s / iteration (side by side, 1 thread)")
+        ax.set_ylabel(f"VOC {metric} (11-point)")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=3, fontsize=7)
+    fig.subplots_adjust(bottom=0.32)
+    common.save_figure(fig, RESULTS / "spp_align_synth.png", "SPP-Align vs SPP cells vs RoIAlign, synthetic set")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--lanes", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--only", nargs="+", help="train only these run ids")
+    p.add_argument("--work-root", default="work_dirs/align_synth")
+    p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
+    a = p.parse_args()
+    work_root = ROOT / a.work_root
+    work_root.mkdir(parents=True, exist_ok=True)
+    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
+        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+    if not a.tables_only:
+        done = _done()
+        todo = [r for r in RUNS if r[0] not in done and (not a.only or r[0] in a.only)]
+        print(f"{len(done)} runs already in {RUNS_CSV.name}; training {len(todo)}: {[r[0] for r in todo]}",
+              flush=True)
+        train_all(todo, a.lanes, work_root)
+    done = _done()
+    missing = [r[0] for r in RUNS if r[0] not in done]
+    if missing:
+        raise SystemExit(f"runs without a row in {RUNS_CSV}: {missing}; run again to train them")
+    tables(done)
+
+
+if __name__ == "__main__":
+    main()
