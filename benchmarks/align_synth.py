@@ -165,7 +165,7 @@ def _models():
 
 
 def _cfg(config: str, options: list[str]):
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
 
     cfg = profile_detector.load_cfg(ROOT / "configs" / f"{config}.py")
     if options:

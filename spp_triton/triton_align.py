@@ -18,9 +18,9 @@ and ``aligned`` are run-time arguments (not specialised), so every sampling_rati
 one compiled kernel.
 
 Forward, the lattice sampled once. Program (k, channel block) walks RoI k's lattice in
-tiles of TILE_H x TILE_W points x BLOCK_C channels. Each point's axis geometry (its two
-neighbouring rows and columns, weights, inside or not) is computed per tile row and
-column, not per element; each point loads its four corners (masked outside the map:
+tiles of TILE_H x TILE_W points x BLOCK_C channels (``_lattice_tile``, shared with the
+backward). Each point's axis geometry (its two neighbouring rows and columns, weights,
+inside or not) is computed per tile row and column, not per element; each point loads its four corners (masked outside the map:
 those samples are 0) and combines them as ``((w1 v1 + w2 v2) + w3 v3) + w4 v4``. The
 tile is then folded into the bins by the cells path's own ``_pool_tile``: a bin of S
 covers the lattice rows [p r_y, (p + 1) r_y), which is ``_grid_bounds(S, S r_y)``. Max
@@ -40,8 +40,8 @@ import triton
 import triton.language as tl
 
 from .geometry import MAX_LATTICE as _MAX_LATTICE
-from .triton_shared import (MODE_MAX, NEG_PACKED, _bin_shares, _cell_offsets, _channel_offsets, _coarsen, _configs,
-                            _fixed_shift, _grid_bounds, _pack, _pool_tile, _pow2, _program_roi, _pruner, _scatter,
+from .triton_shared import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
+                            _coarsen, _configs, _grid_bounds, _pack, _pool_tile, _program_roi, _pruner, _scatter,
                             _select, _spread_tile, _store_grid, _zero_accumulators)
 
 MAX_LATTICE = tl.constexpr(_MAX_LATTICE)
@@ -122,6 +122,24 @@ def _corner(base, chan_off, y, x, wy, wx, w, mask, C, CHANNELS_LAST: tl.constexp
 
 
 @triton.jit
+def _lattice_tile(t, p_y, p_x, start_y, step_y, r_y, start_x, step_x, r_x, h, w, TILE_H: tl.constexpr,
+                  TILE_W: tl.constexpr):
+    """Tile t of a (p_y x p_x)-point lattice, tiles row-major: its rows [TH] and columns
+    [TW] of lattice points, their axes' ``_sample_axis`` geometry shaped [1, TH, 1] and
+    [1, 1, TW] for broadcasting over [BC, TH, TW] (low, high, w_low, w_high), and which
+    points are in the lattice ([TH, TW]) and in the map ([TH, TW])."""
+    tiles_x = tl.cdiv(p_x, TILE_W)
+    rows = (t // tiles_x) * TILE_H + tl.arange(0, TILE_H)
+    cols = (t % tiles_x) * TILE_W + tl.arange(0, TILE_W)
+    y_lo, y_hi, wy_lo, wy_hi, in_y = _sample_axis(rows, start_y, step_y, r_y, h)
+    x_lo, x_hi, wx_lo, wx_hi, in_x = _sample_axis(cols, start_x, step_x, r_x, w)
+    ys = (y_lo[None, :, None], y_hi[None, :, None], wy_lo[None, :, None], wy_hi[None, :, None])
+    xs = (x_lo[None, None, :], x_hi[None, None, :], wx_lo[None, None, :], wx_hi[None, None, :])
+    in_lattice = (rows < p_y)[:, None] & (cols < p_x)[None, :]
+    return rows, cols, ys, xs, in_lattice, in_y[:, None] & in_x[None, :]
+
+
+@triton.jit
 def _sample_grid(base, chan_off, c_mask, start_y, size_h, r_y, start_x, size_w, r_x, h, w, C,
                  S: tl.constexpr, NP: tl.constexpr, IS_MAX: tl.constexpr, CHANNELS_LAST: tl.constexpr,
                  BLOCK_C: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
@@ -137,32 +155,22 @@ def _sample_grid(base, chan_off, c_mask, start_y, size_h, r_y, start_x, size_w, 
         acc = tl.full([BLOCK_C, NP, NP], NEG_PACKED, tl.int64)
     else:
         acc = tl.zeros([BLOCK_C, NP, NP], tl.float32)
-    ty = tl.arange(0, TILE_H)
-    tx = tl.arange(0, TILE_W)
     chan = chan_off[:, None, None]
-    for y0 in range(0, p_y, TILE_H):
-        rows = y0 + ty
-        y_lo, y_hi, wy_lo, wy_hi, in_y = _sample_axis(rows, start_y, step_y, r_y, h)
-        for x0 in range(0, p_x, TILE_W):
-            cols = x0 + tx
-            x_lo, x_hi, wx_lo, wx_hi, in_x = _sample_axis(cols, start_x, step_x, r_x, w)
-            m = c_mask[:, None, None] & ((rows < p_y)[:, None] & (cols < p_x)[None, :])[None]
-            inside = (in_y[:, None] & in_x[None, :])[None]
-            ld = m & inside
-            val = ((_corner(base, chan, y_lo[None, :, None], x_lo[None, None, :], wy_lo[None, :, None],
-                            wx_lo[None, None, :], w, ld, C, CHANNELS_LAST)
-                    + _corner(base, chan, y_lo[None, :, None], x_hi[None, None, :], wy_lo[None, :, None],
-                              wx_hi[None, None, :], w, ld, C, CHANNELS_LAST))
-                   + _corner(base, chan, y_hi[None, :, None], x_lo[None, None, :], wy_hi[None, :, None],
-                             wx_lo[None, None, :], w, ld, C, CHANNELS_LAST)) \
-                + _corner(base, chan, y_hi[None, :, None], x_hi[None, None, :], wy_hi[None, :, None],
-                          wx_hi[None, None, :], w, ld, C, CHANNELS_LAST)
-            val = tl.where(inside, val, 0.0)
-            if IS_MAX:
-                tile = _pack(val, (rows[:, None] * p_x + cols[None, :])[None], m)
-            else:
-                tile = tl.where(m, val, 0.0)
-            acc = _pool_tile(acc, tile, rows, cols, row_bounds, col_bounds, S, NP, IS_MAX)
+    for t in range(0, tl.cdiv(p_y, TILE_H) * tl.cdiv(p_x, TILE_W)):
+        rows, cols, ys, xs, in_lattice, in_map = _lattice_tile(t, p_y, p_x, start_y, step_y, r_y, start_x, step_x,
+                                                               r_x, h, w, TILE_H, TILE_W)
+        m = c_mask[:, None, None] & in_lattice[None]
+        ld = m & in_map[None]
+        val = ((_corner(base, chan, ys[0], xs[0], ys[2], xs[2], w, ld, C, CHANNELS_LAST)
+                + _corner(base, chan, ys[0], xs[1], ys[2], xs[3], w, ld, C, CHANNELS_LAST))
+               + _corner(base, chan, ys[1], xs[0], ys[3], xs[2], w, ld, C, CHANNELS_LAST)) \
+            + _corner(base, chan, ys[1], xs[1], ys[3], xs[3], w, ld, C, CHANNELS_LAST)
+        val = tl.where(in_map[None], val, 0.0)
+        if IS_MAX:
+            tile = _pack(val, (rows[:, None] * p_x + cols[None, :])[None], m)
+        else:
+            tile = tl.where(m, val, 0.0)
+        acc = _pool_tile(acc, tile, rows, cols, row_bounds, col_bounds, S, NP, IS_MAX)
     return acc
 
 
@@ -260,23 +268,16 @@ def _spread_grid(grad_base, acc_base, grad_out_ptr, out_row, chan_off, c_mask, s
         bounds = bounds + (grid_bounds,)
         shares = shares + (_bin_shares(grad_out_ptr, out_row, c_mask, grid_bounds[0], grid_bounds[1], PYRAMID[u],
                                        PADS[u], OFFSETS[u]),)
-    ty = tl.arange(0, TILE_H)
-    tx = tl.arange(0, TILE_W)
     chan = chan_off[:, None, None]
-    for y0 in range(0, p_y, TILE_H):
-        rows = y0 + ty
-        y_lo, y_hi, wy_lo, wy_hi, in_y = _sample_axis(rows, start_y, step_y, r_y, h)
-        for x0 in range(0, p_x, TILE_W):
-            cols = x0 + tx
-            x_lo, x_hi, wx_lo, wx_hi, in_x = _sample_axis(cols, start_x, step_x, r_x, w)
-            factor = tl.zeros([BLOCK_C, TILE_H, TILE_W], tl.float32)
-            for u in tl.static_range(U1 - U0):
-                factor = _spread_tile(factor, shares[u], rows, cols, bounds[u][0], bounds[u][1], PYRAMID[U0 + u],
-                                      PADS[U0 + u])
-            m = c_mask[:, None, None] & (((rows < p_y) & in_y)[:, None] & ((cols < p_x) & in_x)[None, :])[None]
-            _scatter_corners(grad_base, acc_base, chan, factor, y_lo[None, :, None], y_hi[None, :, None],
-                             wy_lo[None, :, None], wy_hi[None, :, None], x_lo[None, None, :], x_hi[None, None, :],
-                             wx_lo[None, None, :], wx_hi[None, None, :], w, m, C, scale, CHANNELS_LAST, DETERMINISTIC)
+    for t in range(0, tl.cdiv(p_y, TILE_H) * tl.cdiv(p_x, TILE_W)):
+        rows, cols, ys, xs, in_lattice, in_map = _lattice_tile(t, p_y, p_x, start_y, step_y, r_y, start_x, step_x,
+                                                               r_x, h, w, TILE_H, TILE_W)
+        factor = tl.zeros([BLOCK_C, TILE_H, TILE_W], tl.float32)
+        for u in tl.static_range(U1 - U0):
+            factor = _spread_tile(factor, shares[u], rows, cols, bounds[u][0], bounds[u][1], PYRAMID[U0 + u],
+                                  PADS[U0 + u])
+        _scatter_corners(grad_base, acc_base, chan, factor, ys[0], ys[1], ys[2], ys[3], xs[0], xs[1], xs[2], xs[3], w,
+                         c_mask[:, None, None] & (in_lattice & in_map)[None], C, scale, CHANNELS_LAST, DETERMINISTIC)
 
 
 @triton.jit(do_not_specialize=["ratio", "aligned"])
@@ -304,14 +305,9 @@ def spp_align_bwd_kernel(
     """Backward of RoI k for BLOCK_C channels; grid (K, cdiv(C, BLOCK_C)). Max: grad_out[k,
     c, ob] times the corner weights of the sample at argmax[k, c, ob], at its corners. Avg:
     every sample of a bin gets grad_out / samples, times its corner weights."""
-    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
-    grad_base = _select(lvl, grads, NUM_LEVELS)
-    acc_base = _select(lvl, accs, NUM_LEVELS)
-    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
-    if DETERMINISTIC:
-        scale = _pow2(_fixed_shift(exp_ptr, HEADROOM))
-    else:
-        scale = 1.0
+    k, c, c_mask, b, lvl, h, w, grad_base, acc_base, chan_off, scale = _backward_program(
+        grads, accs, exp_ptr, rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C, CHANNELS_LAST,
+        DETERMINISTIC, HEADROOM)
     start_x, start_y, size_w, size_h = _align_window(k, lvl, rois_ptr, scales_ptr, aligned)
     out_row = (k * C + c) * B  # [BLOCK_C] int64
     if MODE == MODE_MAX:

@@ -33,8 +33,8 @@ import triton
 import triton.language as tl
 
 from .geometry import Projection
-from .triton_shared import (MODE_MAX, NEG_PACKED, _bin_shares, _cell_offsets, _channel_offsets, _coarsen, _configs,
-                            _fixed_shift, _grid_bounds, _pack, _pool_tile, _pow2, _program_roi, _pruner, _scatter,
+from .triton_shared import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
+                            _coarsen, _configs, _grid_bounds, _pack, _pool_tile, _program_roi, _pruner, _scatter,
                             _select, _spread_tile, _store_grid, _zero_accumulators)
 
 # geometry.Projection values, as the PROJ constexprs take them.
@@ -206,14 +206,9 @@ def spp_bwd_kernel(
     level. Avg: grad_out[k, c, ob] / (cells of bin ob) is added to every cell of the bin;
     the program sums its RoI's bins per cell first (in registers), then scatters once.
     """
-    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
-    grad_base = _select(lvl, grads, NUM_LEVELS)
-    acc_base = _select(lvl, accs, NUM_LEVELS)
-    chan_off = _channel_offsets(b, c, C, h, w, CHANNELS_LAST)
-    if DETERMINISTIC:
-        scale = _pow2(_fixed_shift(exp_ptr, HEADROOM))
-    else:
-        scale = 1.0
+    k, c, c_mask, b, lvl, h, w, grad_base, acc_base, chan_off, scale = _backward_program(
+        grads, accs, exp_ptr, rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C, CHANNELS_LAST,
+        DETERMINISTIC, HEADROOM)
     out_row = (k * C + c) * B  # [BLOCK_C] int64
     if MODE == MODE_MAX:
         ob = tl.arange(0, B_PAD)

@@ -313,6 +313,22 @@ def _fixed_shift(exp_ptr, HEADROOM: tl.constexpr):
 
 
 @triton.jit
+def _backward_program(grads, accs, exp_ptr, rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS: tl.constexpr,
+                      BLOCK_C: tl.constexpr, CHANNELS_LAST: tl.constexpr, DETERMINISTIC: tl.constexpr,
+                      HEADROOM: tl.constexpr):
+    """What a backward program of grid (K, cdiv(C, BLOCK_C)) works on: ``_program_roi``'s
+    (k, c, c_mask, b, lvl, h, w), its level's gradient and fixed-point accumulators, its
+    channels' offsets and the fixed-point scale (1.0 with float32 atomics)."""
+    k, c, c_mask, b, lvl, h, w = _program_roi(rois_ptr, levels_ptr, heights, widths, N, C, NUM_LEVELS, BLOCK_C)
+    if DETERMINISTIC:
+        scale = _pow2(_fixed_shift(exp_ptr, HEADROOM))
+    else:
+        scale = 1.0
+    return (k, c, c_mask, b, lvl, h, w, _select(lvl, grads, NUM_LEVELS), _select(lvl, accs, NUM_LEVELS),
+            _channel_offsets(b, c, C, h, w, CHANNELS_LAST), scale)
+
+
+@triton.jit
 def _scatter(grad_base, acc_base, offs, g, mask, scale, DETERMINISTIC: tl.constexpr):
     """Adds g at offs: float32 atomics, or int64 fixed-point atomics (non-finite values
     go to the float32 buffer, where their sum is order-independent too)."""

@@ -316,16 +316,6 @@ def test_onnx_bilinear_nan_propagates(tmp_path):
     _assert_equal_or_both_nan(graph(feats, rois, levels)[0], want)
 
 
-@needs_onnx
-def test_onnx_bilinear_adaptive_ratio_refused(tmp_path):
-    pool = SpatialPyramidRoIPool(spatial_scales=1 / 4, sampling="bilinear", sampling_ratio=0).eval()
-    feats = make_features([(13, 11)], c=2)
-    rois, _ = make_rois(k_rand=2, levels=1)
-    with pytest.raises(Exception, match="sampling_ratio=0") as info:
-        onnx_export.export(pool, (feats, rois), tmp_path / "adaptive.onnx", verbose=False)
-    assert _chain_has(info.value, onnx_export.OnnxExportError)
-
-
 # ---------------------------------------------------------------- the RoI stage in ONNX Runtime
 @needs_onnx
 def test_onnx_roi_stage_within_float32_rounding(roi_stage, tmp_path):
@@ -340,12 +330,15 @@ def test_onnx_roi_stage_within_float32_rounding(roi_stage, tmp_path):
 
 # ---------------------------------------------------------------- bad input
 @needs_onnx
-def test_avg_mode_refused_naming_the_mode(tmp_path):
-    pool = SpatialPyramidRoIPool(spatial_scales=1 / 4, mode="avg").eval()
+@pytest.mark.parametrize("options,named", [(dict(mode="avg"), "mode='avg'"),
+                                           (dict(sampling="bilinear", sampling_ratio=0), "sampling_ratio=0")],
+                         ids=["cells-avg", "bilinear-adaptive"])
+def test_option_without_a_translation_refused_naming_it(options, named, tmp_path):
+    pool = SpatialPyramidRoIPool(spatial_scales=1 / 4, **options).eval()
     feats = make_features([(13, 11)], c=2)
     rois, _ = make_rois(k_rand=2, levels=1)
-    with pytest.raises(Exception, match="mode='avg'") as info:
-        onnx_export.export(pool, (feats, rois), tmp_path / "avg.onnx", verbose=False)
+    with pytest.raises(Exception, match=named) as info:
+        onnx_export.export(pool, (feats, rois), tmp_path / "refused.onnx", verbose=False)
     assert _chain_has(info.value, onnx_export.OnnxExportError)
 
 

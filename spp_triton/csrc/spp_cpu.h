@@ -97,6 +97,47 @@ inline std::vector<Tensor> cast_all(const std::vector<Tensor>& ts, at::ScalarTyp
   return out;
 }
 
+// What both backwards take and allocate.
+struct BackwardPlanes {
+  std::vector<int64_t> heights, widths;  // per level, from the flat (H, W) pairs of level_hw
+  Tensor argmax;                         // max mode: contiguous int32 shaped like grad_out
+  std::vector<Tensor> grads;             // zeroed planes (N, C, H, W) per level
+  bool exact;                            // grads are in grad_out's dtype (float, double)
+};
+
+// Checks level_hw and argmax and allocates the gradient planes: in grad_out's dtype for
+// float and double (accumulated straight into the outputs), float for half and bfloat16
+// (summed in float, rounded once at the end: ``finish``), in the features' layout
+// (spp_triton.registry.memory_format).
+inline BackwardPlanes backward_planes(const Tensor& grad_out, const Tensor& argmax_in, at::IntArrayRef level_hw,
+                                      int64_t images, bool is_max, bool channels_last) {
+  TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
+  BackwardPlanes out;
+  for (size_t i = 0; i < level_hw.size(); i += 2) {
+    out.heights.push_back(level_hw[i]);
+    out.widths.push_back(level_hw[i + 1]);
+  }
+  if (is_max) {
+    out.argmax = argmax_in.contiguous();
+    TORCH_CHECK(out.argmax.scalar_type() == at::kInt && out.argmax.sizes() == grad_out.sizes(),
+                "spp_triton_cpu: argmax must be int32 shaped like grad_out");
+  }
+  const auto dtype = grad_out.scalar_type();
+  out.exact = dtype == at::kFloat || dtype == at::kDouble;
+  const auto options = grad_out.options().dtype(out.exact ? dtype : at::kFloat).memory_format(
+      channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  for (size_t l = 0; l < out.heights.size(); ++l) {
+    // at::zeros would drop the options' memory format
+    out.grads.push_back(at::empty({images, grad_out.size(1), out.heights[l], out.widths[l]}, options).zero_());
+  }
+  return out;
+}
+
+// The gradients in grad_out's dtype.
+inline std::vector<Tensor> finish(const BackwardPlanes& planes, at::ScalarType dtype) {
+  return planes.exact ? planes.grads : cast_all(planes.grads, dtype);
+}
+
 // Backward work items: blocks of this many channels. A block's thread walks the RoIs
 // in order, so every (image, channel) plane is written by one thread in a fixed
 // order: bit-identical results run to run.

@@ -450,39 +450,21 @@ std::vector<Tensor> align_backward(const Tensor& grad_out_in, const Tensor& argm
   const Tensor grad_out = grad_out_in.contiguous();
   check_sampled(pyramid_in, sampled_in, fine_grid);
   const Tables tb = tables(meta, box, static_cast<int64_t>(sampled_in.size()));
-  TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == meta.size(0), "spp_triton_cpu: grad_out must be (K, C, B)");
-  std::vector<int64_t> heights, widths;
-  for (size_t i = 0; i < level_hw.size(); i += 2) {
-    heights.push_back(level_hw[i]);
-    widths.push_back(level_hw[i + 1]);
-  }
-  Tensor argmax;
-  if (is_max) {
-    argmax = argmax_in.contiguous();
-    TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad_out.sizes(),
-                "spp_triton_cpu: argmax must be int32 shaped like grad_out");
-  }
+  BackwardPlanes p = backward_planes(grad_out, argmax_in, level_hw, images, is_max, channels_last);
   const auto dtype = grad_out.scalar_type();
-  const bool exact = dtype == at::kFloat || dtype == at::kDouble;
-  const auto acc_options = grad_out.options().dtype(exact ? dtype : at::kFloat).memory_format(
-      channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-  std::vector<Tensor> grads;
-  for (size_t l = 0; l < heights.size(); ++l) {
-    grads.push_back(at::empty({images, grad_out.size(1), heights[l], widths[l]}, acc_options).zero_());
-  }
   const std::vector<int64_t> pyramid = pyramid_in.vec(), sampled = sampled_in.vec();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "spp_triton_cpu_align_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (channels_last) {
-      backward_impl<scalar_t, acc_t, true>(grad_out, argmax, tb, heights, widths, pyramid, sampled, fine_grid, is_max,
-                                           grads);
+      backward_impl<scalar_t, acc_t, true>(grad_out, p.argmax, tb, p.heights, p.widths, pyramid, sampled, fine_grid,
+                                           is_max, p.grads);
     } else {
-      backward_impl<scalar_t, acc_t, false>(grad_out, argmax, tb, heights, widths, pyramid, sampled, fine_grid,
-                                            is_max, grads);
+      backward_impl<scalar_t, acc_t, false>(grad_out, p.argmax, tb, p.heights, p.widths, pyramid, sampled, fine_grid,
+                                            is_max, p.grads);
     }
   });
-  return exact ? grads : cast_all(grads, dtype);
+  return finish(p, dtype);
 }
 
 }  // namespace spp_cpu

@@ -333,41 +333,18 @@ std::vector<Tensor> spp_backward(const Tensor& grad_out_in, const Tensor& argmax
   const bool is_max = check_mode(mode) == kMax;
   const Tensor grad_out = grad_out_in.contiguous();
   const std::vector<int64_t> pyramid = pyramid_in.vec();
-  TORCH_CHECK(level_hw.size() % 2 == 0 && !level_hw.empty(), "spp_triton_cpu: level_hw holds (H, W) pairs");
   check_win_pyramid(win, pyramid_in);
-  std::vector<int64_t> heights, widths;
-  for (size_t i = 0; i < level_hw.size(); i += 2) {
-    heights.push_back(level_hw[i]);
-    widths.push_back(level_hw[i + 1]);
-  }
-  const int64_t channels = grad_out.size(1);
-  Tensor argmax;
-  if (is_max) {
-    argmax = argmax_in.contiguous();
-    TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad_out.sizes(),
-                "spp_triton_cpu: argmax must be int32 shaped like grad_out");
-  }
-  // Accumulate straight into the outputs for float and double; half and bfloat16 sum in
-  // float planes, rounded once at the end.
+  BackwardPlanes p = backward_planes(grad_out, argmax_in, level_hw, images, is_max, channels_last);
   const auto dtype = grad_out.scalar_type();
-  const bool exact = dtype == at::kFloat || dtype == at::kDouble;
-  // The gradients' layout is the features' (spp_triton.registry.memory_format).
-  const auto acc_options = grad_out.options().dtype(exact ? dtype : at::kFloat).memory_format(
-      channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-  std::vector<Tensor> grads;
-  for (size_t l = 0; l < heights.size(); ++l) {
-    // at::zeros would drop the options' memory format
-    grads.push_back(at::empty({images, channels, heights[l], widths[l]}, acc_options).zero_());
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "spp_triton_cpu_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (channels_last) {
-      backward_impl<scalar_t, acc_t, true>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
+      backward_impl<scalar_t, acc_t, true>(grad_out, p.argmax, win, p.heights, p.widths, pyramid, is_max, p.grads);
     } else {
-      backward_impl<scalar_t, acc_t, false>(grad_out, argmax, win, heights, widths, pyramid, is_max, grads);
+      backward_impl<scalar_t, acc_t, false>(grad_out, p.argmax, win, p.heights, p.widths, pyramid, is_max, p.grads);
     }
   });
-  return exact ? grads : cast_all(grads, dtype);
+  return finish(p, dtype);
 }
 
 }  // namespace spp_cpu
