@@ -5,10 +5,10 @@
 With CUDA: the compiled Triton kernels against the torch backend (the C++ CPU kernel,
 on copies of the same inputs) at realistic shapes: FPN levels of an 800 x 1216 image
 (4 levels, C = 256), K = 128 and 2000 RPN-like proposals, float32 / float16 /
-bfloat16, max and avg, both projections, deterministic backward off and on. Max mode
-must agree bit for bit (values and argmax), avg within float32 rounding, gradients
-within accumulation rounding; deterministic gradients must be bit-identical over two
-runs. Then the operator benchmark, ``benchmarks/bench_spp_roi_pool.py`` of the checkout
+bfloat16, max and avg, both projections and SPP-Align (sampling="bilinear", r = 2),
+deterministic backward off and on. Max mode must agree bit for bit (values and
+argmax), avg within float32 rounding, gradients within accumulation rounding;
+deterministic gradients must be bit-identical over two runs. Then the operator benchmark, ``benchmarks/bench_spp_roi_pool.py`` of the checkout
 (``triton.testing.do_bench``): spp_roi_pool, with and without the deterministic
 backward, against mmdet's ``SingleRoIExtractor`` with mmcv ``RoIAlign`` 7x7 and
 ``RoIPool`` 7x7, one table (the mmcv rows skipped, with the reason on one line, where
@@ -31,11 +31,15 @@ import torch
 
 
 def _check_case(feats, rois, levels, scales, mode, projection, dtype, device) -> dict:
-    """Triton on ``device`` against the torch backend on the CPU, one configuration."""
+    """Triton on ``device`` against the torch backend on the CPU, one configuration;
+    ``projection="bilinear"`` checks SPP-Align (sampling_ratio 2, aligned) instead."""
     from . import torch_backend, triton_backend
     from .geometry import PoolSpec
 
-    spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales)
+    if projection == "bilinear":
+        spec = PoolSpec.make((1, 2, 3, 6), mode, "sppnet", scales, "bilinear", 2, True)
+    else:
+        spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales)
     cpu = [f.to("cpu", dtype) for f in feats]
     dev = [f.to(device, dtype) for f in feats]
     rois_d, levels_d = rois.to(device), levels.to(device)
@@ -77,7 +81,7 @@ def check(device, ks, channels: int, image) -> list[dict]:
     rows = []
     for k in ks:
         feats, rois, levels, scales = fpn_inputs(k, channels, seed=k, image=image)
-        for mode, projection, dtype in itertools.product(("max", "avg"), ("sppnet", "round"),
+        for mode, projection, dtype in itertools.product(("max", "avg"), ("sppnet", "round", "bilinear"),
                                                          (torch.float32, torch.float16, torch.bfloat16)):
             t = time.perf_counter()
             row = _check_case(feats, rois, levels, scales, mode, projection, dtype, device)
