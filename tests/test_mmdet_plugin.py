@@ -169,3 +169,24 @@ def test_channels_last_hook_converts_the_model_and_its_batches():
     loss = total_loss(model(**batch, mode="loss"))
     loss.backward()
     assert torch.isfinite(loss) and model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_channels_last_hook_keeps_mmcv_roi_align_right():
+    """mmcv's CPU roi_align indexes its input as NCHW whatever its strides: under the hook
+    the stock RoIAlign head (the baseline configs) must pool exactly what it pools
+    without it."""
+    from types import SimpleNamespace
+
+    from mmdet_plugin import ChannelsLastHook
+
+    cfg = Config.fromfile(str(ROOT / "configs" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py"))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    torch.manual_seed(1)
+    feats = [torch.randn(2, 64, 64 // 2 ** i, 64 // 2 ** i) for i in range(4)]
+    rois = torch.tensor([[0, 3.0, 5, 40, 50], [1, 10, 2, 60, 30], [0, 0, 0, 255, 255]])
+    extractor = model.roi_head.bbox_roi_extractor
+    want = extractor(feats, rois)
+    ChannelsLastHook().before_run(SimpleNamespace(model=model))
+    got = extractor([f.contiguous(memory_format=torch.channels_last) for f in feats], rois)
+    assert torch.equal(got, want)
