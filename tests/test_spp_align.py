@@ -14,7 +14,7 @@ import torch
 from spp_triton import SpatialPyramidPool, SpatialPyramidRoIPool, spp_roi_pool, torch_fallback
 from spp_triton.geometry import PoolSpec
 
-from cases import BACKEND_DEVICES, FPN_SCALES, FPN_SHAPES, HAS_TRITON, SPECIAL_BOXES, assert_bit_equal, \
+from cases import BACKEND_DEVICES, FPN_SCALES, HAS_TRITON, SPECIAL_BOXES, assert_bit_equal, \
     channels_last, make_features, make_rois, to
 from reference import align_reference, align_reference_grads
 
