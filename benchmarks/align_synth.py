@@ -237,7 +237,23 @@ def roi_share() -> dict:
 
 
 # --------------------------------------------------------------------------- tables
+def _mmdet_scope() -> None:
+    """Registers mmdet's and the plugin's modules with mmdet as the default scope, as
+    ``mim train`` does, and silences init_weights' report."""
+    import logging
+    import warnings
+
+    import mmdet_plugin  # noqa: F401  registers SPPRoIExtractor, SPPBBoxHead, CheckedVOCDataset
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+
+    warnings.filterwarnings("ignore")
+    register_all_modules(init_default_scope=True)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+
 def tables(done: dict) -> None:
+    _mmdet_scope()
     speed, share = side_by_side(), roi_share()
     by_key = {}
     for rid, system, head, *_ in RUNS:
@@ -256,7 +272,8 @@ def tables(done: dict) -> None:
         lines.append(f"| {head} | " + " | ".join(cells) + " |")
     lines += ["", "Cost, side by side in one process on the same 4-image batches (1 thread, medians of 7; ratios to "
               "the cells row of the same system), the RoI stage's share of a profiled training iteration, and each "
-              "run's own wall time (two runs at a time, one thread each):", "",
+              "run's own wall time (one thread each, usually two runs at a time; a run that resumed from a checkpoint "
+              "counts only its resumed part; the load average at its start and end is in spp_align_synth_runs.csv):", "",
               "| system | head | training s / iteration | inference s / image | RoI extraction % of training "
               "iteration | run wall time (min) |", "| --- | --- | --- | --- | --- | --- |"]
     csv_rows = []
@@ -280,19 +297,24 @@ def tables(done: dict) -> None:
 
 
 def plot(rows) -> None:
-    fig, axes = common.figure(1, 2, figsize=(11, 4.2), sharex=True)
+    """AP50 and AP75 against the side-by-side training step: colour = head, marker = system,
+    one point per run (so the two seeds of a row show as two points)."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = common.figure(1, 2, figsize=(13, 4.6), sharex=True)
+    colours = {head: f"C{i}" for i, head in enumerate(HEADS)}
     markers = {C4: "o", C4X3: "s", FPN: "^"}
     for ax, metric in zip(axes, ("AP50", "AP75")):
         for r in rows:
             ax.scatter(float(r["train_s_per_iter_side_by_side"]), float(r[metric]), marker=markers[r["system"]],
-                       label=f"{r['system']}: {r['head']}")
+                       color=colours[r["head"]], s=36, alpha=0.85)
         ax.set_xlabel("training s / iteration (side by side, 1 thread)")
         ax.set_ylabel(f"VOC {metric} (11-point)")
         ax.grid(True, alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=3, fontsize=7)
-    fig.subplots_adjust(bottom=0.32)
+    used = {r["head"] for r in rows}
+    heads = [Line2D([], [], ls="", marker="s", color=colours[h], label=h) for h in HEADS if h in used]
+    systems = [Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()]
+    axes[1].legend(handles=heads + systems, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     common.save_figure(fig, RESULTS / "spp_align_synth.png", "SPP-Align vs SPP cells vs RoIAlign, synthetic set")
 
 
