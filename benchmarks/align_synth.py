@@ -75,6 +75,12 @@ RUNS = [
     ("c4-align-max-8", C4, ALIGN_MAX_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", PYRAMID_8, 0),
     ("c4-align-avg-adaptive-s1", C4, ALIGN_AVG_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0"], 1),
+    # A third seed for the closest C4 pair and a second for the other close candidate.
+    ("c4-align-avg-adaptive-s2", C4, ALIGN_AVG_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0"], 2),
+    ("c4-roialign-s2", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 2),
+    ("c4-align-avg-8-s1", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 1),
     ("c4-align-avg-r3", C4, ALIGN_AVG_R3, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=3"], 0),
 ]
