@@ -45,9 +45,9 @@ CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ROIALIGN = ("SPP cells (paper projection)", 
                                                 "RoIAlign 7x7 + Shared2FC (mmdet's stock head)")
 # Candidates for the gap to RoIAlign on the coarse C4 map (what RoIAlign 7x7 has and the
 # 1/2/3/6 pyramid lacks): adaptive sampling, a finer top grid.
-ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_MAX_8 = (
+ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_AVG_8_ADAPTIVE, ALIGN_MAX_8 = (
     "SPP-Align avg, adaptive r", "SPP-Align avg, r = 3", "SPP-Align avg, r = 2, pyramid 1/2/4/8",
-    "SPP-Align max, r = 2, pyramid 1/2/4/8")
+    "SPP-Align avg, adaptive r, pyramid 1/2/4/8", "SPP-Align max, r = 2, pyramid 1/2/4/8")
 PYRAMID_8 = ["model.roi_head.bbox_roi_extractor.pyramid=(1,2,4,8)", "model.roi_head.bbox_head.pyramid=(1,2,4,8)"]
 EXTRACTOR = "model.roi_head.bbox_roi_extractor"
 # (id, system, head, config, cfg-options, seed), in the order the lanes start them: the
@@ -81,11 +81,16 @@ RUNS = [
     ("c4-roialign-s2", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 2),
     ("c4-align-avg-8-s1", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 1),
+    ("c4-align-avg-8-s2", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 2),
+    ("c4-align-avg-8-adaptive", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 0),
     ("c4-align-avg-r3", C4, ALIGN_AVG_R3, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=3"], 0),
 ]
 SYSTEMS = (C4, C4X3, FPN)
-HEADS = (CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_MAX_8, ROIALIGN)
+HEADS = (CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_AVG_8_ADAPTIVE, ALIGN_MAX_8,
+         ROIALIGN)
 FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs", "AP50", "AP75", "mAP_50_95",
           "run_s_per_iter", "wall_min", "load_start", "load_end", "finished", "commit"]
 _csv_lock = threading.Lock()
