@@ -85,6 +85,10 @@ RUNS = [
      [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 2),
     ("c4-align-avg-8-adaptive", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 0),
+    ("c4-align-avg-8-adaptive-s1", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 1),
+    ("c4-align-avg-8-adaptive-s2", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
+     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 2),
     ("c4-align-avg-r3", C4, ALIGN_AVG_R3, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
      [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=3"], 0),
 ]
