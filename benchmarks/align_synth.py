@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
 import subprocess
@@ -124,12 +123,9 @@ def _metric_options() -> list[str]:
 
 def _read(run_dir: Path) -> dict:
     """AP50, AP75, mean AP over 0.5:0.95 and the median s / iteration of the run's last scalars.json."""
-    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
-    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
-    train = [r["time"] for r in rows if "loss" in r]
-    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
+    val, s_per_iter = common.last_scalars(run_dir)
     return dict(AP50=val["pascal_voc/AP50"], AP75=val["pascal_voc/AP75"], mAP_50_95=val["pascal_voc/mAP"],
-                run_s_per_iter=statistics.median(train))
+                run_s_per_iter=s_per_iter)
 
 
 def _commit() -> str:
@@ -226,9 +222,7 @@ def side_by_side(rounds: int = 7) -> dict:
             model.train()
             t = time.perf_counter()
             data = model.data_preprocessor(batches["train"], True)
-            losses = model(**data, mode="loss")
-            sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-                for k, v in losses.items() if "loss" in k).backward()
+            common.loss_sum(model(**data, mode="loss")).backward()
             train_s = time.perf_counter() - t
             model.zero_grad(set_to_none=True)
             model.eval()
@@ -252,23 +246,8 @@ def roi_share() -> dict:
 
 
 # --------------------------------------------------------------------------- tables
-def _mmdet_scope() -> None:
-    """Registers mmdet's and the plugin's modules with mmdet as the default scope, as
-    ``mim train`` does, and silences init_weights' report."""
-    import logging
-    import warnings
-
-    import mmdet_plugin  # noqa: F401  registers SPPRoIExtractor, SPPBBoxHead, CheckedVOCDataset
-    from mmdet.utils import register_all_modules
-    from mmengine.logging import MMLogger
-
-    warnings.filterwarnings("ignore")
-    register_all_modules(init_default_scope=True)
-    MMLogger.get_current_instance().setLevel(logging.WARNING)
-
-
 def tables(done: dict) -> None:
-    _mmdet_scope()
+    profile_detector.mmdet_scope()
     speed, share = side_by_side(), roi_share()
     by_key = {}
     for rid, system, head, *_ in RUNS:
@@ -342,8 +321,7 @@ def main() -> None:
     a = p.parse_args()
     work_root = ROOT / a.work_root
     work_root.mkdir(parents=True, exist_ok=True)
-    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
-        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+    common.ensure_synth_data()
     if not a.tables_only:
         done = _done()
         todo = [r for r in RUNS if r[0] not in done and (not a.only or r[0] in a.only)]

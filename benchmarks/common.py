@@ -112,3 +112,30 @@ def save_figure(fig, path: Path, title: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- synthetic-set trainings
+def ensure_synth_data() -> None:
+    """Generates ``data/synth_voc`` (the demo's synthetic set) if it is missing."""
+    import subprocess
+
+    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
+        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+
+
+def last_scalars(run_dir: Path) -> tuple[dict, float]:
+    """A ``mim train`` run's last validation row and median s / iteration, from its latest
+    ``vis_data/scalars.json``."""
+    import json
+
+    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
+    return val, statistics.median(r["time"] for r in rows if "loss" in r)
+
+
+def loss_sum(losses: dict) -> torch.Tensor:
+    """The sum of an mmdet loss dict's ``loss*`` entries (tensors or lists of them)."""
+    return sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+               for k, v in losses.items() if "loss" in k)
+

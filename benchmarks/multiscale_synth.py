@@ -18,7 +18,6 @@ inference on the same real batches, interleaved, one thread. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -63,17 +62,8 @@ def _run_lane(lane: list[tuple[str, list[str]]], work_root: Path, epochs: int) -
 
 def _read(run_dir: Path) -> dict:
     """Final mAP and median s / iteration of a run's latest scalars.json."""
-    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
-    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
-    train = [r["time"] for r in rows if "loss" in r]
-    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
-    return {"mAP": val["pascal_voc/mAP"], "s_per_iter": statistics.median(train)}
-
-
-def _loss(model, data):
-    losses = model(**data, mode="loss")
-    return sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
-               for k, v in losses.items() if "loss" in k)
+    val, s_per_iter = common.last_scalars(run_dir)
+    return {"mAP": val["pascal_voc/mAP"], "s_per_iter": s_per_iter}
 
 
 def interleaved_speed(rounds: int = 7) -> dict:
@@ -103,7 +93,7 @@ def interleaved_speed(rounds: int = 7) -> dict:
             model.train()
             data = model.data_preprocessor(train_batch, True)
             t = time.perf_counter()
-            _loss(model, data).backward()
+            common.loss_sum(model(**data, mode="loss")).backward()
             train_s = time.perf_counter() - t
             model.zero_grad(set_to_none=True)
             model.eval()
@@ -125,8 +115,7 @@ def main() -> None:
     a = p.parse_args()
     work_root = ROOT / a.work_root
     work_root.mkdir(parents=True, exist_ok=True)
-    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
-        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+    common.ensure_synth_data()
     start = time.time()
     names = list(RUNS)
     if not a.tables_only:

@@ -135,6 +135,20 @@ def instrument(model, optim_wrapper=None) -> None:
 
 
 # --------------------------------------------------------------------------- building
+def mmdet_scope() -> None:
+    """Registers mmdet's and the plugin's modules with mmdet as the default scope, as
+    ``mim train`` does, and silences warnings and init_weights' report."""
+    import logging
+
+    import mmdet_plugin  # noqa: F401  registers SPPRoIExtractor, SPPBBoxHead, CheckedVOCDataset
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+
+    warnings.filterwarnings("ignore")
+    register_all_modules(init_default_scope=True)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+
 def load_cfg(path: Path):
     from mmengine.config import Config
 
@@ -360,16 +374,7 @@ def main():
     a.iters = a.reps
     if a.quick:
         a.iters, a.warmup = 1, 1
-    warnings.filterwarnings("ignore")
-    import mmdet_plugin  # noqa: F401  registers SPPRoIExtractor, SPPBBoxHead, CheckedVOCDataset
-    from mmdet.utils import register_all_modules
-
-    register_all_modules(init_default_scope=True)
-    import logging
-
-    from mmengine.logging import MMLogger
-
-    MMLogger.get_current_instance().setLevel(logging.WARNING)  # silence init_weights' report
+    mmdet_scope()
     models = list(CONFIGS)
     load0 = os.getloadavg()[0]
     ckpts = dict(c.split("=", 1) for c in a.checkpoint)
