@@ -30,16 +30,19 @@ from pathlib import Path
 import torch
 
 
-def _check_case(feats, rois, levels, scales, mode, projection, dtype, device) -> dict:
+# The window geometries checked, by the name the table shows: (projection, sampling);
+# bilinear windows are continuous, so their spec's projection is a placeholder.
+GEOMETRIES = {"sppnet": ("sppnet", "cells"), "round": ("round", "cells"), "bilinear": ("sppnet", "bilinear")}
+
+
+def _check_case(feats, rois, levels, scales, mode, geometry, dtype, device) -> dict:
     """Triton on ``device`` against the torch backend on the CPU, one configuration;
-    ``projection="bilinear"`` checks SPP-Align (sampling_ratio 2, aligned) instead."""
+    ``geometry`` names a GEOMETRIES entry ("bilinear": SPP-Align, sampling_ratio 2, aligned)."""
     from . import torch_backend, triton_backend
     from .geometry import PoolSpec
 
-    if projection == "bilinear":
-        spec = PoolSpec.make((1, 2, 3, 6), mode, "sppnet", scales, "bilinear", 2, True)
-    else:
-        spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales)
+    projection, sampling = GEOMETRIES[geometry]
+    spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales, sampling)
     cpu = [f.to("cpu", dtype) for f in feats]
     dev = [f.to(device, dtype) for f in feats]
     rois_d, levels_d = rois.to(device), levels.to(device)
@@ -53,7 +56,7 @@ def _check_case(feats, rois, levels, scales, mode, projection, dtype, device) ->
         fwd_ok = fwd_err <= (1e-5 if dtype == torch.float32 else 2e-2) * max(1.0, float(want.abs().max()))
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
     ref = torch_backend.backward(grad, want_arg, cpu, rois.cpu(), levels.cpu(), spec)
-    row = dict(mode=mode, projection=projection, dtype=str(dtype).replace("torch.", ""), k=rois.shape[0],
+    row = dict(mode=mode, projection=geometry, dtype=str(dtype).replace("torch.", ""), k=rois.shape[0],
                forward="ok" if fwd_ok else f"MISMATCH ({fwd_err:.2e})")
     meta = [f.to("meta") for f in dev]
     ok = fwd_ok
@@ -81,10 +84,10 @@ def check(device, ks, channels: int, image) -> list[dict]:
     rows = []
     for k in ks:
         feats, rois, levels, scales = fpn_inputs(k, channels, seed=k, image=image)
-        for mode, projection, dtype in itertools.product(("max", "avg"), ("sppnet", "round", "bilinear"),
-                                                         (torch.float32, torch.float16, torch.bfloat16)):
+        for mode, geometry, dtype in itertools.product(("max", "avg"), GEOMETRIES,
+                                                       (torch.float32, torch.float16, torch.bfloat16)):
             t = time.perf_counter()
-            row = _check_case(feats, rois, levels, scales, mode, projection, dtype, device)
+            row = _check_case(feats, rois, levels, scales, mode, geometry, dtype, device)
             row["seconds"] = round(time.perf_counter() - t, 2)
             print(" | ".join(f"{v}" for key, v in row.items() if key != "ok"), flush=True)
             rows.append(row)
