@@ -49,48 +49,36 @@ ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_AVG_8_ADAPTIVE, ALIGN_MAX_8
     "SPP-Align avg, adaptive r, pyramid 1/2/4/8", "SPP-Align max, r = 2, pyramid 1/2/4/8")
 PYRAMID_8 = ["model.roi_head.bbox_roi_extractor.pyramid=(1,2,4,8)", "model.roi_head.bbox_head.pyramid=(1,2,4,8)"]
 EXTRACTOR = "model.roi_head.bbox_roi_extractor"
-# (id, system, head, config, cfg-options, seed), in the order the lanes start them: the
-# rows the comparison turns on first.
-RUNS = [
-    ("c4-cells", C4, CELLS, "sppnet_r18-w16-c4_1scale_24e_synth-voc", [], 0),
-    ("c4-align-max", C4, ALIGN_MAX, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [], 0),
-    ("c4-roialign", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 0),
-    ("fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_r18-w16_fpn_24e_synth-voc", [], 0),
-    ("fpn-roialign", FPN, ROIALIGN, "faster-rcnn_r18-w16_fpn_24e_synth-voc", [], 0),
-    ("c4-align-max-s1", C4, ALIGN_MAX, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [], 1),
-    ("c4-roialign-s1", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 1),
-    ("c4-align-avg", C4, ALIGN_AVG, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", [f"{EXTRACTOR}.mode=avg"], 0),
-    ("c4-cells-round", C4, ROUND, "sppnet_r18-w16-c4_1scale_24e_synth-voc", [f"{EXTRACTOR}.projection=round"], 0),
-    ("fpn-cells", FPN, CELLS, "sppnet_r18-w16_fpn_24e_synth-voc", [], 0),
-    ("fpn-align-avg", FPN, ALIGN_AVG, "sppnet-align_r18-w16_fpn_24e_synth-voc", [f"{EXTRACTOR}.mode=avg"], 0),
-    ("fpn-align-max-s1", FPN, ALIGN_MAX, "sppnet-align_r18-w16_fpn_24e_synth-voc", [], 1),
-    ("fpn-roialign-s1", FPN, ROIALIGN, "faster-rcnn_r18-w16_fpn_24e_synth-voc", [], 1),
-    ("c4x3-cells", C4X3, CELLS, "sppnet_r18-w16-c4_3scale_24e_synth-voc", [], 0),
-    ("c4x3-align-max", C4X3, ALIGN_MAX, "sppnet-align_r18-w16-c4_3scale_24e_synth-voc", [], 0),
-    ("c4-align-avg-adaptive", C4, ALIGN_AVG_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0"], 0),
-    ("c4-align-avg-8", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 0),
-    ("c4-align-max-8", C4, ALIGN_MAX_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc", PYRAMID_8, 0),
-    ("c4-align-avg-adaptive-s1", C4, ALIGN_AVG_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0"], 1),
-    # A third seed for the closest C4 pair and a second for the other close candidate.
-    ("c4-align-avg-adaptive-s2", C4, ALIGN_AVG_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0"], 2),
-    ("c4-roialign-s2", C4, ROIALIGN, "faster-rcnn_r18-w16-c4_24e_synth-voc", [], 2),
-    ("c4-align-avg-8-s1", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 1),
-    ("c4-align-avg-8-s2", C4, ALIGN_AVG_8, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", *PYRAMID_8], 2),
-    ("c4-align-avg-8-adaptive", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 0),
-    ("c4-align-avg-8-adaptive-s1", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 1),
-    ("c4-align-avg-8-adaptive-s2", C4, ALIGN_AVG_8_ADAPTIVE, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=0", *PYRAMID_8], 2),
-    ("c4-align-avg-r3", C4, ALIGN_AVG_R3, "sppnet-align_r18-w16-c4_1scale_24e_synth-voc",
-     [f"{EXTRACTOR}.mode=avg", f"{EXTRACTOR}.sampling_ratio=3"], 0),
+AVG, ADAPTIVE, R3 = ([f"{EXTRACTOR}.mode=avg"], [f"{EXTRACTOR}.sampling_ratio=0"],
+                     [f"{EXTRACTOR}.sampling_ratio=3"])
+CELLS_C4, CELLS_C4X3, CELLS_FPN = ("sppnet_r18-w16-c4_1scale_24e_synth-voc", "sppnet_r18-w16-c4_3scale_24e_synth-voc",
+                                   "sppnet_r18-w16_fpn_24e_synth-voc")
+ALIGN_C4, ALIGN_C4X3, ALIGN_FPN = ("sppnet-align" + c[len("sppnet"):] for c in (CELLS_C4, CELLS_C4X3, CELLS_FPN))
+ROIALIGN_C4, ROIALIGN_FPN = "faster-rcnn_r18-w16-c4_24e_synth-voc", "faster-rcnn_r18-w16_fpn_24e_synth-voc"
+# (id, system, head, config, cfg-options, seeds): one model each, trained once per seed,
+# the rows the comparison turns on first.
+MODELS = [
+    ("c4-cells", C4, CELLS, CELLS_C4, [], (0,)),
+    ("c4-align-max", C4, ALIGN_MAX, ALIGN_C4, [], (0, 1)),
+    ("c4-roialign", C4, ROIALIGN, ROIALIGN_C4, [], (0, 1, 2)),
+    ("fpn-align-max", FPN, ALIGN_MAX, ALIGN_FPN, [], (0, 1)),
+    ("fpn-roialign", FPN, ROIALIGN, ROIALIGN_FPN, [], (0, 1)),
+    ("c4-align-avg", C4, ALIGN_AVG, ALIGN_C4, AVG, (0,)),
+    ("c4-cells-round", C4, ROUND, CELLS_C4, [f"{EXTRACTOR}.projection=round"], (0,)),
+    ("fpn-cells", FPN, CELLS, CELLS_FPN, [], (0,)),
+    ("fpn-align-avg", FPN, ALIGN_AVG, ALIGN_FPN, AVG, (0,)),
+    ("c4x3-cells", C4X3, CELLS, CELLS_C4X3, [], (0,)),
+    ("c4x3-align-max", C4X3, ALIGN_MAX, ALIGN_C4X3, [], (0,)),
+    # Candidates for the gap to RoIAlign on the C4 map, then more seeds for the close ones.
+    ("c4-align-avg-adaptive", C4, ALIGN_AVG_ADAPTIVE, ALIGN_C4, AVG + ADAPTIVE, (0, 1, 2)),
+    ("c4-align-avg-r3", C4, ALIGN_AVG_R3, ALIGN_C4, AVG + R3, (0,)),
+    ("c4-align-avg-8", C4, ALIGN_AVG_8, ALIGN_C4, AVG + PYRAMID_8, (0, 1, 2)),
+    ("c4-align-max-8", C4, ALIGN_MAX_8, ALIGN_C4, PYRAMID_8, (0,)),
+    ("c4-align-avg-8-adaptive", C4, ALIGN_AVG_8_ADAPTIVE, ALIGN_C4, AVG + ADAPTIVE + PYRAMID_8, (0, 1, 2)),
 ]
+# (id, system, head, config, cfg-options, seed) per run; seed s > 0 adds "-s<s>" to the id.
+RUNS = [(rid if seed == 0 else f"{rid}-s{seed}", system, head, config, options, seed)
+        for rid, system, head, config, options, seeds in MODELS for seed in seeds]
 SYSTEMS = (C4, C4X3, FPN)
 HEADS = (CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_AVG_8_ADAPTIVE, ALIGN_MAX_8,
          ROIALIGN)
@@ -183,11 +171,8 @@ def train_all(runs, lanes: int, work_root: Path) -> None:
 
 # --------------------------------------------------------------------------- side by side
 def _models():
-    """{(system, head): (config, options)} of every distinct model in RUNS."""
-    out = {}
-    for _, system, head, config, options, _ in RUNS:
-        out.setdefault((system, head), (config, options))
-    return out
+    """{(system, head): (config, options)} of every model in MODELS."""
+    return {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
 
 
 def _cfg(config: str, options: list[str]):
