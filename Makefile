@@ -24,22 +24,22 @@ $(STAMP): $(SETUP_INPUTS)
 	touch $@
 
 compile-check: setup
-	$(PY) -m spp_triton.compile_check
+	$(PY) -m spp_triton.devtools.compile_check
 
 # The GPU path in one command: Triton against the torch backend at realistic shapes and
 # the operator benchmark on CUDA; without CUDA, the interpreter on small shapes.
 selftest: setup
-	$(PY) -m spp_triton.selftest
+	$(PY) -m spp_triton.devtools.selftest
 
 # Bytes the Triton kernels move, counted in Triton's interpreter.
 traffic: setup
-	$(PY) -m spp_triton.load_counter
+	$(PY) -m spp_triton.devtools.load_counter
 
 # Tests run in parallel processes, one test file per worker at a time (module fixtures are
 # built once); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m spp_triton.compile_check
+	$(PY) -m spp_triton.devtools.compile_check
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup

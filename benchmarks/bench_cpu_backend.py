@@ -1,13 +1,13 @@
 """Benchmark: the torch backend's two implementations side by side, forward + backward.
 
-``cpu_kernel`` (C++, built on first use) against ``torch_fallback`` (pure PyTorch, what
+``cpp_kernel`` (C++, built on first use) against ``fallback`` (pure PyTorch, what
 runs where the kernel cannot), both through the backend contract on the same inputs in
 one process: FPN levels of one 800 x 1216 image (strides 4-32), C = 256, N = 1, K RPN-like
-proposals (``spp_triton.workloads``) pooled from the level mmdet's finest_scale = 56
+proposals (``spp_triton.devtools.workloads``) pooled from the level mmdet's finest_scale = 56
 rule picks, "sppnet" projection. ``--extreme`` uses 500 x 16 and 16 x 500 px boxes instead.
 
     python benchmarks/bench_cpu_backend.py [--k 512] [--mode max|avg] [--pyramid 1,2,3,6]
-        [--dtype float32] [--extreme] [--impl cpu_kernel torch_fallback] [--reps 5] [--threads 0]
+        [--dtype float32] [--extreme] [--impl cpp_kernel fallback] [--reps 5] [--threads 0]
 
 Prints medians (ms) and the kernel's speed-up over the fallback.
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 import torch
 
 import common
-from spp_triton import cpu_kernel, torch_fallback
+from spp_triton.torch_backend import cpp_kernel, fallback
 from spp_triton.geometry import PoolSpec
-from spp_triton.workloads import FPN_STRIDES, fpn_inputs, fpn_levels
+from spp_triton.devtools.workloads import FPN_STRIDES, fpn_inputs, fpn_levels
 
-IMPLS = {"cpu_kernel": cpu_kernel, "torch_fallback": torch_fallback}
+IMPLS = {"cpp_kernel": cpp_kernel, "fallback": fallback}
 
 
 def make_inputs(k: int, c: int, dtype: torch.dtype, extreme: bool, seed: int = 0):
@@ -62,7 +62,7 @@ def main():
         print(f"{name:15s} forward {fwd * 1e3:8.1f} ms   backward {bwd * 1e3:8.1f} ms   "
               f"total {(fwd + bwd) * 1e3:8.1f} ms", flush=True)
     if len(results) == 2:
-        print(f"cpu_kernel is {results['torch_fallback'] / results['cpu_kernel']:.1f}x faster than torch_fallback")
+        print(f"cpp_kernel is {results['fallback'] / results['cpp_kernel']:.1f}x faster than fallback")
 
 
 if __name__ == "__main__":

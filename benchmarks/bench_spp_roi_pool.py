@@ -17,7 +17,7 @@ The mmcv rows are skipped, with the reason on one line, where mmcv's ops cannot 
 device (e.g. an mmcv built without CUDA ops).
 Measures forward and forward+backward (of out.sum()): triton.testing.do_bench on CUDA,
 wall-clock medians on CPU (``common.bench``). Then prints the Triton kernels' memory
-traffic, counted in Triton's interpreter (``spp_triton.load_counter``: the forward's
+traffic, counted in Triton's interpreter (``spp_triton.devtools.load_counter``: the forward's
 bytes against the one-pass minimum, the backward's busiest program against K, and the
 deterministic backward's traffic against the atomic one at K = 512, C = 256). Writes
 results/spp_roi_pool_<device>.csv and .png, and results/triton_traffic.md.
@@ -31,7 +31,7 @@ import torch
 
 import common
 from spp_triton import spp_roi_pool
-from spp_triton.workloads import FPN_STRIDES, fpn_inputs
+from spp_triton.devtools.workloads import FPN_STRIDES, fpn_inputs
 
 PYRAMID = (1, 2, 3, 6)
 
@@ -146,7 +146,7 @@ def main():
     common.write_csv(stem.with_suffix(".csv"), rows)
     plot(rows, stem.with_suffix(".png"), f"FPN 800x1216, C=256, pyramid 1/2/3/6 ({machine})")
     if not a.no_traffic:
-        from spp_triton.load_counter import format_report, interpreted_report
+        from spp_triton.devtools.load_counter import format_report, interpreted_report
 
         print("\nTriton kernels' memory traffic, counted in Triton's interpreter:", flush=True)
         common.write_text(common.RESULTS / "triton_traffic.md", format_report(interpreted_report(quick=a.quick)))

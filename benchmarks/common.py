@@ -120,7 +120,7 @@ def ensure_synth_data() -> None:
     import subprocess
 
     if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
-        subprocess.run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "mmdet_plugin.datasets.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
 
 
 def last_scalars(run_dir: Path) -> tuple[dict, float]:

@@ -76,7 +76,7 @@ def _maxrss_bytes() -> int:
 def make_rois(k: int, seed: int = 0):
     import torch
 
-    from spp_triton.workloads import rpn_like_rois
+    from spp_triton.devtools.workloads import rpn_like_rois
 
     g = torch.Generator().manual_seed(seed)
     return rpn_like_rois(k, IMG_H, IMG_W, generator=g, draw=8192)[0]  # one draw; the first k

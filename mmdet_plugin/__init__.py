@@ -5,19 +5,20 @@ registers ``SPPRoIExtractor``, ``SPPBBoxHead`` and ``MultiScaleSPPNet`` (mmdet `
 ``DataCheckedRunner`` (``RUNNERS``), ``ChannelsLastHook`` (``HOOKS``) and
 ``CheckedVOCDataset`` (``DATASETS``), counts ``spp_roi_pool`` in MMEngine's FLOP analysis,
 and makes MMEngine's checkpoint loading work under torch >= 2.6 without unpickling
-arbitrary code (see ``checkpoint_safety``).
+arbitrary code (see ``engine.checkpoint_safety``).
+
+The layout mirrors mmdet's own: ``models/`` (``detectors``, ``roi_heads/roi_extractors``,
+``roi_heads/bbox_heads``, ``utils``), ``datasets/`` (the checked VOC dataset, the
+synthetic data set's generator), ``engine/`` (the runner, ``hooks``, checkpoint loading,
+FLOP counting).
 """
-from . import checkpoint_safety
+from .engine import checkpoint_safety
 
 checkpoint_safety.install()
 
-from . import flops  # noqa: E402,F401  (counts spp_roi_pool in mmengine's FLOP analysis)
-from .bbox_head import SPPBBoxHead  # noqa: E402
-from .channels_last import ChannelsLastHook  # noqa: E402
-from .multiscale_detector import MultiScaleSPPNet  # noqa: E402
-from .roi_extractor import SPPRoIExtractor  # noqa: E402
-from .runner import DataCheckedRunner  # noqa: E402
-from .voc_dataset import CheckedVOCDataset  # noqa: E402
+from .datasets import CheckedVOCDataset  # noqa: E402
+from .engine import ChannelsLastHook, DataCheckedRunner, flops  # noqa: E402,F401  (flops: the FLOP handle)
+from .models import MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor  # noqa: E402
 
 __all__ = ["SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "DataCheckedRunner", "CheckedVOCDataset",
            "ChannelsLastHook", "checkpoint_safety"]

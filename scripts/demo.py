@@ -69,7 +69,7 @@ def main() -> None:
     work = ROOT / a.work_dir
     start = time.time()
     if not (DATA / "VOCsynth/ImageSets/Main/test.txt").exists():
-        run([sys.executable, "-m", "mmdet_plugin.synthetic_voc", str(DATA.relative_to(ROOT))])
+        run([sys.executable, "-m", "mmdet_plugin.datasets.synthetic_voc", str(DATA.relative_to(ROOT))])
     mim = str(BIN / "mim")
     run([mim, "train", "mmdet", a.config, "--work-dir", a.work_dir, *extra])
     checkpoint = Path((work / "last_checkpoint").read_text().strip())

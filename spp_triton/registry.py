@@ -1,7 +1,9 @@
 """The backend registry of ``spp_roi_pool``: one contract, one table.
 
-(Not named backends.py: torch.compile skips every file whose path contains
-"triton/backends", which "spp_triton/backends.py" would.)
+Each backend is a subpackage (``triton_backend/``, ``torch_backend/``) whose
+``__init__`` exposes the contract. (Neither this file nor a folder is named ``backends``:
+torch.compile skips every file whose path contains "triton/backends", which
+"spp_triton/backends/..." would.)
 
 The contract. A backend is a module with two functions::
 
@@ -27,7 +29,8 @@ Arguments arrive checked (``checks.py``); semantics are those of ``spp_roi_pool`
 docstring, and ``tests/reference.py`` is the judge.
 
 Adding a backend:
-  1. a module with ``forward`` and ``backward`` as above;
+  1. a subpackage ``spp_triton/<name>_backend/`` whose ``__init__`` exposes ``forward``
+     and ``backward`` as above (its kernels and launchers in modules beside it);
   2. an entry in ``BACKENDS`` below (its dtypes, when it can run, whether "auto"
      picks it);
   3. the device its tests run on: ``BACKEND_DEVICES`` in ``tests/test_backends.py``
@@ -38,10 +41,11 @@ changes.
 Adding a pooling mode (a reduction over a bin's elements, like max and avg):
   1. a member of ``geometry.Mode`` (its value is what the kernels receive);
   2. its rule in ``tests/reference.py`` (``spp_reference`` and ``align_reference``);
-  3. its branch in each backend: ``torch_fallback.py`` and ``torch_fallback_align.py``,
-     ``csrc/spp_cpu.h`` (the ``Mode`` enum) with ``csrc/spp_cpu_cells.cpp`` and
-     ``csrc/spp_cpu_align.cpp``, ``triton_cells.py`` and ``triton_align.py`` (the
-     ``MODE`` constexpr; the folds in ``triton_shared.py``);
+  3. its branch in each backend: ``torch_backend/``: ``fallback_cells.py`` and
+     ``fallback_align.py``, ``csrc/spp_cpu.h`` (the ``Mode`` enum) with
+     ``csrc/spp_cpu_cells.cpp`` and ``csrc/spp_cpu_align.cpp``; ``triton_backend/``:
+     ``cells_kernels.py`` and ``align_kernels.py`` (the ``MODE`` constexpr; the folds in
+     ``shared_kernels.py``);
   4. its name in the tests' mode parameters (``tests/test_backends.py`` first).
 The op schemas do not change: the Python op takes the mode's name, the C++ op its
 integer value.
@@ -51,13 +55,15 @@ Adding a way to sample a bin (what ``sampling="bilinear"`` did; ``geometry.Sampl
      ``checks.check_sampling``, its rules in ``geometry.py`` and in
      ``spp_roi_pool``'s docstring;
   2. its reference in ``tests/reference.py`` (written without spp_triton code);
-  3. its path in each backend: a ``torch_fallback_*.py`` module, a C++ file with its two
-     ops (registered in ``csrc/spp_cpu_ops.cpp``), a ``triton_*.py`` kernel family
-     reusing ``triton_shared``'s folds and scatter; the launchers pick it by
-     ``spec.sampling``;
-  4. the op schema's arguments (``op.py``, the fake kernels, ``onnx_export``'s
+  3. its path in each backend: in ``torch_backend/`` a ``fallback_*.py`` module (called
+     from ``fallback.py``) and a C++ file with its two ops (registered in
+     ``csrc/spp_cpu_ops.cpp``); in ``triton_backend/`` a ``*_kernels.py`` family reusing
+     ``shared_kernels``'s folds and scatter; the launchers (``launch.py``,
+     ``cpp_kernel.py``) pick it by ``spec.sampling``;
+  4. the op schema's arguments (``op.py``, the fake kernels, ``export/onnx_export.py``'s
      translation) and the modules' and plugin's options;
-  5. its variants in ``compile_check`` and ``load_counter``, its tests
+  5. its variants in ``devtools/compile_check.py`` and ``devtools/load_counter.py``
+     (and the kernel file in compile_check's ``_INPUT_SOURCES``), its tests
      (``tests/test_spp_align.py`` is the model).
 """
 from __future__ import annotations

@@ -126,7 +126,7 @@ def unpatched_run(tmp_path_factory):
 def safety():
     import mmdet_plugin
 
-    return mmdet_plugin.checkpoint_safety
+    return mmdet_plugin.engine.checkpoint_safety
 
 
 def assert_weights(model, expected):

@@ -1,5 +1,5 @@
 """Deployment: torch.export of the op's module, the mmdet extractor and the RoI stage, and
-ONNX export (``spp_triton.onnx_export``) run in ONNX Runtime, bit for bit in max mode.
+ONNX export (``spp_triton.export.onnx_export``) run in ONNX Runtime, bit for bit in max mode.
 
 The ONNX tests need the ``[export]`` extra (onnx, onnxruntime, onnxscript) and skip
 without it; the mmdet ones need mmdet.
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from cases import FPN_SCALES, FPN_SHAPES, SPECIAL_BOXES, assert_bit_equal, bits, make_features, make_rois
-from spp_triton import SpatialPyramidRoIPool, workloads
+from spp_triton import SpatialPyramidRoIPool
+from spp_triton.devtools import workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
@@ -108,7 +109,7 @@ if HAVE_ONNX:
     import onnxruntime as ort
     from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-    from spp_triton import onnx_export
+    from spp_triton.export import onnx_export
 
 
 class Session:

@@ -1,4 +1,4 @@
-"""mmdet_plugin.flops: spp_roi_pool's FLOPs in MMEngine's complexity analysis (what mmdet's
+"""mmdet_plugin.engine.flops: spp_roi_pool's FLOPs in MMEngine's complexity analysis (what mmdet's
 get_flops runs), against counts computed here from the docstring's rules, and by hand."""
 import warnings
 from functools import partial

@@ -14,7 +14,7 @@ from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from mmdet_plugin import SPPRoIExtractor  # noqa: E402
-from mmdet_plugin.roi_extractor import SHARED_HEAD_MESSAGE  # noqa: E402
+from mmdet_plugin.models.roi_heads.roi_extractors.spp_roi_extractor import SHARED_HEAD_MESSAGE  # noqa: E402
 
 from cases import random_batch, total_loss  # noqa: E402
 from reference import closest_area_reference, spp_reference  # noqa: E402

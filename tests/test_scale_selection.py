@@ -1,4 +1,4 @@
-"""The paper's scale-selection rule (``mmdet_plugin/scale_selection.py``) against a plain
+"""The paper's scale-selection rule (``mmdet_plugin/models/utils/scale_selection.py``) against a plain
 reference, ties included. The module needs only torch, so it is loaded from its file and
 these tests run without mmdet."""
 import importlib.util
@@ -9,7 +9,7 @@ import torch
 from reference import closest_area_reference
 
 _spec = importlib.util.spec_from_file_location(
-    "scale_selection", Path(__file__).resolve().parent.parent / "mmdet_plugin" / "scale_selection.py")
+    "scale_selection", Path(__file__).resolve().parent.parent / "mmdet_plugin" / "models" / "utils" / "scale_selection.py")
 scale_selection = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scale_selection)
 closest_area_level = scale_selection.closest_area_level

@@ -4,14 +4,15 @@ mmcv's own ``RoIAlign`` per grid, forward and feature gradients; gradcheck; the
 argument checks; the modules, the whole-image layer and the mmdet extractor.
 
 Backends: the registered ones (the torch backend's C++ kernel on CPU, Triton in its
-interpreter or on the GPU) and the pure-PyTorch fallback (``torch_fallback``), all on
+interpreter or on the GPU) and the pure-PyTorch fallback (``fallback``), all on
 ``tests/cases.py``'s RoI list: random boxes and every special box (partly and wholly
 outside, a point, one row, one column, inverted).
 """
 import pytest
 import torch
 
-from spp_triton import SpatialPyramidPool, SpatialPyramidRoIPool, spp_roi_pool, torch_fallback
+from spp_triton import SpatialPyramidPool, SpatialPyramidRoIPool, spp_roi_pool
+from spp_triton.torch_backend import fallback
 from spp_triton.geometry import PoolSpec
 
 from cases import BACKEND_DEVICES, FPN_SCALES, HAS_TRITON, SPECIAL_BOXES, assert_bit_equal, \
@@ -34,8 +35,8 @@ CASE_IDS = [f"{'-'.join(map(str, p))}-{m}-r{r}-{'al' if a else 'unal'}-{str(d)[6
 
 class _Fallback:
     """The pure-PyTorch path as a backend module (torch_backend runs it off CPU)."""
-    forward = staticmethod(torch_fallback.forward)
-    backward = staticmethod(torch_fallback.backward)
+    forward = staticmethod(fallback.forward)
+    backward = staticmethod(fallback.backward)
 
 
 @pytest.fixture(params=[*BACKEND_DEVICES, "fallback"])
@@ -90,7 +91,7 @@ def test_forward_matches_reference(impl, pyramid, mode, ratio, aligned, dtype):
 def test_forward_float64_matches_reference():
     feats, rois, lv = _inputs(torch.float64)
     for mode in ("max", "avg"):
-        out, _ = torch_fallback.forward(feats, rois, lv, _spec((1, 2, 3, 6), mode, 2, True))
+        out, _ = fallback.forward(feats, rois, lv, _spec((1, 2, 3, 6), mode, 2, True))
         got = spp_roi_pool(feats, rois, spatial_scales=FPN_SCALES, roi_levels=lv, mode=mode, sampling="bilinear",
                            backend="torch")
         want, _ = align_reference(feats, rois, FPN_SCALES, (1, 2, 3, 6), mode, 2, True, lv)
@@ -152,7 +153,7 @@ def test_nan_and_infinity():
         spec = _spec((1, 2, 3, 6), mode, 2, True)
         want, _ = align_reference(feats, rois, FPN_SCALES, (1, 2, 3, 6), mode, 2, True, lv)
         assert torch.isnan(want).any() and torch.isinf(want).any() and torch.isfinite(want).any()
-        outs = [torch_fallback.forward(feats, rois, lv, spec)[0]]
+        outs = [fallback.forward(feats, rois, lv, spec)[0]]
         outs.append(spp_roi_pool(feats, rois, spatial_scales=FPN_SCALES, roi_levels=lv, mode=mode,
                                  sampling="bilinear", backend="torch"))
         for out in outs:

@@ -1,5 +1,5 @@
-"""The torch backend's two implementations, the C++ kernel (``cpu_kernel``) and the
-pure-PyTorch fallback (``torch_fallback``), each checked against tests/reference.py:
+"""The torch backend's two implementations, the C++ kernel (``cpp_kernel``) and the
+pure-PyTorch fallback (``fallback``), each checked against tests/reference.py:
 values (exactly in max mode), the first-maximum argmax with ties (NaN, +-0), and
 gradients; plus the dispatch between them (``torch_backend``)."""
 import shutil
@@ -8,9 +8,10 @@ import warnings
 import pytest
 import torch
 
-from spp_triton import cpu_kernel, spp_roi_pool, torch_backend, torch_fallback
+from spp_triton import spp_roi_pool, torch_backend
+from spp_triton.torch_backend import cpp_kernel, fallback
 from spp_triton.geometry import PoolSpec
-from spp_triton.workloads import fpn_inputs, fpn_levels
+from spp_triton.devtools.workloads import fpn_inputs, fpn_levels
 
 from cases import FPN_SCALES, bits, make_features, make_rois, nan_with_payload
 from reference import first_max, reference_grads, spp_reference
@@ -19,12 +20,12 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 _HAS_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 
 
-@pytest.fixture(params=["cpu_kernel", "torch_fallback"])
+@pytest.fixture(params=["cpp_kernel", "fallback"])
 def impl(request):
     """Each test runs once on the C++ kernel and once on the pure-PyTorch fallback."""
-    if request.param == "cpu_kernel" and not _HAS_COMPILER:
+    if request.param == "cpp_kernel" and not _HAS_COMPILER:
         pytest.skip("no C++ compiler: the kernel cannot be built here")
-    return {"cpu_kernel": cpu_kernel, "torch_fallback": torch_fallback}[request.param]
+    return {"cpp_kernel": cpp_kernel, "fallback": fallback}[request.param]
 
 
 def _levels(seed=0, c=5, n=2, dtype=torch.float32):
@@ -212,7 +213,7 @@ def test_backward_is_bit_identical_run_to_run(impl, mode, dtype):
 
 
 def test_gradients_through_public_api(impl, monkeypatch):
-    if impl is torch_fallback:
+    if impl is fallback:
         monkeypatch.setenv("SPP_TRITON_CPU_KERNEL", "0")
     assert torch_backend.implementation(torch.device("cpu"), PoolSpec.make((1, 2, 3, 6), "max", "sppnet", FPN_SCALES)) is impl
     feats, scales = _levels(seed=16, c=3)
@@ -237,11 +238,11 @@ def test_kernel_and_fallback_agree_on_realistic_proposals():
     rois = torch.cat([rois, extreme])
     lv = torch.cat([lv, fpn_levels((w * h).sqrt(), 4)])
     results = {}
-    for impl in (cpu_kernel, torch_fallback):
+    for impl in (cpp_kernel, fallback):
         out, argmax = _run(impl, feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
         grads = _backward(impl, torch.ones_like(out), argmax, feats, rois, lv, scales, (1, 2, 3, 6), "max", "sppnet")
         results[impl] = (out, argmax, grads)
-    (o1, a1, g1), (o2, a2, g2) = results[cpu_kernel], results[torch_fallback]
+    (o1, a1, g1), (o2, a2, g2) = results[cpp_kernel], results[fallback]
     assert torch.equal(o1, o2) and torch.equal(a1, a2)
     assert all(torch.equal(x, y) for x, y in zip(g1, g2, strict=True))
     ref = spp_reference(feats, rois[-4:], scales, (1, 2, 3, 6), "max", "sppnet", roi_levels=lv[-4:])
@@ -254,7 +255,7 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("no compiler here")
 
-    monkeypatch.setattr(cpu_kernel, "_state", None)
+    monkeypatch.setattr(cpp_kernel, "_state", None)
     monkeypatch.setattr(cpp_extension, "load", broken)
     feats, scales = _levels(c=2)
     rois, lv = _rois(k=4)
@@ -266,4 +267,4 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
         torch_backend.forward(feats, rois, lv, spec)  # no second warning
     assert torch.equal(out.double(), spp_reference(feats, rois, scales, (1, 2), "max", "sppnet", roi_levels=lv))
     with pytest.raises(RuntimeError, match="kernel is unavailable"):
-        cpu_kernel.forward(feats, rois, lv, spec)
+        cpp_kernel.forward(feats, rois, lv, spec)

@@ -256,7 +256,7 @@ def test_backward(mode, pyramid, projection, dtype, layout):
 
 
 def _fixed_point_step(grad_out, k, bins):
-    """The deterministic backward's rounding step (triton_shared._fixed_shift)."""
+    """The deterministic backward's rounding step (shared_kernels._fixed_shift)."""
     top = float(grad_out[torch.isfinite(grad_out)].abs().max())
     headroom = math.ceil(math.log2(max(k * bins, 2))) + 1
     return 2.0 ** (math.floor(math.log2(top)) + 1 - (62 - headroom))

@@ -17,9 +17,9 @@ import torch
 
 pytest.importorskip("triton")
 
-from spp_triton import load_counter  # noqa: E402
+from spp_triton.devtools import load_counter  # noqa: E402
 from spp_triton.geometry import PoolSpec  # noqa: E402
-from spp_triton.workloads import fpn_inputs, window_inputs  # noqa: E402
+from spp_triton.devtools.workloads import fpn_inputs, window_inputs  # noqa: E402
 
 from cases import INTERPRET  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("mmdet", reason="needs mmdet")
 
 import mmdet_plugin  # noqa: E402,F401
-from mmdet_plugin.synthetic_voc import CLASSES, draw_image, generate  # noqa: E402
+from mmdet_plugin.datasets.synthetic_voc import CLASSES, draw_image, generate  # noqa: E402
 
 
 def test_generator_is_deterministic_and_varied():

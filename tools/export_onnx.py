@@ -4,7 +4,7 @@
 
 What is exported: the RoI stage, from the neck's feature levels and the proposals to
 the class scores and box deltas, i.e. ``SPPRoIExtractor`` (level mapping + spatial
-pyramid pooling, ``spp_triton.onnx_export``'s exact translation) and ``SPPBBoxHead``
+pyramid pooling, ``spp_triton.export.onnx_export``'s exact translation) and ``SPPBBoxHead``
 (fc6, fc7, classifier, regressor). For ``MultiScaleSPPNet`` the levels are the maps of
 every image scale, and the RPN's proposals come from the base scale:
 
@@ -101,12 +101,12 @@ def main() -> None:
     p.add_argument("--num-images", type=int, default=20, help="held-out images to check and time on")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per image and runtime")
     p.add_argument("--assume-finite", action="store_true",
-                   help="skip the pass that makes NaN / all -inf bins exact (see spp_triton.onnx_export)")
+                   help="skip the pass that makes NaN / all -inf bins exact (see spp_triton.export.onnx_export)")
     args = p.parse_args()
 
     import onnxruntime as ort
 
-    from spp_triton import onnx_export
+    from spp_triton.export import onnx_export
 
     out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_roi_stage.onnx")
     model, cfg = load_detector(args.config, args.checkpoint)

@@ -1,4 +1,4 @@
-# The embedded synthetic VOC-format data set (mmdet_plugin.synthetic_voc), 256x256
+# The embedded synthetic VOC-format data set (mmdet_plugin.datasets.synthetic_voc), 256x256
 # images of five shape classes. `make demo` generates it under data/synth_voc.
 dataset_type = 'CheckedVOCDataset'  # mmdet_plugin: bad annotations raise, naming the file
 data_root = 'data/synth_voc/'

@@ -50,7 +50,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
         message = (
             f"Refused to load checkpoint {self.source!r}: it needs {refused}, which is "
             "outside the allow-list (torch's weights-only defaults plus the MMEngine "
-            "additions in mmdet_plugin.checkpoint_safety). It was refused before being "
+            "additions in mmdet_plugin.engine.checkpoint_safety). It was refused before being "
             "looked up or called: no code from the file ran. Checkpoints written by "
             "MMEngine's Runner and plain torch state dicts never need it; treat this file "
             "as untrusted.")

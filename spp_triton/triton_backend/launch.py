@@ -1,5 +1,5 @@
-"""Backend "triton": launchers of ``triton_cells`` and ``triton_align`` (the contract of
-``registry.py``; shared kernels in ``triton_shared``).
+"""Backend "triton": launchers of ``cells_kernels`` and ``align_kernels`` (the contract of
+``registry.py``; shared kernels in ``shared_kernels``).
 
 Same semantics as the torch backend, bit for bit in max mode (values, NaN payloads, the
 sign of zero, argmax); see ``geometry.py`` and ``spp_roi_pool``'s docstring. One launch
@@ -18,9 +18,9 @@ import threading
 import torch
 import triton
 
-from . import triton_align, triton_cells, triton_shared
-from .registry import memory_format
-from .geometry import Mode, PoolSpec
+from . import align_kernels, cells_kernels, shared_kernels
+from ..registry import memory_format
+from ..geometry import Mode, PoolSpec
 
 _cache_lock = threading.Lock()
 _scales: dict = {}
@@ -99,13 +99,13 @@ def forward(feats: list[torch.Tensor], rois: torch.Tensor, roi_levels: torch.Ten
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
 
     if spec.bilinear:
-        kernel, runtime, options = triton_align.spp_align_fwd_tuned, (spec.sampling_ratio, int(spec.aligned)), {}
+        kernel, runtime, options = align_kernels.spp_align_fwd_tuned, (spec.sampling_ratio, int(spec.aligned)), {}
     else:
-        kernel, runtime, options = triton_cells.spp_fwd_tuned, (), dict(PROJ=int(spec.projection))
+        kernel, runtime, options = cells_kernels.spp_fwd_tuned, (), dict(PROJ=int(spec.projection))
     kernel[grid](
         tuple(feats), tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats),
         rois32, levels, _scales_tensor(spec.scales, dev), out, argmax if is_max else _dummy_i32(dev),
-        n_img, c, *runtime, NUM_LEVELS=len(feats), **triton_shared.pyramid_constexprs(spec.pyramid), FINE=fine,
+        n_img, c, *runtime, NUM_LEVELS=len(feats), **shared_kernels.pyramid_constexprs(spec.pyramid), FINE=fine,
         FINE_PAD=fine_pad, MODE=int(spec.mode), CHANNELS_LAST=cl, enable_fp_fusion=False, **options)
     return out, argmax
 
@@ -167,27 +167,27 @@ def backward(grad_out: torch.Tensor, argmax: torch.Tensor | None, feats: list[to
     exp = torch.zeros(1, dtype=torch.int32, device=dev) if deterministic else _dummy_i32(dev)
     if deterministic:
         block = 4096
-        triton_shared.abs_max_exponent_kernel[(triton.cdiv(grad_out.numel(), block),)](
+        shared_kernels.abs_max_exponent_kernel[(triton.cdiv(grad_out.numel(), block),)](
             grad_out, grad_out.numel(), exp, BLOCK=block)
 
     def grid(meta):
         return (k, triton.cdiv(c, meta["BLOCK_C"]))
 
     if spec.bilinear:
-        kernel, runtime = triton_align.spp_align_bwd_tuned, (spec.sampling_ratio, int(spec.aligned))
+        kernel, runtime = align_kernels.spp_align_bwd_tuned, (spec.sampling_ratio, int(spec.aligned))
         options = dict(FINE=spec.fine_grid)
     else:
-        kernel, runtime, options = triton_cells.spp_bwd_tuned, (), dict(PROJ=int(spec.projection))
+        kernel, runtime, options = cells_kernels.spp_bwd_tuned, (), dict(PROJ=int(spec.projection))
     kernel[grid](
         tuple(grads), tuple(accs), exp, grad_out, am, rois32, levels, _scales_tensor(spec.scales, dev),
         tuple(int(f.shape[2]) for f in feats), tuple(int(f.shape[3]) for f in feats), n_img, c, *runtime,
-        NUM_LEVELS=len(feats), **triton_shared.pyramid_constexprs(spec.pyramid),
+        NUM_LEVELS=len(feats), **shared_kernels.pyramid_constexprs(spec.pyramid),
         B_PAD=triton.next_power_of_2(spec.num_bins), MODE=int(spec.mode), CHANNELS_LAST=cl,
         DETERMINISTIC=bool(deterministic), HEADROOM=headroom, enable_fp_fusion=False, **options)
     if deterministic or not direct:
         block = 1024
         numels = tuple(o.numel() for o in outs)
-        triton_shared.finalize_kernel[(triton.cdiv(max(numels), block), len(outs))](
+        shared_kernels.finalize_kernel[(triton.cdiv(max(numels), block), len(outs))](
             tuple(grads), tuple(accs), tuple(outs), numels, exp, NUM_LEVELS=len(outs),
             DETERMINISTIC=bool(deterministic), HEADROOM=headroom, BLOCK=block)
     return outs

@@ -1,7 +1,7 @@
 """Triton kernels of spatial-pyramid RoI pooling, ``sampling="cells"`` (the paper): pure
 ``@triton.jit`` code and autotune configs.
 
-Shared helpers and notation: ``triton_shared.py``; launchers: ``triton_backend.py``.
+Shared helpers and notation: ``shared_kernels.py``; launchers: ``launch.py``.
 Semantics: ``geometry.py`` and ``spp_roi_pool``'s docstring; ``tests/reference.py``
 judges. This family's own rule: ``_window`` (projection, collapse, clamp:
 ``geometry.roi_windows`` with the same float32 operations in the same order, launched
@@ -32,8 +32,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .geometry import Projection
-from .triton_shared import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
+from ..geometry import Projection
+from .shared_kernels import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
                             _coarsen, _configs, _grid_bounds, _pack, _pool_tile, _program_roi, _pruner, _scatter,
                             _select, _spread_tile, _store_grid, _zero_accumulators)
 
@@ -43,7 +43,7 @@ PROJ_SPPNET = tl.constexpr(int(Projection.SPPNET))
 # GPU autotune configs per layout, (num_warps, BLOCK_C, TILE_H, TILE_W): NCHW tiles
 # vectorise along the window's columns (TILE_W), channels-last tiles along the channels
 # (BLOCK_C). Every one compiles for sm_80 and sm_90 without spills in every variant and
-# dtype (``python -m spp_triton.compile_check``); wider ones spilled.
+# dtype (``python -m spp_triton.devtools.compile_check``); wider ones spilled.
 # Chosen from a sweep of 30 shapes: the register pressure of the int64 keys and the
 # per-grid accumulators leaves few that stay spill-free for the non-nested max forward.
 FORWARD_GPU_CONFIGS = {False: ((4, 8, 2, 32), (4, 8, 1, 32), (8, 16, 1, 32)),

@@ -8,7 +8,7 @@ registered as ``torch.ops.spp_triton_cpu.{forward,backward}`` (``sampling="cells
 ``csrc/spp_cpu_align.cpp``); shared parts in ``csrc/spp_cpu.h``, registration in
 ``csrc/spp_cpu_ops.cpp``. -ffp-contract=off keeps the compiler from fusing a multiply
 and an add into one rounding, so bilinear samples round as in the other backends. ``available()`` says whether it built;
-a failure is reported once, as a RuntimeWarning, and ``torch_backend`` then uses the
+a failure is reported once, as a RuntimeWarning, and ``dispatch`` then uses the
 pure-PyTorch path.
 
 ``forward``/``backward`` follow the backend contract (``registry.py``) for CPU tensors.
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from .registry import memory_format
-from .geometry import Mode, PoolSpec, align_table, window_table
+from ..registry import memory_format
+from ..geometry import Mode, PoolSpec, align_table, window_table
 
 # Largest grid size the kernel takes (it keeps bin bounds on the stack).
 MAX_GRID = 64

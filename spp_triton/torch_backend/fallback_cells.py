@@ -1,81 +1,30 @@
-"""Spatial-pyramid RoI pooling in pure PyTorch: the backend contract without C++.
+"""``sampling="cells"`` (the paper's pooling) in pure PyTorch.
 
-``torch_backend`` runs it when the C++ kernel (``cpu_kernel``) cannot run: on non-CPU
-tensors, for grids wider than the kernel takes, when the kernel does not build, or with
-``SPP_TRITON_CPU_KERNEL=0``. Same semantics, bit for bit in max mode; it uses
-``geometry``'s window and bin rules directly. This module pools ``sampling="cells"``;
-``sampling="bilinear"`` calls go to ``torch_fallback_align``.
+``fallback`` (the contract's entry) calls it for ``sampling="cells"``; same semantics as the
+C++ kernel, bit for bit in max mode; it uses ``geometry``'s window and bin rules directly.
+``fallback_align`` reuses its packing (``pack``, ``acc_dtype``, ``CHUNK_ELEMENTS``).
 
 How (vectorised over RoIs, no Python loop over them): a separable reduction, each
 window row reduced over every column bin with ``max(dim)`` (which keeps the first
 maximum and the first NaN), then those rows over every row bin; RoIs bucketed by padded
-shape so chunks waste little and stay within ``_CHUNK_ELEMENTS``; coarse levels as exact
+shape so chunks waste little and stay within ``CHUNK_ELEMENTS``; coarse levels as exact
 unions of the fine bins; backward one ``index_add_`` straight into NCHW planes. It is
 exact but about 20x slower than the C++ kernel: a gather or reduction over the RoIs'
 cells costs ~5 ns per element on a CPU (``max(dim)`` with indices is not vectorised),
 and the int64 index bookkeeping on (K, bins, C) tensors adds as much again
 (``benchmarks/bench_cpu_backend.py`` measures both). Memory is bounded by the chunking.
-
-Backward on CPU is deterministic: serial ``index_add_`` and elementwise ops (no BLAS,
-whose sums need not be bit-reproducible). On CUDA ``index_add_`` adds with atomics, so
-``deterministic=True`` runs it under ``torch.use_deterministic_algorithms``.
 """
 from __future__ import annotations
 
 import torch
 
-from .registry import memory_format
-from .geometry import Mode, PoolSpec, bin_bounds, window_table
+from ..geometry import Mode, PoolSpec, bin_bounds
 
 # Elements of the largest gathered tensor per chunk.
-_CHUNK_ELEMENTS = 1 << 24
+CHUNK_ELEMENTS = 1 << 24
 
 
-def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False):
-    """The backend contract's forward (``registry.py``); any device, any strides."""
-    n_img, c = feats[0].shape[:2]
-    if rois.shape[0] == 0:
-        empty = feats[0].new_empty(0, c, spec.num_bins)
-        return empty, (empty.to(torch.int32) if spec.mode == Mode.MAX else None)
-    if spec.bilinear:
-        from . import torch_fallback_align  # it imports this module's helpers
-
-        return torch_fallback_align.forward(feats, rois, roi_levels, spec)
-    win = window_table([tuple(f.shape[2:]) for f in feats], rois, roi_levels, spec, n_img)
-    if spec.mode == Mode.MAX:
-        return _forward_max(feats, win, spec)
-    return _forward_avg(feats, win, spec), None
-
-
-def backward(grad_out, argmax, feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False):
-    """The backend contract's backward (``registry.py``); deterministic on CPU, and on
-    other devices with ``deterministic=True``."""
-    n_img, c = feats[0].shape[:2]
-    dtype = feats[0].dtype
-    shapes = [tuple(f.shape[2:]) for f in feats]
-    fmt = memory_format(feats)
-    if rois.shape[0] == 0:
-        return [torch.empty(n_img, c, h, w, dtype=dtype, device=grad_out.device, memory_format=fmt).zero_()
-                for h, w in shapes]
-    # index_add_ is serial on CPU; elsewhere torch's deterministic mode orders its atomics.
-    strict = deterministic and grad_out.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled()
-    if strict:
-        torch.use_deterministic_algorithms(True)
-    try:
-        if spec.bilinear:
-            from . import torch_fallback_align
-
-            grads = torch_fallback_align.backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec)
-        else:
-            win = window_table(shapes, rois, roi_levels, spec, n_img)
-            grads = _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec)
-    finally:
-        if strict:
-            torch.use_deterministic_algorithms(False)
-    return [g.contiguous(memory_format=fmt) for g in grads]  # the fallback copies; the kernels do not
-
-
-def _pack(feats, dtype):
+def pack(feats, dtype):
     """All levels as one (N * T + 1, C) channels-last buffer (last row zero) and the
     (L,) row offset of each level's first cell within an image's T rows."""
     n_img, c = feats[0].shape[:2]
@@ -92,7 +41,7 @@ def _shape_chunks(rows: torch.Tensor, cols: torch.Tensor, unit: int):
 
     RoIs fall into buckets of (rows, cols) rounded up to powers of sqrt(2), so padding
     a bucket to its largest member costs little; each bucket is cut into chunks of at
-    most _CHUNK_ELEMENTS padded elements (rows * cols * unit per RoI). The loop runs
+    most CHUNK_ELEMENTS padded elements (rows * cols * unit per RoI). The loop runs
     over buckets and chunks, not RoIs.
     """
     def bucket(x):
@@ -106,7 +55,7 @@ def _shape_chunks(rows: torch.Tensor, cols: torch.Tensor, unit: int):
     big_cols = torch.zeros_like(keys).scatter_reduce(0, inverse, cols, "amax")
     chunks, start = [], 0
     for count, h, w in zip(counts.tolist(), big_rows.tolist(), big_cols.tolist()):
-        step = max(1, _CHUNK_ELEMENTS // (h * w * unit))
+        step = max(1, CHUNK_ELEMENTS // (h * w * unit))
         chunks += [order[s:min(s + step, start + count)] for s in range(start, start + count, step)]
         start += count
     return chunks
@@ -141,10 +90,10 @@ def _gather_rows(buf, offsets, t, c, win, xs, xe, idx, n, pad_cell):
     return buf[cell], cols
 
 
-def _forward_max(feats, win, spec: PoolSpec):
+def forward_max(feats, win, spec: PoolSpec):
     n_img, c = feats[0].shape[:2]
     k = win.shape[0]
-    buf, offsets, t = _pack(feats, feats[0].dtype)
+    buf, offsets, t = pack(feats, feats[0].dtype)
     widths = torch.tensor([f.shape[3] for f in feats], dtype=torch.int64, device=buf.device)
     winw = torch.cat([win, widths[win[:, 1]][:, None]], 1)  # column 6: level width
 
@@ -205,15 +154,15 @@ def _forward_max(feats, win, spec: PoolSpec):
     return vals.transpose(1, 2).contiguous(), cells.to(torch.int32).transpose(1, 2).contiguous()
 
 
-def _acc_dtype(dtype):
+def acc_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _forward_avg(feats, win, spec: PoolSpec):
+def forward_avg(feats, win, spec: PoolSpec):
     n_img, c = feats[0].shape[:2]
     k = win.shape[0]
     dtype = feats[0].dtype
-    buf, offsets, t = _pack(feats, _acc_dtype(dtype))
+    buf, offsets, t = pack(feats, acc_dtype(dtype))
     widths = torch.tensor([f.shape[3] for f in feats], dtype=torch.int64, device=buf.device)
     winw = torch.cat([win, widths[win[:, 1]][:, None]], 1)
     parts = []
@@ -237,11 +186,11 @@ def _forward_avg(feats, win, spec: PoolSpec):
     return torch.cat(parts, dim=1).to(dtype).transpose(1, 2).contiguous()
 
 
-def _backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec: PoolSpec):
+def backward(grad_out, argmax, win, shapes, n_img, c, dtype, spec: PoolSpec):
     """Adds into one flat buffer holding every level's (N, C, H, W) planes back to back;
     ``index_add_`` on CPU is serial, hence deterministic."""
     dev = grad_out.device
-    acc = _acc_dtype(dtype)
+    acc = acc_dtype(dtype)
     hw = torch.tensor([h * w for h, w in shapes], dtype=torch.int64, device=dev)
     sizes = [h * w * n_img * c for h, w in shapes]  # host ints: no device reads
     level_start = torch.cumsum(hw * (n_img * c), 0) - hw * (n_img * c)

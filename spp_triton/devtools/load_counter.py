@@ -14,7 +14,7 @@ floor a forward cannot go below: every cell of every RoI's window, once per chan
 ``traffic_report()`` measures the kernels' targets on fixed workloads (the forward's
 load ratio on random windows and on RPN-like FPN proposals, cells and bilinear, the busiest backward
 program at K = 16 and 96 (``GROWTH_KS``), both backward modes' traffic at K = 512, C = 256);
-``python -m spp_triton.load_counter`` prints it (``interpreted_report`` runs that in a
+``python -m spp_triton.devtools.load_counter`` prints it (``interpreted_report`` runs that in a
 subprocess with TRITON_INTERPRET=1, for processes that run compiled kernels). Used by
 tests/test_triton_traffic.py, benchmarks/bench_spp_roi_pool.py and the self-test.
 """
@@ -29,7 +29,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from .geometry import (ALIGN_LEVEL, ALIGN_RATIOS, PoolSpec, WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, align_table,
+from ..geometry import (ALIGN_LEVEL, ALIGN_RATIOS, PoolSpec, WIN_X_HI, WIN_X_LO, WIN_Y_HI, WIN_Y_LO, align_table,
                        bilinear_axis, lattice_coords, window_table)
 from .workloads import fpn_inputs, window_inputs
 
@@ -163,7 +163,7 @@ def forward_traffic(feats, rois, roi_levels, spec: PoolSpec) -> dict:
     """Bytes the Triton forward loads and stores for one call, and its floor: the one-pass
     minimum (cells), or four corner loads per lattice point (bilinear; ``distinct`` then
     holds the bytes of the distinct cells the corners touch)."""
-    from . import triton_backend
+    from .. import triton_backend
 
     with TrafficCounter() as tc:
         triton_backend.forward(feats, rois, roi_levels, spec)
@@ -179,7 +179,7 @@ def forward_traffic(feats, rois, roi_levels, spec: PoolSpec) -> dict:
 def backward_traffic(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool) -> dict:
     """Bytes the Triton backward moves (all its kernels) and its busiest program's loads.
     ``zero_fill`` is the memory its zero-initialised buffers take (written by torch)."""
-    from . import triton_backend, torch_backend
+    from .. import torch_backend, triton_backend
 
     _, argmax = torch_backend.forward(feats, rois, roi_levels, spec)
     grad = torch.randn(rois.shape[0], feats[0].shape[1], spec.num_bins, generator=torch.Generator().manual_seed(0))
@@ -257,7 +257,7 @@ def interpreted_report(quick: bool = False) -> dict:
     if _interpreting():
         return traffic_report(quick)
     env = dict(os.environ, TRITON_INTERPRET="1", SPP_TRITON_INTERPRET_BLOCK_C="64")
-    cmd = [sys.executable, "-m", "spp_triton.load_counter", "--json"] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "spp_triton.devtools.load_counter", "--json"] + (["--quick"] if quick else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

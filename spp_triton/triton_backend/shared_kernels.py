@@ -1,9 +1,9 @@
 """What every Triton kernel of this package shares: pure ``@triton.jit`` helpers, the
 autotune machinery, and the deterministic backward's pre-pass and finalize kernels.
 
-The kernel families: ``triton_cells.py`` (``sampling="cells"``, the paper) and
-``triton_align.py`` (``sampling="bilinear"``, SPP-Align); launchers:
-``triton_backend.py``. Notation (both families):
+The kernel families: ``cells_kernels.py`` (``sampling="cells"``, the paper) and
+``align_kernels.py`` (``sampling="bilinear"``, SPP-Align); launchers:
+``launch.py``. Notation (both families):
 
 * L feature levels; level l is an (N, C, H_l, W_l) tensor, NCHW-contiguous or, with
   ``CHANNELS_LAST``, channels-last. Element (b, c, y, x) is at
@@ -31,7 +31,7 @@ import os
 import triton
 import triton.language as tl
 
-from .geometry import Mode
+from ..geometry import Mode
 
 # geometry.Mode values, as the MODE constexprs take them.
 MODE_MAX = tl.constexpr(int(Mode.MAX))

@@ -1,7 +1,7 @@
 """``sampling="bilinear"`` (SPP-Align) in pure PyTorch: the backend contract without C++.
 
-``torch_fallback`` hands bilinear calls here; it runs where the C++ kernel cannot (see
-``torch_fallback``). Same semantics as every backend (``spp_roi_pool``'s docstring),
+``fallback`` hands bilinear calls here; it runs where the C++ kernel cannot (see
+``fallback``). Same semantics as every backend (``spp_roi_pool``'s docstring),
 bit for bit in max mode: the lattice coordinates and weights come from ``geometry``'s
 rules (``align_table``, ``lattice_coords``, ``bilinear_axis``), the samples are
 ``((w1 v1 + w2 v2) + w3 v3) + w4 v4`` in float32 (float64 for float64 features).
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from .geometry import ALIGN_BATCH, ALIGN_LEVEL, ALIGN_RATIOS, Mode, PoolSpec, align_table, bilinear_axis, \
+from ..geometry import ALIGN_BATCH, ALIGN_LEVEL, ALIGN_RATIOS, Mode, PoolSpec, align_table, bilinear_axis, \
     lattice_coords
-from .torch_fallback import _CHUNK_ELEMENTS, _acc_dtype, _pack
+from .fallback_cells import CHUNK_ELEMENTS, acc_dtype, pack
 
 
 def _level_sizes(shapes, levels, device):
@@ -33,13 +33,13 @@ def _level_sizes(shapes, levels, device):
 
 def _ratio_chunks(ry: torch.Tensor, rx: torch.Tensor, points_per_roi):
     """[(indices, r_y, r_x)]: the RoIs grouped by their samples per bin, each group cut
-    into chunks of at most _CHUNK_ELEMENTS ``points_per_roi(r_y, r_x)`` elements."""
+    into chunks of at most CHUNK_ELEMENTS ``points_per_roi(r_y, r_x)`` elements."""
     key = ry * (1 << 20) + rx
     chunks = []
     for value in torch.unique(key).tolist():
         idx = torch.nonzero(key == value).flatten()
         r_y, r_x = value >> 20, value & ((1 << 20) - 1)
-        step = max(1, _CHUNK_ELEMENTS // points_per_roi(r_y, r_x))
+        step = max(1, CHUNK_ELEMENTS // points_per_roi(r_y, r_x))
         chunks += [(idx[s:s + step], r_y, r_x) for s in range(0, idx.numel(), step)]
     return chunks
 
@@ -92,12 +92,12 @@ def forward(feats, rois, roi_levels, spec: PoolSpec):
     dev = feats[0].device
     dtype = feats[0].dtype
     is_max = spec.mode == Mode.MAX
-    calc = _acc_dtype(dtype)
+    calc = acc_dtype(dtype)
     if k == 0:
         empty = feats[0].new_empty(0, c, spec.num_bins)
         return empty, (empty.to(torch.int32) if is_max else None)
     meta, box = align_table(rois, roi_levels, spec, n_img, len(feats))
-    buf, offsets, t = _pack(feats, calc)
+    buf, offsets, t = pack(feats, calc)
     levels = meta[:, ALIGN_LEVEL]
     heights, widths = _level_sizes([tuple(f.shape[2:]) for f in feats], levels, dev)
     base = meta[:, ALIGN_BATCH] * t + offsets[levels]
@@ -150,7 +150,7 @@ def backward(grad_out, argmax, shapes, n_img, c, dtype, rois, roi_levels, spec: 
     grids whose bins hold it, times the point's corner weights.
     """
     dev = grad_out.device
-    acc = _acc_dtype(dtype)
+    acc = acc_dtype(dtype)
     meta, box = align_table(rois, roi_levels, spec, n_img, len(shapes))
     levels = meta[:, ALIGN_LEVEL]
     heights, widths = _level_sizes(shapes, levels, dev)

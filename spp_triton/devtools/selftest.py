@@ -1,6 +1,6 @@
 """One command that says whether the Triton kernels are right here, and how fast they are.
 
-    python -m spp_triton.selftest [--quick] [--no-bench]     (or: make selftest)
+    python -m spp_triton.devtools.selftest [--quick] [--no-bench]     (or: make selftest)
 
 With CUDA: the compiled Triton kernels against the torch backend (the C++ CPU kernel,
 on copies of the same inputs) at realistic shapes: FPN levels of an 800 x 1216 image
@@ -38,8 +38,8 @@ GEOMETRIES = {"sppnet": ("sppnet", "cells"), "round": ("round", "cells"), "bilin
 def _check_case(feats, rois, levels, scales, mode, geometry, dtype, device) -> dict:
     """Triton on ``device`` against the torch backend on the CPU, one configuration;
     ``geometry`` names a GEOMETRIES entry ("bilinear": SPP-Align, sampling_ratio 2, aligned)."""
-    from . import torch_backend, triton_backend
-    from .geometry import PoolSpec
+    from .. import torch_backend, triton_backend
+    from ..geometry import PoolSpec
 
     projection, sampling = GEOMETRIES[geometry]
     spec = PoolSpec.make((1, 2, 3, 6), mode, projection, scales, sampling)
@@ -105,7 +105,7 @@ def benchmark(quick: bool) -> int:
     """The operator benchmark (``benchmarks/bench_spp_roi_pool.py`` of the repository:
     spp_roi_pool against mmdet's extractors with mmcv RoIAlign / RoIPool, do_bench on
     CUDA), run as it is; its exit status."""
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_spp_roi_pool.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_spp_roi_pool.py"
     if not script.exists():
         print(f"(no benchmark: {script} is part of the repository checkout, not of the installed package)")
         return 0
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
               "Triton's interpreter on small shapes instead (no timings), then the memory-traffic counts.\n",
               flush=True)
         env = dict(os.environ, TRITON_INTERPRET="1")
-        rc = subprocess.run([sys.executable, "-m", "spp_triton.selftest", "--interpreted"], env=env).returncode
+        rc = subprocess.run([sys.executable, "-m", "spp_triton.devtools.selftest", "--interpreted"], env=env).returncode
         if not a.no_bench:
             from .load_counter import format_report, interpreted_report
 

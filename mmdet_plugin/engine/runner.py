@@ -51,7 +51,7 @@ def _message(missing: list[str]) -> str:
                      "Annotations/, JPEGImages/ and ImageSets/Main/), relative to where you run "
                      "the command; or pass --cfg-options with another data_root.")
     elif any("synth_voc" in m for m in missing):
-        lines.append("Generate it with: python -m mmdet_plugin.synthetic_voc data/synth_voc")
+        lines.append("Generate it with: python -m mmdet_plugin.datasets.synthetic_voc data/synth_voc")
     lines.append(DEMO_HINT)
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """Backend "torch": the C++ CPU kernel where it runs, pure PyTorch elsewhere.
 
-``cpu_kernel`` (C++, built on first use) takes CPU tensors with grids up to 64;
-``torch_fallback`` takes everything else: CUDA or other devices, wider grids, a machine
+``cpp_kernel`` (C++, built on first use) takes CPU tensors with grids up to 64;
+``fallback`` takes everything else: CUDA or other devices, wider grids, a machine
 where the kernel does not build (one RuntimeWarning says so), or the environment
 variable ``SPP_TRITON_CPU_KERNEL=0``. Both follow the backend contract (``registry.py``)
 with the same semantics, bit for bit in max mode, and deterministic backwards on CPU.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from . import cpu_kernel, torch_fallback
-from .geometry import PoolSpec
+from . import cpp_kernel, fallback
+from ..geometry import PoolSpec
 
 
 def _kernel_enabled() -> bool:
@@ -19,10 +19,10 @@ def _kernel_enabled() -> bool:
 
 
 def implementation(device, spec: PoolSpec):
-    """The module that runs a call: ``cpu_kernel`` or ``torch_fallback``."""
-    if _kernel_enabled() and cpu_kernel.takes(device, spec) and cpu_kernel.available():
-        return cpu_kernel
-    return torch_fallback
+    """The module that runs a call: ``cpp_kernel`` or ``fallback``."""
+    if _kernel_enabled() and cpp_kernel.takes(device, spec) and cpp_kernel.available():
+        return cpp_kernel
+    return fallback
 
 
 def forward(feats, rois, roi_levels, spec: PoolSpec, deterministic: bool = False):

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from spp_triton import SpatialPyramidRoIPool
 
-from .scale_selection import closest_area_level
+from ...utils.scale_selection import closest_area_level
 
 LEVEL_MAPPINGS = ("fpn", "sppnet")
 

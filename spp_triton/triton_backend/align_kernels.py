@@ -1,7 +1,7 @@
 """Triton kernels of SPP-Align, ``sampling="bilinear"``: the spatial pyramid on RoIAlign's
 continuous coordinates. Pure ``@triton.jit`` code and autotune configs.
 
-Shared helpers and notation: ``triton_shared.py``; launchers: ``triton_backend.py``.
+Shared helpers and notation: ``shared_kernels.py``; launchers: ``launch.py``.
 Semantics: ``geometry.py`` and ``spp_roi_pool``'s docstring; ``tests/reference.py``
 judges. This family's own rules, with the same float32 operations in the same order as
 ``geometry`` (launched with ``enable_fp_fusion=False``, so no multiply-add is fused; every
@@ -39,8 +39,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .geometry import MAX_LATTICE as _MAX_LATTICE
-from .triton_shared import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
+from ..geometry import MAX_LATTICE as _MAX_LATTICE
+from .shared_kernels import (MODE_MAX, NEG_PACKED, _backward_program, _bin_shares, _cell_offsets, _channel_offsets,
                             _coarsen, _configs, _grid_bounds, _pack, _pool_tile, _program_roi, _pruner, _scatter,
                             _select, _spread_tile, _store_grid, _zero_accumulators)
 
@@ -48,7 +48,7 @@ MAX_LATTICE = tl.constexpr(_MAX_LATTICE)
 
 # GPU autotune configs per layout, (num_warps, BLOCK_C, TILE_H, TILE_W), in lattice
 # points: a 1/2/3/6 pyramid at r = 2 has a 12 x 12 lattice. Every one compiles for sm_80
-# and sm_90 without spills in every variant and dtype (``python -m spp_triton.compile_check``).
+# and sm_90 without spills in every variant and dtype (``python -m spp_triton.devtools.compile_check``).
 # They are compiled with MAXNREG registers at most: without a .maxnreg, ptxas (12.9)
 # holds sm_80 kernels to 128 registers and spills instead (e.g. the nested max forward:
 # 128 registers and 48 spill bytes, against 156 and none with it).

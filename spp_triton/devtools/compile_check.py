@@ -1,6 +1,6 @@
 """Compile every Triton kernel ahead of time for sm_80 and sm_90, without a GPU.
 
-    python -m spp_triton.compile_check [--jobs J] [--levels L]
+    python -m spp_triton.devtools.compile_check [--jobs J] [--levels L]
 
 Variants: the cells forward (nested max with pyramid 1/2/3/6, direct max with the
 non-nested 1/3/5, avg), the bilinear forward (nested 1/2/3/6 and direct 1/3/5, max and
@@ -59,7 +59,7 @@ SHARED_PER_SM = {80: 164 * 1024, 90: 228 * 1024}
 def _variants(num_levels: int):
     """(kernel, label, dtype, options, signature, constexprs) of every compile (options:
     num_warps, and maxnreg where the config sets it); kernel
-    is "module.function" within spp_triton.
+    is "module.function" within spp_triton.triton_backend.
 
     Cells kernels with a projection get every config with "round" (PROJ=1: ``x * s +
     0.5``, where a fused multiply-add would change the result, so the fma count below
@@ -67,7 +67,7 @@ def _variants(num_levels: int):
     take sampling_ratio and aligned at run time: one compile covers them all.
     """
     for name, label, dt, ci, opts, sig, const in _configs_matrix(num_levels):
-        if name.startswith("triton_align."):
+        if name.startswith("align_kernels."):
             yield name, label, dt, opts, sig, const
             continue
         if "PROJ" not in const:
@@ -93,18 +93,18 @@ def _backward_signature(L, dt, det, align):
 
 
 def _configs_matrix(num_levels: int):
-    from . import triton_align, triton_cells, triton_shared
+    from ..triton_backend import align_kernels, cells_kernels, shared_kernels
 
     L = num_levels
-    pyr = triton_shared.pyramid_constexprs
+    pyr = shared_kernels.pyramid_constexprs
     # (module, label, pyramid, FINE, MODE): the cells forward folds nested max pyramids
     # from the fine grid; the bilinear one nested pyramids in both modes.
     fwd = (("cells", "fwd_nested_max", (1, 2, 3, 6), 6, 0), ("cells", "fwd_direct_max", (1, 3, 5), 0, 0),
            ("cells", "fwd_avg", (1, 2, 3, 6), 0, 1),
            ("align", "align_fwd_nested_max", (1, 2, 3, 6), 6, 0), ("align", "align_fwd_direct_max", (1, 3, 5), 0, 0),
            ("align", "align_fwd_nested_avg", (1, 2, 3, 6), 6, 1), ("align", "align_fwd_direct_avg", (1, 3, 5), 0, 1))
-    modules = {"cells": (triton_cells, "spp_fwd_kernel", "spp_bwd_kernel"),
-               "align": (triton_align, "spp_align_fwd_kernel", "spp_align_bwd_kernel")}
+    modules = {"cells": (cells_kernels, "spp_fwd_kernel", "spp_bwd_kernel"),
+               "align": (align_kernels, "spp_align_fwd_kernel", "spp_align_bwd_kernel")}
     for family, label, pyramid, fine, mode in fwd:
         module, fwd_name, _ = modules[family]
         for cl in (False, True):
@@ -114,7 +114,7 @@ def _configs_matrix(num_levels: int):
                                  CHANNELS_LAST=cl, **cfg.kwargs)
                     if family == "cells":
                         const["PROJ"] = 1
-                    yield (f"triton_{family}.{fwd_name}", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, _options(cfg),
+                    yield (f"{family}_kernels.{fwd_name}", f"{label}_{'cl' if cl else 'nchw'}", dt, ci, _options(cfg),
                            _forward_signature(L, dt, family == "align"), const)
     # (module, label prefix, pyramid, FINE) of the backward: the cells backward reads no
     # grid nesting; the bilinear one walks one lattice or one per grid.
@@ -135,15 +135,15 @@ def _configs_matrix(num_levels: int):
                                 const["PROJ"] = 1
                             label = (f"{prefix}_{'determ' if det else 'atomic'}_{('max', 'avg')[mode]}_"
                                      f"{'cl' if cl else 'nchw'}")
-                            yield (f"triton_{family}.{bwd_name}", label, dt, ci, _options(cfg),
+                            yield (f"{family}_kernels.{bwd_name}", label, dt, ci, _options(cfg),
                                    _backward_signature(L, dt, det, family == "align"), const)
-    yield ("triton_shared.abs_max_exponent_kernel", "bwd_scale_prepass", "fp32", 0, {"num_warps": 4},
+    yield ("shared_kernels.abs_max_exponent_kernel", "bwd_scale_prepass", "fp32", 0, {"num_warps": 4},
            {"x_ptr": "*fp32", "n": "i32", "exp_ptr": "*i32"}, dict(BLOCK=4096))
     for dt in DTYPES:
         for det in (False, True):
             sig = {"grads": ("*fp32",) * L, "accs": (("*i64" if det else "*fp32"),) * L, "outs": (f"*{dt}",) * L,
                    "numels": ("i32",) * L, "exp_ptr": "*i32"}
-            yield ("triton_shared.finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, {"num_warps": 4}, sig,
+            yield ("shared_kernels.finalize_kernel", f"bwd_finalize{'_determ' if det else ''}", dt, 0, {"num_warps": 4}, sig,
                    dict(NUM_LEVELS=L, DETERMINISTIC=det, HEADROOM=18, BLOCK=1024))
 
 
@@ -156,7 +156,7 @@ def _jit_fn(name):
     import importlib
 
     module, attr = name.split(".")
-    fn = getattr(importlib.import_module(f"spp_triton.{module}"), attr)
+    fn = getattr(importlib.import_module(f"spp_triton.triton_backend.{module}"), attr)
     while not hasattr(fn, "arg_names") or hasattr(fn, "configs"):  # unwrap autotuners
         fn = fn.fn
     return fn
@@ -251,7 +251,8 @@ def _compile_one(item):
 
 # What a compile's result depends on besides its own variant: Triton's version, the
 # kernels' sources and this checker's (the rules, the configs, how rows are made).
-_INPUT_SOURCES = ("triton_shared.py", "triton_cells.py", "triton_align.py", "geometry.py", "compile_check.py")
+_INPUT_SOURCES = ("triton_backend/shared_kernels.py", "triton_backend/cells_kernels.py", "triton_backend/align_kernels.py",
+                  "geometry.py", "devtools/compile_check.py")  # relative to spp_triton/
 
 
 def _fingerprint() -> str:
@@ -260,9 +261,9 @@ def _fingerprint() -> str:
     import triton
 
     h = hashlib.sha256(triton.__version__.encode())
-    here = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for name in _INPUT_SOURCES:
-        with open(os.path.join(here, name), "rb") as f:
+        with open(os.path.join(package, name), "rb") as f:
             h.update(name.encode() + b"\0" + f.read())
     return h.hexdigest()
 

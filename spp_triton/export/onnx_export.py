@@ -3,7 +3,7 @@ SPP-Align (``sampling="bilinear"``) within float32 rounding.
 
 Usage (needs the ``[export]`` extra: onnx, onnxruntime, onnxscript)::
 
-    from spp_triton import onnx_export
+    from spp_triton.export import onnx_export
     onnx_export.export(model, (feats, rois, levels), "model.onnx", dynamic_shapes=...)
     # or, with torch.onnx.export directly:
     torch.onnx.export(model, args, "model.onnx", dynamo=True,
@@ -91,7 +91,7 @@ from onnx import TensorProto
 from onnxscript import FLOAT, ir, script
 from onnxscript import opset18 as op
 
-from .geometry import Mode, PoolSpec, Projection
+from ..geometry import Mode, PoolSpec, Projection
 
 _POOLED_IN_FLOAT32 = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 

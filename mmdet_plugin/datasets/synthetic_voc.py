@@ -13,7 +13,7 @@ ignores). Output layout is VOC's:
 (The folder is not called VOC2007: mmdet's VOC metric would then print VOC's class names.)
 
 Every image is drawn from its own RNG seeded by (seed, index), so the data set is the
-same on every machine. Usage: ``python -m mmdet_plugin.synthetic_voc data/synth_voc``.
+same on every machine. Usage: ``python -m mmdet_plugin.datasets.synthetic_voc data/synth_voc``.
 """
 from __future__ import annotations
 

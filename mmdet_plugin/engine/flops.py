@@ -274,7 +274,7 @@ def register() -> None:
         tables._DEFAULT_SUPPORTED_FLOP_OPS[OP_NAME] = spp_roi_pool_flop_jit
         tables._DEFAULT_SUPPORTED_ACT_OPS[OP_NAME] = generic_activation_jit()
     except (ImportError, AttributeError) as e:  # another mmengine layout: counting only is lost
-        warnings.warn(f"mmdet_plugin.flops: could not register the {OP_NAME} FLOP handle with mmengine ({e}); "
+        warnings.warn(f"mmdet_plugin.engine.flops: could not register the {OP_NAME} FLOP handle with mmengine ({e}); "
                       "its FLOPs count 0 in get_flops")
 
 

@@ -1,0 +1,3 @@
+from .channels_last_hook import ChannelsLastHook
+
+__all__ = ["ChannelsLastHook"]

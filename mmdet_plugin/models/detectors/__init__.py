@@ -1,0 +1,3 @@
+from .multiscale_sppnet import MultiScaleSPPNet
+
+__all__ = ["MultiScaleSPPNet"]

@@ -1,0 +1,4 @@
+from .bbox_heads import SPPBBoxHead
+from .roi_extractors import SPPRoIExtractor
+
+__all__ = ["SPPBBoxHead", "SPPRoIExtractor"]

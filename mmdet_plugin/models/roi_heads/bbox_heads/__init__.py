@@ -1,0 +1,3 @@
+from .spp_bbox_head import SPPBBoxHead
+
+__all__ = ["SPPBBoxHead"]

@@ -1,0 +1,3 @@
+from .spp_roi_extractor import SPPRoIExtractor
+
+__all__ = ["SPPRoIExtractor"]

@@ -1,0 +1,1 @@
+"""Helpers shared by model parts (mmdet's ``models/utils``); free of mmdet imports."""
