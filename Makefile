@@ -14,7 +14,7 @@ ifneq ($(TORCH_SPEC),$(shell cat $(VENV)/.torch-spec 2>/dev/null))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench compile-check selftest traffic clean-venv
+.PHONY: setup test demo infer bench compile-check selftest traffic clean-venv
 
 setup: $(STAMP)
 
@@ -38,12 +38,23 @@ traffic: setup
 # Tests run in parallel processes, one test file per worker at a time (module fixtures are
 # built once); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
+# pytest runs under scripts/heartbeat.py: a line at least once a minute while two long
+# tests keep both workers busy.
 test: setup
 	$(PY) -m spp_triton.devtools.compile_check
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) scripts/heartbeat.py --label pytest -- $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# Detect objects in your own images: `make infer IMAGES=photo.jpg` (or a folder) with the
+# demo's detector; CONFIG= and CHECKPOINT= pick another. Writes work_dirs/infer/{vis,preds}.
+CONFIG ?= configs/sppnet_r18-w16_fpn_24e_synth-voc.py
+CHECKPOINT ?= $(shell cat work_dirs/demo/last_checkpoint 2>/dev/null)
+infer: setup
+	@test -n "$(IMAGES)" || { echo "usage: make infer IMAGES=path/to/image_or_folder [CONFIG=... CHECKPOINT=...]"; exit 2; }
+	@test -n "$(CHECKPOINT)" || { echo "no checkpoint: run 'make demo' first, or give CHECKPOINT=path.pth"; exit 2; }
+	$(PY) tools/infer.py $(CONFIG) $(CHECKPOINT) $(IMAGES) --out-dir work_dirs/infer
 
 bench: setup
 	$(PY) benchmarks/bench_spp_roi_pool.py

@@ -22,6 +22,9 @@ VENV=.venv
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 
 step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Runs a command with a heartbeat line (elapsed time; compile units for a build) at least
+# once a minute, so that a slow step never looks like a hung one (scripts/heartbeat.py).
+beat() { local label=$1; shift; "$VENV/bin/python" scripts/heartbeat.py --label "$label" "$@"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating $VENV with $($PYTHON --version)"
@@ -29,10 +32,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 step "build tools (setuptools >=77,<81)"
-$PIP install -q "setuptools>=77,<81" wheel ninja
+beat "build tools" -- $PIP install -q "setuptools>=77,<81" wheel ninja
 
 step "$TORCH_SPEC and triton"
-$PIP install -q "$TORCH_SPEC" -r requirements/triton.txt
+beat "$TORCH_SPEC and triton" -- $PIP install -q "$TORCH_SPEC" -r requirements/triton.txt
 
 # Before anything long: does the installed mmcv fit (loads with this torch; CUDA ops where
 # its build would compile them)? If not, what will its build compile here, or why would
@@ -52,26 +55,33 @@ else
 fi
 
 step "mmengine, numpy and mmcv's build requirements"
-$PIP install -q -r requirements/openmmlab-base.txt
+beat "mmengine" -- $PIP install -q -r requirements/openmmlab-base.txt
 
 if [ "$BUILD_MMCV" = 1 ]; then
-  step "mmcv 2.1.0 from source with its $SPP_MMCV_OPS ops (the first time about 9 min on 2 cores for CPU ops, far longer for CUDA ops; pip caches the wheel)"
-  $PIP install --no-build-isolation -r requirements/mmcv.txt
+  step "mmcv 2.1.0 from source with its $SPP_MMCV_OPS ops (the first time 9-35 min on 2 cores for CPU ops, far longer for CUDA ops; pip caches the wheel)"
+  # pip builds under TMPDIR: a known folder lets the heartbeat count the build's compile
+  # units (the .o files its build.ninja lists) while it runs.
+  BUILD_TMP="$PWD/$VENV/.build-tmp"
+  rm -rf "$BUILD_TMP" && mkdir -p "$BUILD_TMP"
+  TMPDIR="$BUILD_TMP" beat "mmcv build" --ninja-under "$BUILD_TMP" -- \
+    $PIP install --no-build-isolation -r requirements/mmcv.txt
   if ! state=$($PLAN --check-mmcv); then
     # pip keeps one wheel per mmcv version, whatever torch it was built for: build afresh.
     echo "$state" >&2
     step "mmcv 2.1.0 again, from source and not from pip's cache"
-    $PIP install --no-build-isolation --no-cache-dir --force-reinstall --no-deps -r requirements/mmcv.txt
+    TMPDIR="$BUILD_TMP" beat "mmcv build" --ninja-under "$BUILD_TMP" -- \
+      $PIP install --no-build-isolation --no-cache-dir --force-reinstall --no-deps -r requirements/mmcv.txt
     state=$($PLAN --check-mmcv) || { echo "$state" >&2; exit 1; }
   fi
   echo "$state"
+  rm -rf "$BUILD_TMP"
 fi
 
 step "mmdet and the test tools"
-$PIP install -q -r requirements/openmmlab.txt -r requirements/test.txt
+beat "mmdet and the test tools" -- $PIP install -q -r requirements/openmmlab.txt -r requirements/test.txt
 
 step "ONNX export tools (onnx, onnxruntime, onnxscript)"
-$PIP install -q -r requirements/export.txt
+beat "ONNX export tools" -- $PIP install -q -r requirements/export.txt
 
 step "openmim without openxlab (its declared deps would downgrade setuptools)"
 $PIP install -q --no-deps -r requirements/mim.txt

@@ -108,3 +108,37 @@ def test_checkpoints_name_no_module_of_this_project(run):
     cfg = load_checkpoint_safely(path)["meta"]["cfg"]
     assert "SPPRoIExtractor" in cfg and "'mmdet_plugin'" in cfg
     assert re.findall(r"(?:spp_triton|mmdet_plugin)\.\w+", cfg) == []
+
+
+def test_the_infer_tool_writes_pictures_and_json_for_a_folder(run, tmp_path):
+    images = tmp_path / "mine"
+    images.mkdir()
+    for src in sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[:2]:
+        (images / src.name).write_bytes(src.read_bytes())
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "infer.py"), str(CONFIG),
+                           str(run["work"] / "epoch_2.pth"), str(images), "--out-dir", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in (out / "vis").iterdir()) == sorted(p.name for p in images.glob("*.jpg"))
+    for pred_file in (out / "preds").glob("*.json"):
+        pred = __import__("json").loads(pred_file.read_text())
+        assert len(pred["bboxes"]) == len(pred["scores"]) == len(pred["labels"]) == len(pred["classes"])
+        assert set(pred["classes"]) <= {"ellipse", "rectangle", "triangle", "cross", "ring"}
+    assert len(list((out / "preds").glob("*.json"))) == 2
+
+
+def test_the_infer_tool_refuses_bad_paths_and_proposal_detectors(run, tmp_path):
+    tool = [sys.executable, str(ROOT / "tools" / "infer.py")]
+    missing = subprocess.run(tool + [str(CONFIG), str(run["work"] / "epoch_2.pth"), str(tmp_path / "nope.jpg")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "IMAGE_OR_FOLDER" in missing.stderr and "does not exist" in missing.stderr
+    proposals = tmp_path / "fast_rcnn.py"
+    proposals.write_text(f"_base_ = ['{CONFIG}']\n"
+                         "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
+                         "dict(type='LoadProposals', num_max_proposals=None)]))\n")
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    refused = subprocess.run(tool + [str(proposals), str(run["work"] / "epoch_2.pth"), str(image)],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "precomputed proposals" in refused.stderr and "10676" in refused.stderr

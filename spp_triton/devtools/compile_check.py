@@ -30,11 +30,16 @@ that the bilinear kernels' ``tl.div_rn`` uses; it is reported, not failed.)
 
 TRITON_INTERPRET is removed from the environment first: this must compile, not interpret.
 
-A variant whose inputs (Triton's version, the sources of the kernels, geometry.py and
-this file, the variant's signature, constexprs, compile options and target) are unchanged since it
-last compiled cleanly is not compiled again: its row comes from a cache file under
-SPP_TRITON_CACHE_DIR (default ~/.cache/spp_triton), one per fingerprint of those sources.
-``--no-cache`` compiles everything.
+A variant whose inputs (Triton's and ptxas' versions, the sources of the kernels,
+geometry.py and this file, the variant's signature, constexprs, compile options and
+target) are unchanged since it last compiled cleanly is not compiled again: its row comes
+from a cache file under SPP_TRITON_CACHE_DIR (default ~/.cache/spp_triton), one per
+fingerprint of those sources, or from ``compile_check_verified.json`` beside this file:
+the last clean check of every variant, committed with the sources, so that a fresh clone
+reuses it. A changed kernel changes the fingerprint, so it always compiles again (and a
+clean check rewrites that file, to be committed with the change). ``--no-cache``
+compiles everything. While compiling it prints a progress line with an ETA at least
+every 15 s.
 """
 from __future__ import annotations
 
@@ -255,12 +260,20 @@ _INPUT_SOURCES = ("triton_backend/shared_kernels.py", "triton_backend/cells_kern
                   "geometry.py", "devtools/compile_check.py")  # relative to spp_triton/
 
 
+def _ptxas_version() -> str:
+    """The version line of the ptxas that Triton compiles with (it ships in the wheel)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    out = subprocess.run([get_ptxas(TARGETS[-1]).path, "--version"], capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1] if out.strip() else "unknown"
+
+
 def _fingerprint() -> str:
     import hashlib
 
     import triton
 
-    h = hashlib.sha256(triton.__version__.encode())
+    h = hashlib.sha256(triton.__version__.encode() + b"\0" + _ptxas_version().encode())
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for name in _INPUT_SOURCES:
         with open(os.path.join(package, name), "rb") as f:
@@ -290,6 +303,74 @@ def _load_cache(path: str) -> dict:
         return {}
 
 
+# The rows of the last clean check of every variant, committed with the sources, so that a
+# fresh clone whose fingerprint (Triton and ptxas versions, kernel sources, geometry.py,
+# this file) matches reuses them instead of compiling 322 variants; any change to those
+# inputs gives another fingerprint, and everything compiles again.
+VERIFIED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compile_check_verified.json")
+
+
+def _load_verified(fingerprint: str) -> dict:
+    import json
+
+    try:
+        with open(VERIFIED) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data["rows"] if data.get("fingerprint") == fingerprint else {}
+
+
+def _save_verified(fingerprint: str, rows: dict) -> None:
+    import json
+
+    with open(VERIFIED, "w") as f:
+        json.dump({"fingerprint": fingerprint, "rows": rows}, f, indent=0, sort_keys=True)
+        f.write("\n")
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def _compile_all(todo, jobs: int, every: float = 15.0) -> list:
+    """Compile ``todo`` in ``jobs`` processes, printing a progress line with an ETA at
+    least every ``every`` seconds while compiles finish (and after the last)."""
+    if not todo:
+        return []
+    t0 = last = time.time()
+    done, failed, results = 0, 0, [None] * len(todo)
+
+    def report(force=False):
+        nonlocal last
+        now = time.time()
+        if force or now - last >= every:
+            left = (now - t0) / done * (len(todo) - done) if done else 0
+            eta = f", about {_minutes(left)} left" if done < len(todo) else ""
+            print(f"  compile_check: {done}/{len(todo)} compiled ({failed} failed), {_minutes(now - t0)}{eta}",
+                  flush=True)
+            last = now
+
+    print(f"  compile_check: {len(todo)} variants to compile in {jobs} process(es)", flush=True)
+    if jobs > 1 and len(todo) > 1:
+        from concurrent.futures import as_completed
+
+        with ProcessPoolExecutor(jobs) as ex:
+            futures = {ex.submit(_compile_one, it): i for i, it in enumerate(todo)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = row = fut.result()
+                done, failed = done + 1, failed + bool(row["error"])
+                report()
+    else:
+        for i, it in enumerate(todo):
+            results[i] = row = _compile_one(it)
+            done, failed = done + 1, failed + bool(row["error"])
+            report()
+    report(force=True)
+    return results
+
+
 def _save_cache(path: str, cache: dict) -> None:
     import json
 
@@ -309,14 +390,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     items = [(*v, cc) for v in _variants(a.levels) for cc in TARGETS]
     t0 = time.time()
-    path = _cache_path(_fingerprint())
-    cache = {} if a.no_cache else _load_cache(path)
+    fingerprint = _fingerprint()
+    path = _cache_path(fingerprint)
+    cache = {} if a.no_cache else {**_load_verified(fingerprint), **_load_cache(path)}
     todo = [it for it in items if _item_key(it) not in cache]
-    if a.jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(a.jobs) as ex:
-            fresh = list(ex.map(_compile_one, todo, chunksize=4))
-    else:
-        fresh = [_compile_one(it) for it in todo]
+    fresh = _compile_all(todo, a.jobs)
     # Only passing compiles are kept: a failure is compiled again next time.
     cache.update({_item_key(it): row for it, row in zip(todo, fresh) if not row["error"]})
     if fresh:
@@ -330,8 +408,14 @@ def main(argv=None) -> int:
         print("  ".join(str(r[c]).ljust(width[c]) for c in cols) + "  " + (r["error"] or "ok"))
     bad = [r for r in rows if r["error"]]
     reused = len(items) - len(todo)
+    # What a check found, without how long it took (which differs from run to run).
+    verified = {_item_key(it): {k: v for k, v in cache[_item_key(it)].items() if k != "seconds"} for it in items}
+    if not bad and _load_verified(fingerprint) != verified:
+        _save_verified(fingerprint, verified)
+        print(f"\nwrote {os.path.relpath(VERIFIED)}: commit it with the kernel change, so that fresh clones "
+              "reuse this check")
     print(f"\n{len(rows)} compiles ({len(rows) - len(bad)} ok, {len(bad)} failed; {reused} unchanged since a passing "
-          f"check, from {path}) in {time.time() - t0:.1f} s; "
+          f"check, from {path} or {os.path.basename(VERIFIED)}) in {time.time() - t0:.1f} s; "
           f"max registers {max((r['regs'] for r in rows if isinstance(r['regs'], int)), default='-')}")
     print("\nPer kernel: the highest register count and the occupancy of that compile "
           "(resident warps per SM / 64)")

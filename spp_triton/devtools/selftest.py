@@ -14,9 +14,13 @@ backward, against mmdet's ``SingleRoIExtractor`` with mmcv ``RoIAlign`` 7x7 and
 ``RoIPool`` 7x7, one table (the mmcv rows skipped, with the reason on one line, where
 mmcv was built without CUDA ops).
 
-Without CUDA: it says so, runs the same comparison on small shapes in Triton's
-interpreter (a child process with TRITON_INTERPRET=1), and prints the kernels' memory
-traffic as counted there (``load_counter``). Exits non-zero on any mismatch.
+Without CUDA it is a smoke test (under 3 minutes on 2 cores): it says so, runs the same
+comparison on small shapes in Triton's interpreter (a child process with
+TRITON_INTERPRET=1) for every mode and geometry in float32 plus one float16 and one
+bfloat16 case (``SMOKE_CASES``), and says what it skipped: the other dtype cases, the
+memory-traffic counts (``make traffic``), realistic shapes and the benchmark. The full
+interpreter checks live in ``make test``; ``--full`` runs all 18 cases and the traffic
+counts here. Exits non-zero on any mismatch.
 """
 from __future__ import annotations
 
@@ -78,14 +82,19 @@ def _check_case(feats, rois, levels, scales, mode, geometry, dtype, device) -> d
     return row
 
 
-def check(device, ks, channels: int, image) -> list[dict]:
+ALL_CASES = tuple(itertools.product(("max", "avg"), GEOMETRIES, (torch.float32, torch.float16, torch.bfloat16)))
+# Without a GPU: every mode and geometry once, and each half-precision dtype once.
+SMOKE_CASES = tuple(itertools.product(("max", "avg"), GEOMETRIES, (torch.float32,))) + (
+    ("max", "bilinear", torch.bfloat16), ("avg", "sppnet", torch.float16))
+
+
+def check(device, ks, channels: int, image, cases=ALL_CASES) -> list[dict]:
     from .workloads import fpn_inputs
 
     rows = []
     for k in ks:
         feats, rois, levels, scales = fpn_inputs(k, channels, seed=k, image=image)
-        for mode, geometry, dtype in itertools.product(("max", "avg"), GEOMETRIES,
-                                                       (torch.float32, torch.float16, torch.bfloat16)):
+        for mode, geometry, dtype in cases:
             t = time.perf_counter()
             row = _check_case(feats, rois, levels, scales, mode, geometry, dtype, device)
             row["seconds"] = round(time.perf_counter() - t, 2)
@@ -119,24 +128,38 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
+    p.add_argument("--full", action="store_true",
+                   help="without CUDA: all 18 interpreter cases and the traffic counts (slow: 10+ minutes)")
     p.add_argument("--interpreted", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.interpreted or os.environ.get("TRITON_INTERPRET") == "1":
-        print("Triton's interpreter, CPU tensors, small shapes (K = 24, C = 8, FPN of a 200 x 304 image):")
-        rows = check(torch.device("cpu"), (24,), 8, (200, 304))
+        cases = ALL_CASES if a.full else SMOKE_CASES
+        print(f"Triton's interpreter, CPU tensors, small shapes (K = 24, C = 8, FPN of a 200 x 304 image), "
+              f"{len(cases)} cases:", flush=True)
+        rows = check(torch.device("cpu"), (24,), 8, (200, 304), cases)
         print("\n" + _markdown(rows))
         return 0 if all(r["ok"] for r in rows) else 1
     if not torch.cuda.is_available():
+        start = time.perf_counter()
+        what = "all 18 cases, then the memory-traffic counts" if a.full else \
+            f"a smoke test of {len(SMOKE_CASES)} of the 18 cases"
         print("No CUDA device: the compiled Triton kernels cannot run here. Running the same checks in "
-              "Triton's interpreter on small shapes instead (no timings), then the memory-traffic counts.\n",
-              flush=True)
+              f"Triton's interpreter on small shapes instead (no timings): {what}.\n", flush=True)
         env = dict(os.environ, TRITON_INTERPRET="1")
-        rc = subprocess.run([sys.executable, "-m", "spp_triton.devtools.selftest", "--interpreted"], env=env).returncode
-        if not a.no_bench:
+        cmd = [sys.executable, "-m", "spp_triton.devtools.selftest", "--interpreted"] + (["--full"] if a.full else [])
+        rc = subprocess.run(cmd, env=env).returncode
+        if a.full and not a.no_bench:
             from .load_counter import format_report, interpreted_report
 
             print("\nMemory traffic, counted in the interpreter:\n\n" + format_report(interpreted_report(quick=a.quick)))
-        print("\nself-test (interpreter, no GPU timings) " + ("PASSED" if rc == 0 else "FAILED"))
+        print(f"\nself-test (interpreter, no GPU timings) {'PASSED' if rc == 0 else 'FAILED'} in "
+              f"{time.perf_counter() - start:.0f} s.")
+        if not a.full:
+            print("Checked: Triton (interpreted) against the torch backend, forward values and argmax, atomic and "
+                  "deterministic backward, for max and avg with the sppnet, round and bilinear geometries in "
+                  "float32, plus bilinear max in bfloat16 and sppnet avg in float16.\n"
+                  "Skipped here: the 10 other dtype cases and the memory-traffic counts (`--full`, or `make test` "
+                  "and `make traffic`), realistic shapes and the benchmark (they need a GPU).")
         return rc
     name = torch.cuda.get_device_name()
     ks = (128,) if a.quick else (128, 2000)
