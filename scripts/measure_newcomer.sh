@@ -11,7 +11,8 @@
 # logs are kept under work_dirs/newcomer/. "test-cold" points SPP_TRITON_CACHE_DIR at an
 # empty folder (no compile rows cached on this machine: the committed verified result is
 # all a fresh clone has); "setup" uses pip's wheel cache as this machine has it, which
-# the row records (mmcv built or taken from the cache).
+# the row records (mmcv built or taken from the cache); COLD_PIP=1 makes pip ignore its
+# cache, as on a new machine (mmcv is then compiled again).
 #
 # Shared 2-core machines vary by 2x from day to day: compare rows of one sitting.
 set -uo pipefail
@@ -47,7 +48,7 @@ run_phase() {
 
 for phase in "${PHASES[@]}"; do
   case $phase in
-    setup) run_phase setup "make setup" "" ;;
+    setup) run_phase setup "${COLD_PIP:+PIP_NO_CACHE_DIR=1 }make setup" "" ;;
     test-cold) run_phase test-cold "SPP_TRITON_CACHE_DIR=$CLONE/.cold-cache make test" "no compile rows cached on this machine" ;;
     test-warm) run_phase test-warm "make test" "second run" ;;
     selftest) run_phase selftest "make selftest" "no GPU: interpreter smoke test" ;;
