@@ -33,6 +33,7 @@ def main(argv=None) -> int:
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             log.write(chunk)
+            log.flush()  # the log is readable while the command runs
             for byte in chunk:
                 if byte in (10, 13):
                     now = time.monotonic()
