@@ -22,18 +22,11 @@ nothing and writes the tables from the runs' CSV.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import statistics
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import common
 import profile_detector
 from common import RESULTS, ROOT
+from runs import RunTable, expand, roi_share, side_by_side
 
 EPOCHS = 24
 IOU_THRS = [round(0.5 + 0.05 * i, 2) for i in range(10)]
@@ -76,32 +69,10 @@ MODELS = [
     ("c4-align-max-8", C4, ALIGN_MAX_8, ALIGN_C4, PYRAMID_8, (0,)),
     ("c4-align-avg-8-adaptive", C4, ALIGN_AVG_8_ADAPTIVE, ALIGN_C4, AVG + ADAPTIVE + PYRAMID_8, (0, 1, 2)),
 ]
-# (id, system, head, config, cfg-options, seed) per run; seed s > 0 adds "-s<s>" to the id.
-RUNS = [(rid if seed == 0 else f"{rid}-s{seed}", system, head, config, options, seed)
-        for rid, system, head, config, options, seeds in MODELS for seed in seeds]
+RUNS = expand(MODELS)
 SYSTEMS = (C4, C4X3, FPN)
 HEADS = (CELLS, ROUND, ALIGN_MAX, ALIGN_AVG, ALIGN_AVG_ADAPTIVE, ALIGN_AVG_R3, ALIGN_AVG_8, ALIGN_AVG_8_ADAPTIVE, ALIGN_MAX_8,
          ROIALIGN)
-FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs", "AP50", "AP75", "mAP_50_95",
-          "run_s_per_iter", "wall_min", "load_start", "load_end", "finished", "commit"]
-_csv_lock = threading.Lock()
-
-
-def _done() -> dict:
-    if not RUNS_CSV.exists():
-        return {}
-    with open(RUNS_CSV) as f:
-        return {row["id"]: row for row in csv.DictReader(f)}
-
-
-def _append(row: dict) -> None:
-    with _csv_lock:
-        new = not RUNS_CSV.exists()
-        with open(RUNS_CSV, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
 
 
 def _metric_options() -> list[str]:
@@ -109,64 +80,14 @@ def _metric_options() -> list[str]:
     return [f"val_evaluator.iou_thrs={thrs}", f"test_evaluator.iou_thrs={thrs}"]
 
 
-def _read(run_dir: Path) -> dict:
+def _read(run_dir) -> dict:
     """AP50, AP75, mean AP over 0.5:0.95 and the median s / iteration of the run's last scalars.json."""
     val, s_per_iter = common.last_scalars(run_dir)
     return dict(AP50=val["pascal_voc/AP50"], AP75=val["pascal_voc/AP75"], mAP_50_95=val["pascal_voc/mAP"],
                 run_s_per_iter=s_per_iter)
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-def train(run, work_root: Path) -> bool:
-    """Trains one run (resuming from its last checkpoint if it has one) and appends its row."""
-    rid, system, head, config, options, seed = run
-    work = work_root / rid
-    cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{config}.py", "--work-dir", str(work),
-           "--cfg-options", f"randomness.seed={seed}", f"train_cfg.max_epochs={EPOCHS}",
-           f"train_cfg.val_interval={EPOCHS}", *_metric_options(), *options]
-    if (work / "last_checkpoint").exists():
-        cmd.append("--resume")
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"[{time.strftime('%H:%M:%S')}] start {rid}: " + " ".join(cmd[1:]), flush=True)
-    load_start, start = os.getloadavg()[0], time.time()
-    with open(work_root / f"{rid}.out", "a") as log:
-        code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
-    if code != 0:
-        print(f"[{time.strftime('%H:%M:%S')}] {rid} failed (exit {code}); see {work_root / rid}.out", flush=True)
-        return False
-    row = dict(id=rid, system=system, head=head, config=config, options=" ".join(options), seed=seed, epochs=EPOCHS,
-               **{k: f"{v:.4f}" for k, v in _read(work).items()}, wall_min=f"{(time.time() - start) / 60:.1f}",
-               load_start=f"{load_start:.2f}", load_end=f"{os.getloadavg()[0]:.2f}",
-               finished=time.strftime("%Y-%m-%d %H:%M"), commit=_commit())
-    _append(row)
-    print(f"[{time.strftime('%H:%M:%S')}] done {rid}: AP50 {row['AP50']} AP75 {row['AP75']} "
-          f"mAP {row['mAP_50_95']} in {row['wall_min']} min", flush=True)
-    return True
-
-
-def train_all(runs, lanes: int, work_root: Path) -> None:
-    """Lanes take the next pending run until none is left."""
-    pending = list(runs)
-    lock = threading.Lock()
-
-    def lane():
-        while True:
-            with lock:
-                if not pending:
-                    return
-                run = pending.pop(0)
-            train(run, work_root)
-
-    threads = [threading.Thread(target=lane) for _ in range(lanes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+TABLE = RunTable(RUNS_CSV, ["AP50", "AP75", "mAP_50_95"], _read, EPOCHS, _metric_options())
 
 
 # --------------------------------------------------------------------------- side by side
@@ -175,69 +96,14 @@ def _models():
     return {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
 
 
-def _cfg(config: str, options: list[str]):
-    from mmengine.config import DictAction
-
-    cfg = profile_detector.load_cfg(ROOT / "configs" / f"{config}.py")
-    if options:
-        action = DictAction(option_strings=[], dest="o")
-        ns = argparse.Namespace(o=None)
-        action(None, ns, options)
-        cfg.merge_from_dict(ns.o)
-    return cfg
-
-
-def side_by_side(rounds: int = 7) -> dict:
-    """{(system, head): (train s / iteration, inference s / image)}: medians over
-    ``rounds`` interleaved rounds, each model on the same 4-image batches, 1 thread."""
-    import torch
-
-    common.setup_threads(1)
-    models, batches = {}, {}
-    for key, (config, options) in _models().items():
-        cfg = _cfg(config, options)
-        model, _ = profile_detector.build_model(cfg, training=True)
-        models[key] = model
-        if not batches:
-            batches["train"] = profile_detector.make_batches(cfg, True, 1)[0][0]
-            batches["test"] = profile_detector.make_batches(cfg, False, 1)[0][0]
-    times = {key: ([], []) for key in models}
-    for r in range(rounds + 1):  # round 0 warms up
-        for key, model in models.items():
-            model.train()
-            t = time.perf_counter()
-            data = model.data_preprocessor(batches["train"], True)
-            common.loss_sum(model(**data, mode="loss")).backward()
-            train_s = time.perf_counter() - t
-            model.zero_grad(set_to_none=True)
-            model.eval()
-            t = time.perf_counter()
-            with torch.no_grad():
-                model.test_step(batches["test"])
-            if r:
-                times[key][0].append(train_s)
-                times[key][1].append((time.perf_counter() - t) / profile_detector.BATCH)
-    return {key: (statistics.median(a), statistics.median(b)) for key, (a, b) in times.items()}
-
-
-def roi_share() -> dict:
-    """{(system, head): % of a training iteration in RoI extraction (forward + backward)}."""
-    args = argparse.Namespace(warmup=2, iters=6)
-    out = {}
-    for key, (config, options) in _models().items():
-        rows, _, _ = profile_detector.profile_model(key[1], _cfg(config, options), True, args)
-        out[key] = next(r["pct"] for r in rows if r["part"] == "RoI extraction")
-    return out
-
-
 # --------------------------------------------------------------------------- tables
 def tables(done: dict) -> None:
     profile_detector.mmdet_scope()
-    speed, share = side_by_side(), roi_share()
+    speed, share = side_by_side(_models()), roi_share(_models())
     by_key = {}
-    for rid, system, head, *_ in RUNS:
-        if rid in done:
-            by_key.setdefault((system, head), []).append(done[rid])
+    for run in RUNS:
+        if run.id in done:
+            by_key.setdefault((run.system, run.head), []).append(done[run.id])
     lines = [f"Synthetic set, {EPOCHS} epochs x 100 iterations of 4 images, AdamW; 100 held-out images, "
              "VOCMetric (11-point) at IoU 0.5:0.05:0.95. Each cell: AP50 / AP75 / mean AP over 0.5:0.95, one line "
              "per seed.", "",
@@ -304,17 +170,9 @@ def main() -> None:
     p.add_argument("--work-root", default="work_dirs/align_synth")
     p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
     a = p.parse_args()
-    work_root = ROOT / a.work_root
-    work_root.mkdir(parents=True, exist_ok=True)
     common.ensure_synth_data()
-    if not a.tables_only:
-        done = _done()
-        todo = [r for r in RUNS if r[0] not in done and (not a.only or r[0] in a.only)]
-        print(f"{len(done)} runs already in {RUNS_CSV.name}; training {len(todo)}: {[r[0] for r in todo]}",
-              flush=True)
-        train_all(todo, a.lanes, work_root)
-    done = _done()
-    missing = [r[0] for r in RUNS if r[0] not in done]
+    done = TABLE.done() if a.tables_only else TABLE.train_missing(RUNS, a.lanes, ROOT / a.work_root, a.only)
+    missing = [r.id for r in RUNS if r.id not in done]
     if missing:
         raise SystemExit(f"runs without a row in {RUNS_CSV}: {missing}; run again to train them")
     tables(done)

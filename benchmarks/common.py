@@ -119,18 +119,18 @@ def ensure_synth_data() -> None:
     """Generates ``data/synth_voc`` (the demo's synthetic set) if it is missing."""
     import subprocess
 
-    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/test.txt").exists():
+    if not (ROOT / "data/synth_voc/VOCsynth/ImageSets/Main/val.txt").exists():
         subprocess.run([sys.executable, "-m", "mmdet_plugin.datasets.synthetic_voc", "data/synth_voc"], cwd=ROOT, check=True)
 
 
-def last_scalars(run_dir: Path) -> tuple[dict, float]:
-    """A ``mim train`` run's last validation row and median s / iteration, from its latest
-    ``vis_data/scalars.json``."""
+def last_scalars(run_dir: Path, key: str = "pascal_voc/mAP") -> tuple[dict, float]:
+    """A ``mim train`` run's last validation row (the last row holding ``key``) and median
+    s / iteration, from its latest ``vis_data/scalars.json``."""
     import json
 
     scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
     rows = [json.loads(line) for line in scalars.read_text().splitlines()]
-    val = [r for r in rows if "pascal_voc/mAP" in r][-1]
+    val = [r for r in rows if key in r][-1]
     return val, statistics.median(r["time"] for r in rows if "loss" in r)
 
 

@@ -149,12 +149,15 @@ def mmdet_scope() -> None:
     MMLogger.get_current_instance().setLevel(logging.WARNING)
 
 
-def load_cfg(path: Path):
+def load_cfg(path: Path, data_root: Path | None = DATA_ROOT):
+    """The config at ``path``, its train and val data under ``data_root`` (None: the
+    config's own, relative to the repository)."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(path))
     for dl in ("train_dataloader", "val_dataloader"):
-        cfg[dl].dataset.data_root = str(DATA_ROOT) + "/"
+        root = data_root if data_root is not None else ROOT / cfg[dl].dataset.data_root
+        cfg[dl].dataset.data_root = str(root) + "/"
     return cfg
 
 
@@ -174,13 +177,13 @@ def make_batches(cfg, training: bool, n: int):
     """n collated batches of BATCH images (real data if present, else demo_mm_inputs)."""
     from mmengine.dataset import pseudo_collate
 
-    if DATA_ROOT.exists():
+    dl = cfg.train_dataloader if training else cfg.val_dataloader
+    if Path(dl.dataset.data_root).exists():
         from mmdet.registry import DATASETS
 
-        dl = cfg.train_dataloader if training else cfg.val_dataloader
         ds = DATASETS.build(copy.deepcopy(dl.dataset))
         return [pseudo_collate([ds[(i * BATCH + j) % len(ds)] for j in range(BATCH)]) for i in range(n)], \
-            f"data/synth_voc ({'trainval' if training else 'test'}, 256x256, batch {BATCH})"
+            f"{Path(dl.dataset.data_root).name} ({dl.dataset.ann_file}, batch {BATCH})"
     from mmdet.testing import demo_mm_inputs
 
     out = []

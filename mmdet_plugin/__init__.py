@@ -1,13 +1,14 @@
 """MMDetection 3.x integration of spatial-pyramid RoI pooling.
 
 Configs load it with ``custom_imports = dict(imports=['mmdet_plugin'])``. Importing it
-registers ``SPPRoIExtractor``, ``SPPBBoxHead`` and ``MultiScaleSPPNet`` (mmdet ``MODELS``),
+registers ``SPPRoIExtractor``, ``SPPBBoxHead``, ``MultiScaleSPPNet`` and the pretrained
+``EfficientNetLite`` backbone (mmdet ``MODELS``),
 ``DataCheckedRunner`` (``RUNNERS``), ``ChannelsLastHook`` (``HOOKS``) and
 ``CheckedVOCDataset`` (``DATASETS``), counts ``spp_roi_pool`` in MMEngine's FLOP analysis,
 and makes MMEngine's checkpoint loading work under torch >= 2.6 without unpickling
 arbitrary code (see ``engine.checkpoint_safety``).
 
-The layout mirrors mmdet's own: ``models/`` (``detectors``, ``roi_heads/roi_extractors``,
+The layout mirrors mmdet's own: ``models/`` (``backbones``, ``detectors``, ``roi_heads/roi_extractors``,
 ``roi_heads/bbox_heads``, ``utils``), ``datasets/`` (the checked VOC dataset, the
 synthetic data set's generator), ``engine/`` (the runner, ``hooks``, checkpoint loading,
 FLOP counting).
@@ -18,7 +19,7 @@ checkpoint_safety.install()
 
 from .datasets import CheckedVOCDataset  # noqa: E402
 from .engine import ChannelsLastHook, DataCheckedRunner, flops  # noqa: E402,F401  (flops: the FLOP handle)
-from .models import MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor  # noqa: E402
+from .models import EfficientNetLite, MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor  # noqa: E402
 
-__all__ = ["SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "DataCheckedRunner", "CheckedVOCDataset",
+__all__ = ["EfficientNetLite", "SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "DataCheckedRunner", "CheckedVOCDataset",
            "ChannelsLastHook", "checkpoint_safety"]

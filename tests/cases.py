@@ -116,6 +116,9 @@ def random_batch(model, num_classes: int, training: bool = True, sizes=((3, 160,
     data preprocessor: the keyword arguments of ``model(**batch, mode=...)``."""
     from mmdet.testing import demo_mm_inputs
 
+    # demo_mm_inputs draws labels with randint(1, num_classes), which fails for one class.
     packed = demo_mm_inputs(len(sizes), [list(s) for s in sizes], num_items=[3 - i % 2 for i in range(len(sizes))],
-                            num_classes=num_classes)
+                            num_classes=max(num_classes, 2))
+    for sample in packed["data_samples"]:
+        sample.gt_instances.labels %= num_classes
     return model.data_preprocessor(packed, training)

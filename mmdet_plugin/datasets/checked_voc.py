@@ -5,10 +5,17 @@ accepts inverted or non-numeric boxes; a typo in a class name then trains a mode
 that never sees that class. This subclass raises a ``ValueError`` naming the XML
 file and the object instead. Images that do not decode already fail with the file
 name in mmcv's ``LoadImageFromFile`` ("failed to load image: <path>").
+
+Two more things mmdet's VOCDataset cannot do: any class list comes from the config's
+``metainfo=dict(classes=...)`` (one class, such as ``('Tree',)``, included), and images
+need not be JPEG: mmdet always reads ``JPEGImages/<id>.jpg``; here, when the annotation's
+``<filename>`` names another file of the same id (``<id>.png``, written by
+``tile_voc``), that file is read.
 """
 from __future__ import annotations
 
 import math
+import os.path as osp
 import xml.etree.ElementTree as ET
 
 from mmdet.datasets import VOCDataset
@@ -25,6 +32,9 @@ class CheckedVOCDataset(VOCDataset):
 
     def parse_data_info(self, img_info: dict):
         try:
+            named = ET.parse(img_info["xml_path"]).getroot().findtext("filename")
+            if named and osp.splitext(named)[0] == img_info["img_id"]:
+                img_info = dict(img_info, file_name=osp.join(osp.dirname(img_info["file_name"]), named))
             return super().parse_data_info(img_info)
         except ET.ParseError as err:
             raise AnnotationError(f"{img_info['xml_path']}: not valid XML ({err})") from None

@@ -9,6 +9,7 @@ ignores). Output layout is VOC's:
     ROOT/VOCsynth/Annotations/*.xml
     ROOT/VOCsynth/JPEGImages/*.jpg
     ROOT/VOCsynth/ImageSets/Main/{trainval,test}.txt
+    ROOT/VOCsynth/ImageSets/Main/{train,val}.txt    (trainval split: its last fifth is val)
 
 (The folder is not called VOC2007: mmdet's VOC metric would then print VOC's class names.)
 
@@ -146,6 +147,10 @@ def generate(root, num_trainval: int = 400, num_test: int = 100, seed: int = 0, 
         (voc / "Annotations" / f"{name}.xml").write_text(_xml(name, size, objects))
     (voc / "ImageSets/Main/trainval.txt").write_text("\n".join(names[:num_trainval]) + "\n")
     (voc / "ImageSets/Main/test.txt").write_text("\n".join(names[num_trainval:]) + "\n")
+    # A validation split of its own, for choosing settings without touching test.
+    num_val = num_trainval // 5
+    (voc / "ImageSets/Main/train.txt").write_text("\n".join(names[:num_trainval - num_val]) + "\n")
+    (voc / "ImageSets/Main/val.txt").write_text("\n".join(names[num_trainval - num_val:num_trainval]) + "\n")
     return voc
 
 

@@ -1,0 +1,208 @@
+"""Resumable training runs for the accuracy tables: one CSV row per finished run.
+
+A run is ``Run(id, system, head, config, options, seed)``. ``RunTable.train_all`` trains
+the runs that have no row yet with ``mim train`` (``lanes`` at a time, one thread each;
+a run that was interrupted resumes from its last checkpoint) and appends each finished
+run's row (seed, config, options, metrics, wall time, the machine's load, commit) to the
+table's CSV at once, so a later start, on this machine or another, skips it. The
+benchmarks that use it (``align_synth.py``, ``trees.py``) say what a row's metrics are.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from common import ROOT
+
+RUN_FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs"]
+WALL_FIELDS = ["run_s_per_iter", "wall_min", "load_start", "load_end", "finished", "commit"]
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    system: str
+    head: str
+    config: str
+    options: tuple
+    seed: int
+
+
+def expand(models) -> list[Run]:
+    """(id, system, head, config, options, seeds) per model -> one Run per seed; seed s > 0
+    adds "-s<s>" to the id."""
+    return [Run(rid if seed == 0 else f"{rid}-s{seed}", system, head, config, tuple(options), seed)
+            for rid, system, head, config, options, seeds in models for seed in seeds]
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class RunTable:
+    """The CSV of one table's runs and how to train them.
+
+    Args:
+        csv_path: where the rows go.
+        metric_fields: the columns ``read`` returns (besides ``run_s_per_iter``).
+        read: run folder -> {metric: value, "run_s_per_iter": s}, from its last scalars.
+        epochs: ``train_cfg.max_epochs`` of every run (validated once, at the end).
+        options: cfg-options every run gets (e.g. the evaluator's thresholds).
+    """
+
+    def __init__(self, csv_path: Path, metric_fields: list[str], read: Callable[[Path], dict], epochs: int,
+                 options: list[str] = ()):
+        self.csv_path, self.read, self.epochs, self.options = csv_path, read, epochs, list(options)
+        self.fields = RUN_FIELDS + list(metric_fields) + WALL_FIELDS
+        self._lock = threading.Lock()
+
+    def done(self) -> dict:
+        if not self.csv_path.exists():
+            return {}
+        with open(self.csv_path) as f:
+            return {row["id"]: row for row in csv.DictReader(f)}
+
+    def append(self, row: dict) -> None:
+        with self._lock:
+            new = not self.csv_path.exists()
+            with open(self.csv_path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+
+    def train(self, run: Run, work_root: Path) -> bool:
+        """Trains one run (resuming from its last checkpoint if it has one) and appends its row."""
+        work = work_root / run.id
+        cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{run.config}.py", "--work-dir",
+               str(work), "--cfg-options", f"randomness.seed={run.seed}", f"train_cfg.max_epochs={self.epochs}",
+               f"train_cfg.val_interval={self.epochs}", *self.options, *run.options]
+        if (work / "last_checkpoint").exists():
+            cmd.append("--resume")
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"[{time.strftime('%H:%M:%S')}] start {run.id}: " + " ".join(cmd[1:]), flush=True)
+        load_start, start = os.getloadavg()[0], time.time()
+        with open(work_root / f"{run.id}.out", "a") as log:
+            code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
+        if code != 0:
+            print(f"[{time.strftime('%H:%M:%S')}] {run.id} failed (exit {code}); see {work_root / run.id}.out",
+                  flush=True)
+            return False
+        metrics = {k: f"{v:.4f}" for k, v in self.read(work).items()}
+        row = dict(id=run.id, system=run.system, head=run.head, config=run.config, options=" ".join(run.options),
+                   seed=run.seed, epochs=self.epochs, **metrics, wall_min=f"{(time.time() - start) / 60:.1f}",
+                   load_start=f"{load_start:.2f}", load_end=f"{os.getloadavg()[0]:.2f}",
+                   finished=time.strftime("%Y-%m-%d %H:%M"), commit=commit())
+        self.append(row)
+        shown = " ".join(f"{k} {v}" for k, v in metrics.items() if k != "run_s_per_iter")
+        print(f"[{time.strftime('%H:%M:%S')}] done {run.id}: {shown} in {row['wall_min']} min", flush=True)
+        return True
+
+    def train_all(self, runs: list[Run], lanes: int, work_root: Path) -> None:
+        """Lanes take the next pending run until none is left."""
+        pending = list(runs)
+        lock = threading.Lock()
+
+        def lane():
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    run = pending.pop(0)
+                self.train(run, work_root)
+
+        threads = [threading.Thread(target=lane) for _ in range(lanes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def train_missing(self, runs: list[Run], lanes: int, work_root: Path, only=None) -> dict:
+        """Trains the runs without a row (``only``: just these ids); returns every row."""
+        work_root.mkdir(parents=True, exist_ok=True)
+        done = self.done()
+        todo = [r for r in runs if r.id not in done and (not only or r.id in only)]
+        print(f"{len(done)} runs already in {self.csv_path.name}; training {len(todo)}: {[r.id for r in todo]}",
+              flush=True)
+        self.train_all(todo, lanes, work_root)
+        return self.done()
+
+
+# --------------------------------------------------------------------------- side by side
+def model_cfg(config: str, options, own_data: bool = False):
+    """A config with cfg-options applied, reading the synthetic set (``profile_detector``'s
+    default) or, with ``own_data``, the data its config names."""
+    import argparse
+
+    import profile_detector
+    from mmengine.config import DictAction
+
+    kwargs = dict(data_root=None) if own_data else {}
+    cfg = profile_detector.load_cfg(ROOT / "configs" / f"{config}.py", **kwargs)
+    if options:
+        action = DictAction(option_strings=[], dest="o")
+        ns = argparse.Namespace(o=None)
+        action(None, ns, list(options))
+        cfg.merge_from_dict(ns.o)
+    return cfg
+
+
+def side_by_side(models: dict, rounds: int = 7, own_data: bool = False) -> dict:
+    """{key: (train s / iteration, inference s / image)} of ``models`` ({key: (config,
+    options)}): medians over ``rounds`` interleaved rounds, each model on the same batches
+    of ``profile_detector.BATCH`` images, 1 thread."""
+    import statistics
+
+    import common
+    import profile_detector
+    import torch
+
+    common.setup_threads(1)
+    built, batches = {}, {}
+    for key, (config, options) in models.items():
+        cfg = model_cfg(config, options, own_data)
+        model, _ = profile_detector.build_model(cfg, training=True)
+        built[key] = model
+        if not batches:
+            batches["train"] = profile_detector.make_batches(cfg, True, 1)[0][0]
+            batches["test"] = profile_detector.make_batches(cfg, False, 1)[0][0]
+    times = {key: ([], []) for key in built}
+    for r in range(rounds + 1):  # round 0 warms up
+        for key, model in built.items():
+            model.train()
+            t = time.perf_counter()
+            data = model.data_preprocessor(batches["train"], True)
+            common.loss_sum(model(**data, mode="loss")).backward()
+            train_s = time.perf_counter() - t
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            t = time.perf_counter()
+            with torch.no_grad():
+                model.test_step(batches["test"])
+            if r:
+                times[key][0].append(train_s)
+                times[key][1].append((time.perf_counter() - t) / profile_detector.BATCH)
+    return {key: (statistics.median(a), statistics.median(b)) for key, (a, b) in times.items()}
+
+
+def roi_share(models: dict, own_data: bool = False) -> dict:
+    """{key: % of a training iteration in RoI extraction (forward + backward)}."""
+    import argparse
+
+    import profile_detector
+
+    args = argparse.Namespace(warmup=2, iters=6)
+    out = {}
+    for key, (config, options) in models.items():
+        rows, _, _ = profile_detector.profile_model(key[1], model_cfg(config, options, own_data), True, args)
+        out[key] = next(r["pct"] for r in rows if r["part"] == "RoI extraction")
+    return out

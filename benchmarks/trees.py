@@ -1,0 +1,142 @@
+"""The RoI head on real photographs: SPP cells, SPP-Align and RoIAlign on the tree tiles.
+
+Every run fine-tunes the ImageNet-pretrained EfficientNet-Lite0 detector of its config on
+the ``train`` tiles of the tree set (``python -m mmdet_plugin.datasets.trees data/trees``;
+this script prepares it if missing) with ``mim train`` and a fixed seed, two runs at a time
+with one thread each (``runs.RunTable``: a CSV row per finished run, committed as it
+ends; a later start skips the runs already there). At the end of training the run is
+validated on ``val`` (the split every setting is chosen on); then its last checkpoint is
+tested on ``test`` (another area of the site, never used to choose anything) with
+``mim test``. Metrics, all-point VOC AP: AP at IoU 0.4 (DeepForest's convention for tree
+crowns), AP50, AP75 and the mean AP over 0.5:0.95, on val and on test.
+
+    .venv/bin/python benchmarks/trees.py [--lanes 2] [--only ID ...] [--tables-only]
+
+With every run's row present it times the models side by side in this process (a training
+step and inference on the same tiles, 1 thread, medians), profiles the RoI stage's share of
+a training iteration, and writes ``results/trees.{md,csv}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import common
+from common import RESULTS, ROOT
+from runs import RunTable, expand, roi_share, side_by_side
+
+EPOCHS = 24
+RUNS_CSV = RESULTS / "trees_runs.csv"
+FPN, C4 = "FPN", "C4, 1 scale"
+CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN = ("SPP cells (paper)", "SPP-Align max, r = 2",
+                                          "SPP-Align avg, adaptive r, pyramid 1/2/4/8",
+                                          "RoIAlign 7x7 + Shared2FC (mmdet's stock head)")
+# (id, system, head, config, cfg-options, seeds)
+MODELS = [
+    ("fpn-cells", FPN, CELLS, "sppnet_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
+    ("fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
+    ("fpn-roialign", FPN, ROIALIGN, "faster-rcnn_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
+    ("fpn-align-avg8", FPN, ALIGN_AVG8, "sppnet-align-avg8_effnet-lite0_fpn_24e_trees-voc", [], (0,)),
+    ("c4-cells", C4, CELLS, "sppnet_effnet-lite0-c4_1scale_24e_trees-voc", [], (0,)),
+    ("c4-align-avg8", C4, ALIGN_AVG8, "sppnet-align_effnet-lite0-c4_1scale_24e_trees-voc", [], (0,)),
+    ("c4-roialign", C4, ROIALIGN, "faster-rcnn_effnet-lite0-c4_24e_trees-voc", [], (0,)),
+]
+RUNS = expand(MODELS)
+SYSTEMS, HEADS = (FPN, C4), (CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN)
+METRICS = ("AP40", "AP50", "AP75", "mAP_50_95")
+
+
+def metrics(flat: dict) -> dict:
+    """AP40, AP50, AP75 and the mean AP over 0.5:0.95 from the trees evaluators' keys."""
+    return dict(AP40=flat["iou40/AP40"], AP50=flat["voc_range/AP50"], AP75=flat["voc_range/AP75"],
+                mAP_50_95=flat["voc_range/mAP"])
+
+
+def test_checkpoint(run_dir: Path) -> dict:
+    """``mim test`` of the run's last checkpoint on the test split; its metrics."""
+    config = next(run_dir.glob("*.py"))
+    checkpoint = (run_dir / "last_checkpoint").read_text().strip()
+    out = run_dir / "test"
+    cmd = [str(Path(sys.executable).parent / "mim"), "test", "mmdet", str(config), "--checkpoint", checkpoint,
+           "--work-dir", str(out)]
+    with open(run_dir / "test.out", "w") as log:
+        subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    result = sorted(out.glob("*/*.json"))[-1]
+    return metrics(json.loads(result.read_text()))
+
+
+def read(run_dir: Path) -> dict:
+    val, s_per_iter = common.last_scalars(run_dir, key="voc_range/mAP")
+    row = {f"val_{k}": v for k, v in metrics(val).items()}
+    row.update({f"test_{k}": v for k, v in test_checkpoint(run_dir).items()})
+    return dict(row, run_s_per_iter=s_per_iter)
+
+
+TABLE = RunTable(RUNS_CSV, [f"{split}_{m}" for split in ("val", "test") for m in METRICS], read, EPOCHS)
+
+
+def ensure_data() -> None:
+    if not (ROOT / "data/trees/VOCtrees/ImageSets/Main/test.txt").exists():
+        subprocess.run([sys.executable, "-m", "mmdet_plugin.datasets.trees", "data/trees"], cwd=ROOT, check=True)
+
+
+def _cell(rows, split) -> str:
+    return "<br>".join(" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
+                       for r in rows)
+
+
+def tables(done: dict) -> None:
+    import profile_detector
+
+    profile_detector.mmdet_scope()
+    models = {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
+    speed, share = side_by_side(models, own_data=True), roi_share(models, own_data=True)
+    by_key = {}
+    for run in RUNS:
+        if run.id in done:
+            by_key.setdefault((run.system, run.head), []).append(done[run.id])
+    lines = [f"Tree tiles (real NEON photographs), EfficientNet-Lite0 ImageNet-pretrained, {EPOCHS} epochs, AdamW. "
+             "Each cell: AP40 / AP50 / AP75 / mean AP over 0.5:0.95 (all-point VOC AP), one line per seed. Settings "
+             "are chosen on val; test is another area of the site and only reports.", ""]
+    for split in ("val", "test"):
+        lines += [f"**{split}**", "", "| head | " + " | ".join(SYSTEMS) + " |", "| --- |" + " --- |" * len(SYSTEMS)]
+        for head in HEADS:
+            lines.append(f"| {head} | " + " | ".join(_cell(by_key.get((s, head), []), split) for s in SYSTEMS) + " |")
+        lines.append("")
+    lines += ["Cost, side by side in one process on the same batches of tiles (1 thread, medians of 7), the RoI "
+              "stage's share of a profiled training iteration, and each run's wall time (one thread each, two "
+              "runs at a time; loads in trees_runs.csv):", "",
+              "| system | head | training s / iteration | inference s / image | RoI extraction % | run wall time (min) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    csv_rows = []
+    for (system, head), (tr, inf) in speed.items():
+        walls = ", ".join(r["wall_min"] for r in by_key.get((system, head), []))
+        lines.append(f"| {system} | {head} | {tr:.3f} | {inf:.4f} | {share[(system, head)]:.1f} | {walls} |")
+        for r in by_key.get((system, head), []):
+            csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}",
+                                 inference_s_per_image_side_by_side=f"{inf:.5f}",
+                                 roi_extraction_pct=f"{share[(system, head)]:.1f}"))
+    common.write_text(RESULTS / "trees.md", "\n".join(lines))
+    common.write_csv(RESULTS / "trees.csv", csv_rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--lanes", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--only", nargs="+", help="train only these run ids")
+    p.add_argument("--work-root", default="work_dirs/trees")
+    p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
+    a = p.parse_args()
+    ensure_data()
+    done = TABLE.done() if a.tables_only else TABLE.train_missing(RUNS, a.lanes, ROOT / a.work_root, a.only)
+    missing = [r.id for r in RUNS if r.id not in done]
+    if missing:
+        raise SystemExit(f"runs without a row in {RUNS_CSV}: {missing}; run again to train them")
+    tables(done)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+# Real aerial photographs of tree crowns (NEON, Yellowstone) from the deepforest wheel, cut
+# into 400 px tiles as a VOC devkit by `python -m mmdet_plugin.datasets.trees data/trees`
+# (make demo does it): train and val are tiles of one area, test of another, never mixed.
+# Settings are chosen on val; test only reports.
+dataset_type = 'CheckedVOCDataset'
+data_root = 'data/trees/'
+metainfo = dict(classes=('Tree', ), palette=[(34, 139, 34)])
+tile_scale = (400, 400)
+# Aerial tiles have no up or down: every flip is a valid view.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=tile_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25], direction=['horizontal', 'vertical', 'diagonal']),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=tile_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+
+
+def _split(name, test_mode):
+    return dict(type=dataset_type, data_root=data_root, metainfo=metainfo,
+                ann_file=f'VOCtrees/ImageSets/Main/{name}.txt', data_prefix=dict(sub_data_root='VOCtrees/'),
+                test_mode=test_mode, pipeline=test_pipeline if test_mode else train_pipeline,
+                **({} if test_mode else dict(filter_cfg=dict(filter_empty_gt=True))))
+
+
+train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True,
+                        sampler=dict(type='DefaultSampler', shuffle=True),
+                        batch_sampler=dict(type='AspectRatioBatchSampler'), dataset=_split('train', False))
+val_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True, drop_last=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False), dataset=_split('val', True))
+test_dataloader = dict(val_dataloader, dataset=_split('test', True))
+# AP at IoU 0.4 (DeepForest's convention for tree crowns) and the COCO-style range: AP50,
+# AP75 and the mean over 0.5:0.95 (`voc_range/mAP`); all-point (area) AP.
+val_evaluator = [
+    dict(type='VOCMetric', metric='mAP', iou_thrs=[0.4], eval_mode='area', prefix='iou40'),
+    dict(type='VOCMetric', metric='mAP', iou_thrs=[round(0.5 + 0.05 * i, 2) for i in range(10)], eval_mode='area',
+         prefix='voc_range'),
+]
+test_evaluator = val_evaluator
+del _split
