@@ -3,7 +3,7 @@
     python scripts/heartbeat.py --label "mmcv build" [--every 45] [--ninja-under DIR] -- CMD ...
 
 The command's own output passes through unchanged, as it comes. After every ``--every``
-seconds of silence, one line says how long the command has run and, with
+seconds without a line end (silence, or a test runner's dots within one line), one line says how long the command has run and, with
 ``--ninja-under``, how many of its compile units are done: the ``.o`` files that exist
 beside the ``build.ninja`` found under DIR, out of the ``build ... .o:`` rules that
 file lists (the build's own plan, not a guess). Exits with the command's exit code.
@@ -89,7 +89,11 @@ def main(argv=None) -> int:
         with lock:  # chunks, not lines: a test runner's dots show as they come
             out.write(chunk)
             out.flush()
-            last[0], mid_line[0] = time.monotonic(), chunk[-1:] not in (b"\n", b"\r")
+            # Silence is counted from the last line end: dots that a test runner writes
+            # within one line do not make a line, so they do not hold the heartbeat back.
+            if b"\n" in chunk or b"\r" in chunk:
+                last[0] = time.monotonic()
+            mid_line[0] = chunk[-1:] not in (b"\n", b"\r")
     rc = proc.wait()
     print(f"    ... {a.label}: {'done' if rc == 0 else f'failed (exit {rc})'} after {_minutes(time.monotonic() - start)}",
           flush=True)

@@ -88,3 +88,16 @@ def test_the_verified_result_has_a_row_for_every_variant_when_it_applies(compile
     items = [(*v, target) for v in cc._variants(4) for target in cc.TARGETS]
     assert set(rows) == {cc._item_key(it) for it in items}
     assert not [r for r in rows.values() if r["error"]]
+
+
+def test_dots_within_a_line_do_not_hold_the_heartbeat_back():
+    script = ("import sys, time\n"
+              "for _ in range(12):\n"
+              "    sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.25)\n"
+              "print(' [100%]')\n")
+    cmd = [sys.executable, str(ROOT / "scripts" / "heartbeat.py"), "--label", "dots", "--every", "1", "--",
+           sys.executable, "-c", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    beats = [ln for ln in out.splitlines() if "dots:" in ln and "still running" in ln]
+    assert beats and all(ln.startswith("    ... dots:") for ln in beats)  # on a line of its own
+    assert out.count(".") - sum(ln.count(".") for ln in beats) >= 12
