@@ -21,11 +21,11 @@ nothing and writes the tables from the runs' CSV.
 """
 from __future__ import annotations
 
-import argparse
 
 import common
 import profile_detector
-from common import RESULTS, ROOT
+from common import RESULTS
+import runs
 from runs import RunTable, expand, roi_share, side_by_side
 
 EPOCHS = 24
@@ -100,10 +100,7 @@ def _models():
 def tables(done: dict) -> None:
     profile_detector.mmdet_scope()
     speed, share = side_by_side(_models()), roi_share(_models())
-    by_key = {}
-    for run in RUNS:
-        if run.id in done:
-            by_key.setdefault((run.system, run.head), []).append(done[run.id])
+    by_key = runs.rows_by_model(RUNS, done)
     lines = [f"Synthetic set, {EPOCHS} epochs x 100 iterations of 4 images, AdamW; 100 held-out images, "
              "VOCMetric (11-point) at IoU 0.5:0.05:0.95. Each cell: AP50 / AP75 / mean AP over 0.5:0.95, one line "
              "per seed.", "",
@@ -164,18 +161,7 @@ def plot(rows) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--lanes", type=int, default=2, help="runs at a time (one thread each)")
-    p.add_argument("--only", nargs="+", help="train only these run ids")
-    p.add_argument("--work-root", default="work_dirs/align_synth")
-    p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
-    a = p.parse_args()
-    common.ensure_synth_data()
-    done = TABLE.done() if a.tables_only else TABLE.train_missing(RUNS, a.lanes, ROOT / a.work_root, a.only)
-    missing = [r.id for r in RUNS if r.id not in done]
-    if missing:
-        raise SystemExit(f"runs without a row in {RUNS_CSV}: {missing}; run again to train them")
-    tables(done)
+    runs.main(__doc__, TABLE, RUNS, "work_dirs/align_synth", common.ensure_synth_data, tables)
 
 
 if __name__ == "__main__":

@@ -206,3 +206,33 @@ def roi_share(models: dict, own_data: bool = False) -> dict:
         rows, _, _ = profile_detector.profile_model(key[1], model_cfg(config, options, own_data), True, args)
         out[key] = next(r["pct"] for r in rows if r["part"] == "RoI extraction")
     return out
+
+
+# --------------------------------------------------------------------------- command line
+def main(doc: str, table: RunTable, runs: list[Run], work_root: str, prepare, tables) -> None:
+    """The command line every table script shares: train what has no row (``--lanes``,
+    ``--only``), or nothing (``--tables-only``); with every row present, ``tables(done)``.
+    ``prepare()`` makes the data first."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--lanes", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--only", nargs="+", help="train only these run ids")
+    p.add_argument("--work-root", default=work_root)
+    p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
+    a = p.parse_args()
+    prepare()
+    done = table.done() if a.tables_only else table.train_missing(runs, a.lanes, ROOT / a.work_root, a.only)
+    missing = [r.id for r in runs if r.id not in done]
+    if missing:
+        raise SystemExit(f"runs without a row in {table.csv_path}: {missing}; run again to train them")
+    tables(done)
+
+
+def rows_by_model(runs: list[Run], done: dict) -> dict:
+    """{(system, head): [row per seed]} of the runs that have a row."""
+    out = {}
+    for run in runs:
+        if run.id in done:
+            out.setdefault((run.system, run.head), []).append(done[run.id])
+    return out

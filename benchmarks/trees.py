@@ -18,7 +18,6 @@ a training iteration, and writes ``results/trees.{md,csv}``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import common
 from common import RESULTS, ROOT
+import runs
 from runs import RunTable, expand, roi_share, side_by_side
 
 EPOCHS = 24
@@ -94,10 +94,7 @@ def tables(done: dict) -> None:
     profile_detector.mmdet_scope()
     models = {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
     speed, share = side_by_side(models, own_data=True), roi_share(models, own_data=True)
-    by_key = {}
-    for run in RUNS:
-        if run.id in done:
-            by_key.setdefault((run.system, run.head), []).append(done[run.id])
+    by_key = runs.rows_by_model(RUNS, done)
     lines = [f"Tree tiles (real NEON photographs), EfficientNet-Lite0 ImageNet-pretrained, {EPOCHS} epochs, AdamW. "
              "Each cell: AP40 / AP50 / AP75 / mean AP over 0.5:0.95 (all-point VOC AP), one line per seed. Settings "
              "are chosen on val; test is another area of the site and only reports.", ""]
@@ -124,18 +121,7 @@ def tables(done: dict) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--lanes", type=int, default=2, help="runs at a time (one thread each)")
-    p.add_argument("--only", nargs="+", help="train only these run ids")
-    p.add_argument("--work-root", default="work_dirs/trees")
-    p.add_argument("--tables-only", action="store_true", help="train nothing; write the tables from the runs' CSV")
-    a = p.parse_args()
-    ensure_data()
-    done = TABLE.done() if a.tables_only else TABLE.train_missing(RUNS, a.lanes, ROOT / a.work_root, a.only)
-    missing = [r.id for r in RUNS if r.id not in done]
-    if missing:
-        raise SystemExit(f"runs without a row in {RUNS_CSV}: {missing}; run again to train them")
-    tables(done)
+    runs.main(__doc__, TABLE, RUNS, "work_dirs/trees", ensure_data, tables)
 
 
 if __name__ == "__main__":
