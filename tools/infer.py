@@ -37,7 +37,7 @@ def needs_proposals(cfg) -> str | None:
     """Why a detector config cannot run on a bare image (it reads precomputed proposals),
     or None."""
     model_type = str(cfg.model.get("type", ""))
-    if model_type == "FastRCNN" or model_type.endswith("RCNNWarped"):
+    if model_type == "FastRCNN":
         return f"model type {model_type!r} takes precomputed proposals, not an RPN"
     pipeline = cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline", [])
     for step in pipeline:

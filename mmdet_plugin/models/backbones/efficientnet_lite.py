@@ -118,24 +118,18 @@ class EfficientNetLite(BaseModule):
         self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
         self.blocks = net._blocks
         self.drop_connect_rate = drop_connect_rate
-        # Output stride after each block: the stage ends are the last block at each stride.
-        stride, ends = 2, {}
-        for i, block in enumerate(self.blocks):
+        # Output stride after each block: the stage ends are the last block at each stride,
+        # the stem blocks those still at stride 2.
+        stride, strides = 2, []
+        for block in self.blocks:
             s = block._block_args.stride
             stride *= s[0] if isinstance(s, (list, tuple)) else s
-            ends[stride] = i
-        self.stage_ends = tuple(ends[s] for s in STRIDES)
-        self.stem_blocks = min(i for i in range(len(self.blocks)) if self._stride_after(i) >= 4)
+            strides.append(stride)
+        self.stage_ends = tuple(max(i for i, v in enumerate(strides) if v == t) for t in STRIDES)
+        self.stem_blocks = strides.index(4)
         self.out_channels = tuple(self.blocks[e]._block_args.output_filters for e in self.stage_ends)
         self.num_blocks = self.stage_ends[-1] + 1
         self._freeze_stages()
-
-    def _stride_after(self, index: int) -> int:
-        stride = 2
-        for block in self.blocks[:index + 1]:
-            s = block._block_args.stride
-            stride *= s[0] if isinstance(s, (list, tuple)) else s
-        return stride
 
     def _stage_modules(self, stage: int) -> list[nn.Module]:
         """Stage -1 is the stem."""
