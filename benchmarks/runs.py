@@ -42,6 +42,11 @@ def expand(models) -> list[Run]:
             for rid, system, head, config, options, seeds in models for seed in seeds]
 
 
+def config_path(config: str) -> Path:
+    """``configs/<config>.py`` for a config's name; a path ending in ``.py`` as it is."""
+    return Path(config) if config.endswith(".py") else ROOT / "configs" / f"{config}.py"
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return out.stdout.strip()
@@ -82,7 +87,7 @@ class RunTable:
     def train(self, run: Run, work_root: Path) -> bool:
         """Trains one run (resuming from its last checkpoint if it has one) and appends its row."""
         work = work_root / run.id
-        cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{run.config}.py", "--work-dir",
+        cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", str(config_path(run.config)), "--work-dir",
                str(work), "--cfg-options", f"randomness.seed={run.seed}", f"train_cfg.max_epochs={self.epochs}",
                f"train_cfg.val_interval={self.epochs}", *self.options, *run.options]
         if (work / "last_checkpoint").exists():
@@ -147,7 +152,7 @@ def model_cfg(config: str, options, own_data: bool = False):
     from mmengine.config import DictAction
 
     kwargs = dict(data_root=None) if own_data else {}
-    cfg = profile_detector.load_cfg(ROOT / "configs" / f"{config}.py", **kwargs)
+    cfg = profile_detector.load_cfg(config_path(config), **kwargs)
     if options:
         action = DictAction(option_strings=[], dest="o")
         ns = argparse.Namespace(o=None)

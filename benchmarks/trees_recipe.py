@@ -1,0 +1,127 @@
+"""The recipe for the tree tiles, chosen on ``val`` alone: one knob at a time, two seeds.
+
+The first try's recipe (400 px tiles, flips, AdamW lr 5e-4, 24 epochs) was borrowed from
+the synthetic set. Before the RoI heads are compared (``trees.py``), each candidate below
+fine-tunes the paper's head (SPP cells on the EfficientNet-Lite0 FPN,
+``configs/sppnet_effnet-lite0_fpn_24e_trees-voc.py``) with seeds 0 and 1 and is validated
+on ``val`` every 6 epochs (the curve says whether 24 epochs are too few or too many). The
+test split is never evaluated here. A candidate's config is the base config plus the
+snippet ``recipe()`` writes for it: every knob is spelled out, so a later change of the
+base's defaults does not change what a row measured. Runs go through ``runs.RunTable``
+(resumable, a CSV row per finished run, two at a time with one thread each).
+
+    .venv/bin/python benchmarks/trees_recipe.py [--lanes 2] [--only ID ...] [--tables-only]
+
+Writes ``results/trees_recipe.md`` (val AP40 / AP50 / AP75 / mean AP per seed, their
+means, and the AP40 curve).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+
+import common
+from common import RESULTS, ROOT
+import runs
+from runs import RunTable, expand
+from trees import METRICS, ensure_data, metrics
+
+EPOCHS = 24
+VAL_EVERY = 6
+BASE_CONFIG = "configs/sppnet_effnet-lite0_fpn_24e_trees-voc.py"
+CONFIG_DIR = ROOT / "work_dirs/trees_recipe/configs"
+SEEDS = (0, 1)
+
+
+def recipe(scale: int = 400, rot90: bool = False, photometric: bool = False, lr: float = 5e-4) -> str:
+    """The config snippet of one candidate over ``BASE_CONFIG``: tile size at train and test
+    time (the 400 px tiles are resized to ``scale``), 90-degree rotations on top of the
+    flips (with them, all eight symmetries of a square), mmdet's PhotoMetricDistortion
+    (brightness, contrast, saturation, hue), and AdamW's learning rate."""
+    train = ["dict(type='LoadImageFromFile')", "dict(type='LoadAnnotations', with_bbox=True)",
+             f"dict(type='Resize', scale=({scale}, {scale}), keep_ratio=True)",
+             "dict(type='RandomFlip', prob=[0.25, 0.25, 0.25], direction=['horizontal', 'vertical', 'diagonal'])"]
+    if rot90:
+        # mmdet's Rotate with its magnitude pinned at 90 degrees: +-90 about the tile centre.
+        train.append("dict(type='Rotate', prob=0.5, min_mag=90.0, max_mag=90.0)")
+    if photometric:
+        train.append("dict(type='PhotoMetricDistortion')")
+    train.append("dict(type='PackDetInputs')")
+    test = ["dict(type='LoadImageFromFile')", f"dict(type='Resize', scale=({scale}, {scale}), keep_ratio=True)",
+            "dict(type='LoadAnnotations', with_bbox=True)",
+            "dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))"]
+    return "\n".join([
+        f"_base_ = ['{ROOT / BASE_CONFIG}']",
+        "train_pipeline = [\n    " + ",\n    ".join(train) + "]",
+        "test_pipeline = [\n    " + ",\n    ".join(test) + "]",
+        "train_dataloader = dict(dataset=dict(pipeline=train_pipeline))",
+        "val_dataloader = dict(dataset=dict(pipeline=test_pipeline))",
+        "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))",
+        f"optim_wrapper = dict(optimizer=dict(lr={lr}))", ""])
+
+
+# (id, what changes against the first try, recipe() arguments)
+CANDIDATES = [
+    ("first-try", "the first try: 400 px, flips, lr 5e-4", {}),
+    ("rot-photo", "+ 90-degree rotations + photometric distortion", dict(rot90=True, photometric=True)),
+    ("lr1e-3", "lr 1e-3", dict(lr=1e-3)),
+    ("scale600", "tiles resized to 600 px (train and test)", dict(scale=600)),
+]
+SYSTEM, HEAD = "FPN", "SPP cells (paper)"
+MODELS = [(cid, SYSTEM, HEAD, str((CONFIG_DIR / f"{cid}.py").relative_to(ROOT)), [f"train_cfg.val_interval={VAL_EVERY}"],
+           SEEDS) for cid, _, _ in CANDIDATES]
+RUNS = expand(MODELS)
+
+
+def read(run_dir) -> dict:
+    """The last validation's metrics, AP40 at every validation, median s / iteration."""
+    val, s_per_iter = common.last_scalars(run_dir, key="voc_range/mAP")
+    scalars = sorted(run_dir.glob("*/vis_data/scalars.json"))[-1]
+    curve = [json.loads(line) for line in scalars.read_text().splitlines()]
+    curve = {r["step"]: r["iou40/AP40"] for r in curve if "iou40/AP40" in r}
+    row = {f"val_{k}": v for k, v in metrics(val).items()}
+    row.update({f"val_AP40_ep{ep}": curve.get(ep, float("nan")) for ep in range(VAL_EVERY, EPOCHS + 1, VAL_EVERY)})
+    return dict(row, run_s_per_iter=s_per_iter)
+
+
+CURVE = [f"val_AP40_ep{ep}" for ep in range(VAL_EVERY, EPOCHS + 1, VAL_EVERY)]
+TABLE = RunTable(RESULTS / "trees_recipe_runs.csv", [f"val_{m}" for m in METRICS] + CURVE, read, EPOCHS)
+
+
+def write_configs() -> None:
+    CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    for cid, _, kwargs in CANDIDATES:
+        (CONFIG_DIR / f"{cid}.py").write_text(recipe(**kwargs))
+
+
+def prepare() -> None:
+    ensure_data()
+    write_configs()
+
+
+def tables(done: dict) -> None:
+    lines = [f"Recipe candidates on the tree tiles' **val** split (the test split is not evaluated): SPP cells on the "
+             f"EfficientNet-Lite0 FPN, {EPOCHS} epochs, seeds {', '.join(map(str, SEEDS))}. Cells: AP40 / AP50 / AP75 / "
+             f"mean AP over 0.5:0.95 per seed, then the mean over seeds; AP40 every {VAL_EVERY} epochs (mean over "
+             "seeds; the LR steps at epochs 16 and 22).", "",
+             "| candidate | change | per seed | mean | AP40 at epoch " + " / ".join(c.split("ep")[-1] for c in CURVE)
+             + " | run min |", "| --- | --- | --- | --- | --- | --- |"]
+    for cid, what, _ in CANDIDATES:
+        rows = [done[r.id] for r in RUNS if r.id in done and (r.id == cid or r.id.rsplit("-s", 1)[0] == cid)]
+        if not rows:
+            continue
+        per_seed = "<br>".join(" / ".join(f"{float(r[f'val_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
+                               for r in rows)
+        mean = " / ".join(f"{statistics.mean(float(r[f'val_{m}']) for r in rows):.3f}" for m in METRICS)
+        curve = " / ".join(f"{statistics.mean(float(r[c]) for r in rows):.3f}" for c in CURVE)
+        walls = ", ".join(r["wall_min"] for r in rows)
+        lines.append(f"| {cid} | {what} | {per_seed} | {mean} | {curve} | {walls} |")
+    common.write_text(RESULTS / "trees_recipe.md", "\n".join(lines))
+
+
+def main() -> None:
+    runs.main(__doc__, TABLE, RUNS, "work_dirs/trees_recipe", prepare, tables)
+
+
+if __name__ == "__main__":
+    main()
