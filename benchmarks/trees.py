@@ -118,6 +118,43 @@ def tables(done: dict) -> None:
                                  roi_extraction_pct=f"{share[(system, head)]:.1f}"))
     common.write_text(RESULTS / "trees.md", "\n".join(lines))
     common.write_csv(RESULTS / "trees.csv", csv_rows)
+    plot(csv_rows)
+    picture()
+
+
+def plot(rows) -> None:
+    """Test AP40 against val AP40, one point per run (colour = head, marker = system): how far
+    the held-out area falls below val, and how far seeds scatter."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = common.figure(1, 1, figsize=(8.5, 4.8))
+    colours = {head: f"C{i}" for i, head in enumerate(HEADS)}
+    markers = {FPN: "o", C4: "s"}
+    for r in rows:
+        ax.scatter(float(r["val_AP40"]), float(r["test_AP40"]), color=colours[r["head"]], marker=markers[r["system"]],
+                   s=40, alpha=0.85)
+    ax.set_xlabel("val AP40 (tiles of the training area)")
+    ax.set_ylabel("test AP40 (held-out area)")
+    ax.grid(True, alpha=0.3)
+    used = {r["head"] for r in rows}
+    handles = ([Line2D([], [], ls="", marker="s", color=colours[h], label=h) for h in HEADS if h in used]
+               + [Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()])
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    common.save_figure(fig, RESULTS / "trees.png", "RoI heads on real tree tiles: val against held-out test, per run")
+
+
+PICTURE = ROOT / "work_dirs/trees/detections_test.jpg"
+
+
+def picture(run_id: str = "fpn-cells", count: int = 3) -> None:
+    """Ground truth beside the detections of ``run_id`` on the first test tiles, into
+    ``PICTURE``. It shows the wheel's imagery, so it stays in work_dirs (never committed)."""
+    from mmdet_plugin.visualization import draw_gt_beside_predictions
+
+    run_dir = ROOT / "work_dirs/trees" / run_id
+    checkpoint = (run_dir / "last_checkpoint").read_text().strip()
+    draw_gt_beside_predictions(next(run_dir.glob("*.py")), checkpoint, PICTURE, count=count, score_thr=0.5,
+                               title=f"{run_id}: ground truth (left) and detections >= 0.5 (right)")
 
 
 def main() -> None:

@@ -92,12 +92,14 @@ def test_no_import_circle_in_either_package():
     ("spp_triton/torch_backend/csrc", {"spp_cpu.h", "spp_cpu_cells.cpp", "spp_cpu_align.cpp", "spp_cpu_ops.cpp"}),
     ("spp_triton/export", {"onnx_export.py"}),
     ("spp_triton/devtools", {"compile_check.py", "load_counter.py", "selftest.py", "workloads.py"}),
+    ("mmdet_plugin/models/backbones", {"efficientnet_lite.py"}),
     ("mmdet_plugin/models/detectors", {"multiscale_sppnet.py"}),
     ("mmdet_plugin/models/roi_heads/roi_extractors", {"spp_roi_extractor.py"}),
     ("mmdet_plugin/models/roi_heads/bbox_heads", {"spp_bbox_head.py"}),
-    ("mmdet_plugin/datasets", {"checked_voc.py", "synthetic_voc.py"}),
+    ("mmdet_plugin/datasets", {"checked_voc.py", "synthetic_voc.py", "tile_voc.py", "trees.py"}),
     ("mmdet_plugin/engine", {"runner.py", "checkpoint_safety.py", "flops.py"}),
     ("mmdet_plugin/engine/hooks", {"channels_last_hook.py"}),
+    ("mmdet_plugin/visualization", {"gt_beside_predictions.py"}),
 ])
 def test_each_concern_has_its_folder(folder, holds):
     assert holds <= {p.name for p in (ROOT / folder).iterdir()}

@@ -35,12 +35,4 @@ train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True,
 val_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True, drop_last=False,
                       sampler=dict(type='DefaultSampler', shuffle=False), dataset=_split('val', True))
 test_dataloader = dict(val_dataloader, dataset=_split('test', True))
-# AP at IoU 0.4 (DeepForest's convention for tree crowns) and the COCO-style range: AP50,
-# AP75 and the mean over 0.5:0.95 (`voc_range/mAP`); all-point (area) AP.
-val_evaluator = [
-    dict(type='VOCMetric', metric='mAP', iou_thrs=[0.4], eval_mode='area', prefix='iou40'),
-    dict(type='VOCMetric', metric='mAP', iou_thrs=[round(0.5 + 0.05 * i, 2) for i in range(10)], eval_mode='area',
-         prefix='voc_range'),
-]
-test_evaluator = val_evaluator
 del _split

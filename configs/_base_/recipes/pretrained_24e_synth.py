@@ -2,7 +2,10 @@
 # split of its own: train.txt (320 images) to train, val.txt (the trainval images' last
 # 80) to choose settings, test.txt (100) to report. A config adds a model base and
 # `num_classes=5`.
-_base_ = ['../datasets/synth_voc.py', '../schedules/adamw_24e_trees.py', '../cpu_runtime.py']
+_base_ = ['../datasets/synth_voc.py', '../evaluators/voc_ap40_and_range.py', '../schedules/adamw_24e_trees.py',
+          '../cpu_runtime.py']
+val_evaluator = {{_base_.voc_ap40_and_range}}
+test_evaluator = val_evaluator
 train_dataloader = dict(dataset=dict(ann_file='VOCsynth/ImageSets/Main/train.txt'))
 val_dataloader = dict(dataset=dict(ann_file='VOCsynth/ImageSets/Main/val.txt'))
 test_dataloader = dict(dataset=dict(ann_file='VOCsynth/ImageSets/Main/test.txt'))
