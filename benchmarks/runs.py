@@ -43,8 +43,9 @@ def expand(models) -> list[Run]:
 
 
 def config_path(config: str) -> Path:
-    """``configs/<config>.py`` for a config's name; a path ending in ``.py`` as it is."""
-    return Path(config) if config.endswith(".py") else ROOT / "configs" / f"{config}.py"
+    """``configs/<config>.py`` for a config's name; a path ending in ``.py`` (relative to the
+    repository) as it is."""
+    return ROOT / config if config.endswith(".py") else ROOT / "configs" / f"{config}.py"
 
 
 def commit() -> str:
@@ -59,7 +60,8 @@ class RunTable:
         csv_path: where the rows go.
         metric_fields: the columns ``read`` returns (besides ``run_s_per_iter``).
         read: run folder -> {metric: value, "run_s_per_iter": s}, from its last scalars.
-        epochs: ``train_cfg.max_epochs`` of every run (validated once, at the end).
+        epochs: ``train_cfg.max_epochs`` of every run (validated once, at the end), unless a
+            run's options set ``train_cfg.max_epochs``.
         options: cfg-options every run gets (e.g. the evaluator's thresholds).
     """
 
@@ -87,9 +89,12 @@ class RunTable:
     def train(self, run: Run, work_root: Path) -> bool:
         """Trains one run (resuming from its last checkpoint if it has one) and appends its row."""
         work = work_root / run.id
+        # A run's own options may set its epochs (and then its schedule's milestones).
+        epochs = next((int(o.split("=", 1)[1]) for o in run.options if o.startswith("train_cfg.max_epochs=")),
+                      self.epochs)
         cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", str(config_path(run.config)), "--work-dir",
-               str(work), "--cfg-options", f"randomness.seed={run.seed}", f"train_cfg.max_epochs={self.epochs}",
-               f"train_cfg.val_interval={self.epochs}", *self.options, *run.options]
+               str(work), "--cfg-options", f"randomness.seed={run.seed}", f"train_cfg.max_epochs={epochs}",
+               f"train_cfg.val_interval={epochs}", *self.options, *run.options]
         if (work / "last_checkpoint").exists():
             cmd.append("--resume")
         work.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,7 @@ class RunTable:
             return False
         metrics = {k: f"{v:.4f}" for k, v in self.read(work).items()}
         row = dict(id=run.id, system=run.system, head=run.head, config=run.config, options=" ".join(run.options),
-                   seed=run.seed, epochs=self.epochs, **metrics, wall_min=f"{(time.time() - start) / 60:.1f}",
+                   seed=run.seed, epochs=epochs, **metrics, wall_min=f"{(time.time() - start) / 60:.1f}",
                    load_start=f"{load_start:.2f}", load_end=f"{os.getloadavg()[0]:.2f}",
                    finished=time.strftime("%Y-%m-%d %H:%M"), commit=commit())
         self.append(row)

@@ -66,10 +66,14 @@ CANDIDATES = [
     ("rot-photo", "+ 90-degree rotations + photometric distortion", dict(rot90=True, photometric=True)),
     ("lr1e-3", "lr 1e-3", dict(lr=1e-3)),
     ("scale600", "tiles resized to 600 px (train and test)", dict(scale=600)),
+    ("36e", "36 epochs (LR steps at 24 and 33)", {}),
 ]
+# Options of a candidate besides its config (the schedule lives in cfg-options: max_epochs
+# is an option every run gets).
+OPTIONS = {"36e": ["train_cfg.max_epochs=36", "param_scheduler.1.end=36", "param_scheduler.1.milestones=[24,33]"]}
 SYSTEM, HEAD = "FPN", "SPP cells (paper)"
-MODELS = [(cid, SYSTEM, HEAD, str((CONFIG_DIR / f"{cid}.py").relative_to(ROOT)), [f"train_cfg.val_interval={VAL_EVERY}"],
-           SEEDS) for cid, _, _ in CANDIDATES]
+MODELS = [(cid, SYSTEM, HEAD, str((CONFIG_DIR / f"{cid}.py").relative_to(ROOT)),
+           OPTIONS.get(cid, []) + [f"train_cfg.val_interval={VAL_EVERY}"], SEEDS) for cid, _, _ in CANDIDATES]
 RUNS = expand(MODELS)
 
 
