@@ -142,3 +142,21 @@ def test_the_infer_tool_refuses_bad_paths_and_proposal_detectors(run, tmp_path):
     refused = subprocess.run(tool + [str(proposals), str(run["work"] / "epoch_2.pth"), str(image)],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "precomputed proposals" in refused.stderr and "10676" in refused.stderr
+
+
+def test_gt_beside_predictions_draws_one_row_per_image(run, tmp_path):
+    import mmcv
+    from mmengine.config import Config, DictAction
+
+    from mmdet_plugin.visualization import draw_gt_beside_predictions
+
+    cfg = Config.fromfile(str(CONFIG))
+    ns = __import__("argparse").Namespace(o=None)
+    DictAction(option_strings=[], dest="o")(None, ns, run["opts"])
+    cfg.merge_from_dict(ns.o)
+    out = draw_gt_beside_predictions(cfg, run["work"] / "epoch_2.pth", tmp_path / "pic.png", count=2)
+    image = mmcv.imread(str(sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]))
+    # Each row: the image with ground truth, then the image with predictions.
+    assert mmcv.imread(str(out)).shape == (2 * image.shape[0], 2 * image.shape[1], 3)
+    with pytest.raises(ValueError, match="count=9: the test split has only 4 images"):
+        draw_gt_beside_predictions(cfg, run["work"] / "epoch_2.pth", tmp_path / "x.png", count=9)
