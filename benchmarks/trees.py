@@ -146,15 +146,21 @@ def plot(rows) -> None:
 PICTURE = ROOT / "work_dirs/trees/detections_test.jpg"
 
 
-def picture(run_id: str = "fpn-cells", count: int = 3) -> None:
-    """Ground truth beside the detections of ``run_id`` on the first test tiles, into
-    ``PICTURE``. It shows the wheel's imagery, so it stays in work_dirs (never committed)."""
+def picture(count: int = 3) -> None:
+    """Ground truth beside the detections of the SPP cells detector (seed 0: this table's run,
+    or the same config and seed from ``trees_recipe.py``'s first try) on the first test
+    tiles, into ``PICTURE``. It shows the wheel's imagery, so it stays in work_dirs (never
+    committed)."""
     from mmdet_plugin.visualization import draw_gt_beside_predictions
 
-    run_dir = ROOT / "work_dirs/trees" / run_id
+    candidates = [ROOT / "work_dirs/trees/fpn-cells", ROOT / "work_dirs/trees_recipe/first-try"]
+    run_dir = next((d for d in candidates if (d / "last_checkpoint").exists()), None)
+    if run_dir is None:
+        print(f"no picture: none of {[str(d) for d in candidates]} holds a checkpoint on this machine")
+        return
     checkpoint = (run_dir / "last_checkpoint").read_text().strip()
     draw_gt_beside_predictions(next(run_dir.glob("*.py")), checkpoint, PICTURE, count=count, score_thr=0.5,
-                               title=f"{run_id}: ground truth (left) and detections >= 0.5 (right)")
+                               title=f"{run_dir.name}: ground truth (left) and detections >= 0.5 (right)")
 
 
 def main() -> None:
