@@ -24,9 +24,9 @@ from trees import ALIGN_MAX, CELLS, FPN, METRICS, ROIALIGN, read
 
 EPOCHS = 24
 MODELS = [
-    ("synth-fpn-cells", FPN, CELLS, "sppnet_effnet-lite0_fpn_24e_synth-voc", [], (0,)),
     ("synth-fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_effnet-lite0_fpn_24e_synth-voc", [], (0,)),
     ("synth-fpn-roialign", FPN, ROIALIGN, "faster-rcnn_effnet-lite0_fpn_24e_synth-voc", [], (0,)),
+    ("synth-fpn-cells", FPN, CELLS, "sppnet_effnet-lite0_fpn_24e_synth-voc", [], (0,)),
 ]
 RUNS = expand(MODELS)
 TABLE = RunTable(RESULTS / "pretrained_synth_runs.csv",

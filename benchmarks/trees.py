@@ -28,7 +28,7 @@ from common import RESULTS, ROOT
 import runs
 from runs import RunTable, expand, roi_share, side_by_side
 
-EPOCHS = 24
+EPOCHS = 36
 RUNS_CSV = RESULTS / "trees_runs.csv"
 FPN, C4 = "FPN", "C4, 1 scale"
 CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN = ("SPP cells (paper)", "SPP-Align max, r = 2",
@@ -36,15 +36,17 @@ CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN = ("SPP cells (paper)", "SPP-Align max, r
                                           "RoIAlign 7x7 + Shared2FC (mmdet's stock head)")
 # (id, system, head, config, cfg-options, seeds)
 MODELS = [
-    ("fpn-cells", FPN, CELLS, "sppnet_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
-    ("fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
-    ("fpn-roialign", FPN, ROIALIGN, "faster-rcnn_effnet-lite0_fpn_24e_trees-voc", [], (0, 1, 2)),
-    ("fpn-align-avg8", FPN, ALIGN_AVG8, "sppnet-align-avg8_effnet-lite0_fpn_24e_trees-voc", [], (0,)),
-    ("c4-cells", C4, CELLS, "sppnet_effnet-lite0-c4_1scale_24e_trees-voc", [], (0,)),
-    ("c4-align-avg8", C4, ALIGN_AVG8, "sppnet-align_effnet-lite0-c4_1scale_24e_trees-voc", [], (0,)),
-    ("c4-roialign", C4, ROIALIGN, "faster-rcnn_effnet-lite0-c4_24e_trees-voc", [], (0,)),
+    ("fpn-cells", FPN, CELLS, "sppnet_effnet-lite0_fpn_36e_trees-voc", [], (0, 1, 2)),
+    ("fpn-align-max", FPN, ALIGN_MAX, "sppnet-align_effnet-lite0_fpn_36e_trees-voc", [], (0, 1, 2)),
+    ("fpn-roialign", FPN, ROIALIGN, "faster-rcnn_effnet-lite0_fpn_36e_trees-voc", [], (0, 1, 2)),
+    ("fpn-align-avg8", FPN, ALIGN_AVG8, "sppnet-align-avg8_effnet-lite0_fpn_36e_trees-voc", [], (0,)),
+    ("c4-cells", C4, CELLS, "sppnet_effnet-lite0-c4_1scale_36e_trees-voc", [], (0,)),
+    ("c4-align-avg8", C4, ALIGN_AVG8, "sppnet-align_effnet-lite0-c4_1scale_36e_trees-voc", [], (0,)),
+    ("c4-roialign", C4, ROIALIGN, "faster-rcnn_effnet-lite0-c4_36e_trees-voc", [], (0,)),
 ]
-RUNS = expand(MODELS)
+# Seed by seed, so that an interrupted table has every FPN head at the same seeds; the
+# seed-0-only rows last.
+RUNS = sorted(expand(MODELS), key=lambda r: (not r.id.startswith("fpn-") or "avg8" in r.id, r.seed))
 SYSTEMS, HEADS = (FPN, C4), (CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN)
 METRICS = ("AP40", "AP50", "AP75", "mAP_50_95")
 

@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 DEMOS = {
     "synth": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "data/synth_voc/VOCsynth/ImageSets/Main/val.txt",
               ["-m", "mmdet_plugin.datasets.synthetic_voc", "data/synth_voc"]),
-    "trees": ("configs/sppnet_effnet-lite0_fpn_24e_trees-voc.py", "data/trees/VOCtrees/ImageSets/Main/test.txt",
+    "trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "data/trees/VOCtrees/ImageSets/Main/test.txt",
               ["-m", "mmdet_plugin.datasets.trees", "data/trees"]),
 }
 
