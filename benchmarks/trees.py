@@ -85,6 +85,39 @@ def ensure_data() -> None:
         subprocess.run([sys.executable, "-m", "mmdet_plugin.datasets.trees", "data/trees"], cwd=ROOT, check=True)
 
 
+# Runs of trees_recipe.py that trained exactly a row of this table (same config settings,
+# seed and schedule; they also validated every 6 epochs, which draws no training
+# randomness): their checkpoints are tested here instead of training the row again.
+ADOPTED = {"fpn-cells": "36e", "fpn-cells-s1": "36e-s1"}
+
+
+def adopt_recipe_runs() -> None:
+    """Appends the rows of ``ADOPTED`` from ``trees_recipe.py``'s finished runs (val from
+    their last validation, test with ``mim test``; wall time and load from their rows)."""
+    import csv
+
+    done, recipe_csv = TABLE.done(), RESULTS / "trees_recipe_runs.csv"
+    recipe_rows = {r["id"]: r for r in csv.DictReader(open(recipe_csv))} if recipe_csv.exists() else {}
+    for run in RUNS:
+        source = ADOPTED.get(run.id)
+        run_dir = ROOT / "work_dirs/trees_recipe" / str(source)
+        if run.id in done or source not in recipe_rows or not (run_dir / "last_checkpoint").exists():
+            continue
+        src = recipe_rows[source]
+        assert int(src["seed"]) == run.seed and int(src["epochs"]) == EPOCHS, (run, src)
+        metrics = {k: f"{v:.4f}" for k, v in read(run_dir).items()}
+        TABLE.append(dict(id=run.id, system=run.system, head=run.head, config=run.config,
+                          options=f"adopted from trees_recipe run {source}: {src['config']} {src['options']}",
+                          seed=run.seed, epochs=EPOCHS, **metrics,
+                          **{k: src[k] for k in ("wall_min", "load_start", "load_end", "finished", "commit")}))
+        print(f"adopted {run.id} from trees_recipe run {source}: " + " ".join(f"{k} {v}" for k, v in metrics.items()))
+
+
+def prepare() -> None:
+    ensure_data()
+    adopt_recipe_runs()
+
+
 def _cell(rows, split) -> str:
     return "<br>".join(" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
                        for r in rows)
@@ -150,12 +183,12 @@ PICTURE = ROOT / "work_dirs/trees/detections_test.jpg"
 
 def picture(count: int = 3) -> None:
     """Ground truth beside the detections of the SPP cells detector (seed 0: this table's run,
-    or the same config and seed from ``trees_recipe.py``'s first try) on the first test
+    or the recipe run it adopted) on the first test
     tiles, into ``PICTURE``. It shows the wheel's imagery, so it stays in work_dirs (never
     committed)."""
     from mmdet_plugin.visualization import draw_gt_beside_predictions
 
-    candidates = [ROOT / "work_dirs/trees/fpn-cells", ROOT / "work_dirs/trees_recipe/first-try"]
+    candidates = [ROOT / "work_dirs/trees/fpn-cells", ROOT / "work_dirs/trees_recipe/36e"]
     run_dir = next((d for d in candidates if (d / "last_checkpoint").exists()), None)
     if run_dir is None:
         print(f"no picture: none of {[str(d) for d in candidates]} holds a checkpoint on this machine")
@@ -166,7 +199,7 @@ def picture(count: int = 3) -> None:
 
 
 def main() -> None:
-    runs.main(__doc__, TABLE, RUNS, "work_dirs/trees", ensure_data, tables)
+    runs.main(__doc__, TABLE, RUNS, "work_dirs/trees", prepare, tables)
 
 
 if __name__ == "__main__":
