@@ -119,8 +119,14 @@ def prepare() -> None:
 
 
 def _cell(rows, split) -> str:
-    return "<br>".join(" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
-                       for r in rows)
+    """One line per seed, then (with more than one) the mean over seeds in bold."""
+    import statistics
+
+    lines = [" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})" for r in rows]
+    if len(rows) > 1:
+        lines.append("**mean " + " / ".join(f"{statistics.mean(float(r[f'{split}_{m}']) for r in rows):.3f}"
+                                           for m in METRICS) + "**")
+    return "<br>".join(lines)
 
 
 def tables(done: dict) -> None:
@@ -138,18 +144,21 @@ def tables(done: dict) -> None:
         for head in HEADS:
             lines.append(f"| {head} | " + " | ".join(_cell(by_key.get((s, head), []), split) for s in SYSTEMS) + " |")
         lines.append("")
-    lines += ["Cost, side by side in one process on the same batches of tiles (1 thread, medians of 7), the RoI "
+    lines += ["Cost, side by side in one process on the same batches of tiles (1 thread, medians of 7; ratios to "
+              "the cells head of the same system), the RoI "
               "stage's share of a profiled training iteration, and each run's wall time (one thread each, two "
               "runs at a time; loads in trees_runs.csv):", "",
               "| system | head | training s / iteration | inference s / image | RoI extraction % | run wall time (min) |",
               "| --- | --- | --- | --- | --- | --- |"]
     csv_rows = []
     for (system, head), (tr, inf) in speed.items():
+        base_tr, base_inf = speed[(system, CELLS)]
         walls = ", ".join(r["wall_min"] for r in by_key.get((system, head), []))
-        lines.append(f"| {system} | {head} | {tr:.3f} | {inf:.4f} | {share[(system, head)]:.1f} | {walls} |")
+        lines.append(f"| {system} | {head} | {tr:.3f} ({tr / base_tr:.2f}x) | {inf:.4f} ({inf / base_inf:.2f}x) | "
+                     f"{share[(system, head)]:.1f} | {walls} |")
         for r in by_key.get((system, head), []):
-            csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}",
-                                 inference_s_per_image_side_by_side=f"{inf:.5f}",
+            csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}", train_ratio=f"{tr / base_tr:.3f}",
+                                 inference_s_per_image_side_by_side=f"{inf:.5f}", inference_ratio=f"{inf / base_inf:.3f}",
                                  roi_extraction_pct=f"{share[(system, head)]:.1f}"))
     common.write_text(RESULTS / "trees.md", "\n".join(lines))
     common.write_csv(RESULTS / "trees.csv", csv_rows)

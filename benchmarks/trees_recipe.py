@@ -146,9 +146,10 @@ def nms_rows(cid: str = "first-try") -> list[dict]:
 
 def tables(done: dict) -> None:
     lines = [f"Recipe candidates on the tree tiles' **val** split (the test split is not evaluated): SPP cells on the "
-             f"EfficientNet-Lite0 FPN, {EPOCHS} epochs, seeds {', '.join(map(str, SEEDS))}. Cells: AP40 / AP50 / AP75 / "
+             f"EfficientNet-Lite0 FPN, {EPOCHS} epochs unless the row says otherwise, seeds "
+             f"{', '.join(map(str, SEEDS))}. Cells: AP40 / AP50 / AP75 / "
              f"mean AP over 0.5:0.95 per seed, then the mean over seeds; AP40 every {VAL_EVERY} epochs (mean over "
-             "seeds; the LR steps at epochs 16 and 22).", "",
+             "seeds; the LR steps at epochs 16 and 22 of 24, 24 and 33 of 36).", "",
              "| candidate | change | per seed | mean | AP40 at epoch " + " / ".join(c.split("ep")[-1] for c in CURVE)
              + " | run min |", "| --- | --- | --- | --- | --- | --- |"]
     for cid, what, _ in CANDIDATES:
