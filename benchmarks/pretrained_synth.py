@@ -20,7 +20,7 @@ import common
 from common import RESULTS
 import runs
 from runs import RunTable, expand
-from trees import ALIGN_MAX, CELLS, FPN, METRICS, ROIALIGN, read
+from trees import ALIGN_MAX, CELLS, FPN, ROIALIGN, cell, read
 
 EPOCHS = 24
 MODELS = [
@@ -39,8 +39,7 @@ def tables(done: dict) -> None:
              "0.5:0.95 (all-point), one line per seed; val = the trainval images' last 80, test = the 100 held-out "
              "images.", "", "| system | head | val | test | run min |", "| --- | --- | --- | --- | --- |"]
     for (system, head), rows in runs.rows_by_model(RUNS, done).items():
-        cells = ["<br>".join(" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
-                             for r in rows) for split in ("val", "test")]
+        cells = [cell(rows, split) for split in ("val", "test")]
         lines.append(f"| {system} | {head} | {cells[0]} | {cells[1]} | {', '.join(r['wall_min'] for r in rows)} |")
     common.write_text(RESULTS / "pretrained_synth.md", "\n".join(lines))
 

@@ -44,9 +44,10 @@ MODELS = [
     ("c4-align-avg8", C4, ALIGN_AVG8, "sppnet-align_effnet-lite0-c4_1scale_36e_trees-voc", [], (0,)),
     ("c4-roialign", C4, ROIALIGN, "faster-rcnn_effnet-lite0-c4_36e_trees-voc", [], (0,)),
 ]
-# Seed by seed, so that an interrupted table has every FPN head at the same seeds; the
-# seed-0-only rows last.
-RUNS = sorted(expand(MODELS), key=lambda r: (not r.id.startswith("fpn-") or "avg8" in r.id, r.seed))
+# Seed by seed, so that an interrupted table has every head with several seeds at the same
+# seeds; the one-seed rows last.
+_ONE_SEED = {(system, head) for _, system, head, _, _, seeds in MODELS if len(seeds) == 1}
+RUNS = sorted(expand(MODELS), key=lambda r: ((r.system, r.head) in _ONE_SEED, r.seed))
 SYSTEMS, HEADS = (FPN, C4), (CELLS, ALIGN_MAX, ALIGN_AVG8, ROIALIGN)
 METRICS = ("AP40", "AP50", "AP75", "mAP_50_95")
 
@@ -57,14 +58,15 @@ def metrics(flat: dict) -> dict:
                 mAP_50_95=flat["voc_range/mAP"])
 
 
-def test_checkpoint(run_dir: Path) -> dict:
-    """``mim test`` of the run's last checkpoint on the test split; its metrics."""
+def test_checkpoint(run_dir: Path, name: str = "test", options: list[str] = ()) -> dict:
+    """``mim test`` of the run's last checkpoint (on the test split, unless ``options`` say
+    otherwise) into ``run_dir/name``; its metrics."""
     config = next(run_dir.glob("*.py"))
     checkpoint = (run_dir / "last_checkpoint").read_text().strip()
-    out = run_dir / "test"
+    out = run_dir / name
     cmd = [str(Path(sys.executable).parent / "mim"), "test", "mmdet", str(config), "--checkpoint", checkpoint,
-           "--work-dir", str(out)]
-    with open(run_dir / "test.out", "w") as log:
+           "--work-dir", str(out), *(["--cfg-options", *options] if options else [])]
+    with open(run_dir / f"{name}.out", "w") as log:
         subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
     result = sorted(out.glob("*/*.json"))[-1]
     return metrics(json.loads(result.read_text()))
@@ -98,10 +100,10 @@ def adopt_recipe_runs() -> None:
 
     done, recipe_csv = TABLE.done(), RESULTS / "trees_recipe_runs.csv"
     recipe_rows = {r["id"]: r for r in csv.DictReader(open(recipe_csv))} if recipe_csv.exists() else {}
-    for run in RUNS:
-        source = ADOPTED.get(run.id)
-        run_dir = ROOT / "work_dirs/trees_recipe" / str(source)
-        if run.id in done or source not in recipe_rows or not (run_dir / "last_checkpoint").exists():
+    for run in (r for r in RUNS if r.id in ADOPTED and r.id not in done):
+        source = ADOPTED[run.id]
+        run_dir = ROOT / "work_dirs/trees_recipe" / source
+        if source not in recipe_rows or not (run_dir / "last_checkpoint").exists():
             continue
         src = recipe_rows[source]
         assert int(src["seed"]) == run.seed and int(src["epochs"]) == EPOCHS, (run, src)
@@ -118,7 +120,7 @@ def prepare() -> None:
     adopt_recipe_runs()
 
 
-def _cell(rows, split) -> str:
+def cell(rows, split) -> str:
     """One line per seed, then (with more than one) the mean over seeds in bold."""
     import statistics
 
@@ -142,7 +144,7 @@ def tables(done: dict) -> None:
     for split in ("val", "test"):
         lines += [f"**{split}**", "", "| head | " + " | ".join(SYSTEMS) + " |", "| --- |" + " --- |" * len(SYSTEMS)]
         for head in HEADS:
-            lines.append(f"| {head} | " + " | ".join(_cell(by_key.get((s, head), []), split) for s in SYSTEMS) + " |")
+            lines.append(f"| {head} | " + " | ".join(cell(by_key.get((s, head), []), split) for s in SYSTEMS) + " |")
         lines.append("")
     lines += ["Cost, side by side in one process on the same batches of tiles (1 thread, medians of 7; ratios to "
               "the cells head of the same system), the RoI "

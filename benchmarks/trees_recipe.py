@@ -24,7 +24,7 @@ import common
 from common import RESULTS, ROOT
 import runs
 from runs import RunTable, expand
-from trees import METRICS, ensure_data, metrics
+from trees import METRICS, ensure_data, metrics, test_checkpoint
 
 EPOCHS = 24
 VAL_EVERY = 6
@@ -73,13 +73,14 @@ CANDIDATES = [
     ("scale600", "tiles resized to 600 px (train and test)", dict(scale=600)),
     ("36e", "36 epochs (LR steps at 24 and 33)", dict(epochs=36)),
 ]
-# Options of a candidate besides its config: every run gets the table's max_epochs as an
-# option, so a longer candidate names its own.
-OPTIONS = {"36e": ["train_cfg.max_epochs=36", "param_scheduler.1.end=36", "param_scheduler.1.milestones=[24,33]"]}
 SYSTEM, HEAD = "FPN", "SPP cells (paper)"
-MODELS = [(cid, SYSTEM, HEAD, str((CONFIG_DIR / f"{cid}.py").relative_to(ROOT)),
-           OPTIONS.get(cid, []) + [f"train_cfg.val_interval={VAL_EVERY}"], SEEDS) for cid, _, _ in CANDIDATES]
-RUNS = expand(MODELS)
+# Every run gets the table's max_epochs as an option, so a longer candidate names its own.
+RUNS_OF = {cid: expand([(cid, SYSTEM, HEAD, str((CONFIG_DIR / f"{cid}.py").relative_to(ROOT)),
+                         [f"train_cfg.max_epochs={kwargs.get('epochs', EPOCHS)}",
+                          f"train_cfg.val_interval={VAL_EVERY}"],
+                         SEEDS)])
+           for cid, _, kwargs in CANDIDATES}
+RUNS = [run for runs_of_cid in RUNS_OF.values() for run in runs_of_cid]
 
 
 def read(run_dir) -> dict:
@@ -118,28 +119,20 @@ def nms_rows(cid: str = "first-try") -> list[dict]:
     """{seed, nms_iou, val metrics} per checkpoint of ``cid`` and threshold (``mim test`` on
     val); cached in ``NMS_CSV`` (a row that is there is not measured again)."""
     import csv
-    import subprocess
-    import sys
-    from pathlib import Path
 
     rows = list(csv.DictReader(open(NMS_CSV))) if NMS_CSV.exists() else []
     have = {(r["candidate"], r["seed"], r["nms_iou"]) for r in rows}
-    for run in (r for r in RUNS if r.id == cid or r.id.rsplit("-s", 1)[0] == cid):
+    for run in RUNS_OF[cid]:
         run_dir = ROOT / "work_dirs/trees_recipe" / run.id
         for iou in NMS_IOUS:
             if (cid, str(run.seed), str(iou)) in have:
                 continue
-            out = run_dir / f"val-nms{iou}"
-            cmd = [str(Path(sys.executable).parent / "mim"), "test", "mmdet", str(next(run_dir.glob("*.py"))),
-                   "--checkpoint", (run_dir / "last_checkpoint").read_text().strip(), "--work-dir", str(out),
-                   "--cfg-options", "test_dataloader.dataset.ann_file=VOCtrees/ImageSets/Main/val.txt",
-                   f"model.test_cfg.rcnn.nms.iou_threshold={iou}"]
             print(f"val with NMS IoU {iou}: {run.id}", flush=True)
-            with open(out.with_suffix(".out"), "w") as log:
-                subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
-            val = json.loads(sorted(out.glob("*/*.json"))[-1].read_text())
+            val = test_checkpoint(run_dir, f"val-nms{iou}",
+                                  ["test_dataloader.dataset.ann_file=VOCtrees/ImageSets/Main/val.txt",
+                                   f"model.test_cfg.rcnn.nms.iou_threshold={iou}"])
             rows.append(dict(candidate=cid, seed=run.seed, nms_iou=iou,
-                             **{f"val_{k}": f"{v:.4f}" for k, v in metrics(val).items()}))
+                             **{f"val_{k}": f"{v:.4f}" for k, v in val.items()}))
             common.write_csv(NMS_CSV, rows)
     return rows
 
@@ -153,7 +146,7 @@ def tables(done: dict) -> None:
              "| candidate | change | per seed | mean | AP40 at epoch " + " / ".join(c.split("ep")[-1] for c in CURVE)
              + " | run min |", "| --- | --- | --- | --- | --- | --- |"]
     for cid, what, _ in CANDIDATES:
-        rows = [done[r.id] for r in RUNS if r.id in done and (r.id == cid or r.id.rsplit("-s", 1)[0] == cid)]
+        rows = [done[r.id] for r in RUNS_OF[cid] if r.id in done]
         if not rows:
             continue
         per_seed = "<br>".join(" / ".join(f"{float(r[f'val_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"

@@ -21,12 +21,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# --data: (config, the file that exists once the data is prepared, the command that prepares it)
+# --data: (config, work dir, the file that exists once the data is prepared, the command that prepares it)
 DEMOS = {
-    "synth": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "data/synth_voc/VOCsynth/ImageSets/Main/val.txt",
+    "synth": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo",
+              "data/synth_voc/VOCsynth/ImageSets/Main/val.txt",
               ["-m", "mmdet_plugin.datasets.synthetic_voc", "data/synth_voc"]),
-    "trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "data/trees/VOCtrees/ImageSets/Main/test.txt",
-              ["-m", "mmdet_plugin.datasets.trees", "data/trees"]),
+    "trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real",
+              "data/trees/VOCtrees/ImageSets/Main/test.txt", ["-m", "mmdet_plugin.datasets.trees", "data/trees"]),
 }
 
 
@@ -43,9 +44,8 @@ def main() -> None:
     p.add_argument("--work-dir", help="default: work_dirs/demo (synth) or work_dirs/demo-real (trees)")
     p.add_argument("--epochs", type=int, help="override the config's number of epochs (quick runs)")
     a = p.parse_args()
-    config, prepared, prepare = DEMOS[a.data]
-    a.config = a.config or config
-    a.work_dir = a.work_dir or ("work_dirs/demo" if a.data == "synth" else "work_dirs/demo-real")
+    config, work_dir, prepared, prepare = DEMOS[a.data]
+    a.config, a.work_dir = a.config or config, a.work_dir or work_dir
     # The held-out split is evaluated once, by `mim test` below: no validation in training.
     extra = ["--cfg-options", "train_cfg.val_interval=100000"]
     if a.epochs:

@@ -145,13 +145,15 @@ def test_the_infer_tool_refuses_bad_paths_and_proposal_detectors(run, tmp_path):
 
 
 def test_gt_beside_predictions_draws_one_row_per_image(run, tmp_path):
+    import argparse
+
     import mmcv
     from mmengine.config import Config, DictAction
 
     from mmdet_plugin.visualization import draw_gt_beside_predictions
 
     cfg = Config.fromfile(str(CONFIG))
-    ns = __import__("argparse").Namespace(o=None)
+    ns = argparse.Namespace(o=None)  # the run's --cfg-options, parsed as mim does
     DictAction(option_strings=[], dest="o")(None, ns, run["opts"])
     cfg.merge_from_dict(ns.o)
     out = draw_gt_beside_predictions(cfg, run["work"] / "epoch_2.pth", tmp_path / "pic.png", count=2)
