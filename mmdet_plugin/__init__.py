@@ -1,8 +1,9 @@
 """MMDetection 3.x integration of spatial-pyramid RoI pooling.
 
 Configs load it with ``custom_imports = dict(imports=['mmdet_plugin'])``. Importing it
-registers ``SPPRoIExtractor``, ``SPPBBoxHead``, ``MultiScaleSPPNet`` and the pretrained
-``EfficientNetLite`` backbone (mmdet ``MODELS``),
+registers ``SPPRoIExtractor``, ``SPPBBoxHead``, ``MultiScaleSPPNet``, the R-CNN baseline
+(``RCNN`` with ``WarpedRegionExtractor``) and the pretrained ``EfficientNetLite`` backbone
+(mmdet ``MODELS``),
 ``DataCheckedRunner`` (``RUNNERS``), ``ChannelsLastHook`` (``HOOKS``) and
 ``CheckedVOCDataset`` (``DATASETS``), counts ``spp_roi_pool`` in MMEngine's FLOP analysis,
 and makes MMEngine's checkpoint loading work under torch >= 2.6 without unpickling
@@ -19,7 +20,7 @@ checkpoint_safety.install()
 
 from .datasets import CheckedVOCDataset  # noqa: E402
 from .engine import ChannelsLastHook, DataCheckedRunner, flops  # noqa: E402,F401  (flops: the FLOP handle)
-from .models import EfficientNetLite, MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor  # noqa: E402
+from .models import RCNN, EfficientNetLite, MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor, WarpedRegionExtractor  # noqa: E402,E501
 
-__all__ = ["EfficientNetLite", "SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "DataCheckedRunner", "CheckedVOCDataset",
+__all__ = ["EfficientNetLite", "SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "RCNN", "WarpedRegionExtractor", "DataCheckedRunner", "CheckedVOCDataset",
            "ChannelsLastHook", "checkpoint_safety"]

@@ -1,3 +1,4 @@
 from .multiscale_sppnet import MultiScaleSPPNet
+from .rcnn import RCNN
 
-__all__ = ["MultiScaleSPPNet"]
+__all__ = ["MultiScaleSPPNet", "RCNN"]

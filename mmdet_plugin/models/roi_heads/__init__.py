@@ -1,4 +1,4 @@
 from .bbox_heads import SPPBBoxHead
-from .roi_extractors import SPPRoIExtractor
+from .roi_extractors import SPPRoIExtractor, WarpedRegionExtractor
 
-__all__ = ["SPPBBoxHead", "SPPRoIExtractor"]
+__all__ = ["SPPBBoxHead", "SPPRoIExtractor", "WarpedRegionExtractor"]
