@@ -111,9 +111,12 @@ def total_loss(losses: dict) -> torch.Tensor:
                for k, v in losses.items() if "loss" in k)
 
 
-def random_batch(model, num_classes: int, training: bool = True, sizes=((3, 160, 192), (3, 128, 160))) -> dict:
+def random_batch(model, num_classes: int, training: bool = True, sizes=((3, 160, 192), (3, 128, 160)),
+                 with_proposals=None) -> dict:
     """mmdet's ``demo_mm_inputs`` (3, 2, 3... random boxes per image) through the model's
-    data preprocessor: the keyword arguments of ``model(**batch, mode=...)``."""
+    data preprocessor: the keyword arguments of ``model(**batch, mode=...)``. A model
+    without an RPN (FastRCNN, RCNN) also gets 40 proposals per image (each ground-truth
+    box jittered, and random boxes), unless ``with_proposals`` says otherwise."""
     from mmdet.testing import demo_mm_inputs
 
     # demo_mm_inputs draws labels with randint(1, num_classes), which fails for one class.
@@ -121,4 +124,21 @@ def random_batch(model, num_classes: int, training: bool = True, sizes=((3, 160,
                             num_classes=max(num_classes, 2))
     for sample in packed["data_samples"]:
         sample.gt_instances.labels %= num_classes
+    if with_proposals is None:
+        with_proposals = not getattr(model, "with_rpn", True)
+    if with_proposals:
+        from mmengine.structures import InstanceData
+
+        generator = torch.Generator().manual_seed(0)
+        for sample, (_, h, w) in zip(packed["data_samples"], sizes):
+            gt = sample.gt_instances.bboxes
+            gt = gt.tensor if hasattr(gt, "tensor") else gt
+            jitter = gt.repeat(4, 1) + torch.randn(len(gt) * 4, 4, generator=generator) * 3
+            xy = torch.rand(40 - len(jitter), 2, generator=generator) * torch.tensor([w * 0.7, h * 0.7])
+            wh = 8 + torch.rand(40 - len(jitter), 2, generator=generator) * torch.tensor([w * 0.3, h * 0.3])
+            boxes = torch.cat([jitter, torch.cat([xy, xy + wh], 1)])
+            boxes = torch.stack([boxes[:, 0].clamp(0, w - 2), boxes[:, 1].clamp(0, h - 2),
+                                 boxes[:, 2].clamp(1, w), boxes[:, 3].clamp(1, h)], 1)
+            boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+            sample.proposals = InstanceData(bboxes=boxes, scores=torch.zeros(len(boxes)))
     return model.data_preprocessor(packed, training)
