@@ -215,6 +215,81 @@ def time_spp(backbone, scales, boxes, reps, sampling="cells"):
     return t_conv, t_pool, counts, shapes
 
 
+# --------------------------------------------------------------------------- trained models
+def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
+    """Per-image conv and head time of trained detectors, side by side in this process.
+
+    Args:
+        run_dirs: {key: a ``mim train`` work dir} (its config and ``last_checkpoint``); the
+            models read their config's test split with its proposal file.
+        images: test images timed (the split's first ones), one at a time (batch 1).
+        rounds: interleaved rounds (model after model on the same image), after one warm-up.
+
+    Returns:
+        {key: dict(conv_s, head_s, total_s, proposals)}, medians over rounds of the sum over
+        the images, divided by ``images``. conv: ``extract_feat`` (SPP-net: the backbone at
+        every scale) or, for ``RCNN``, its extractor on all windows (crop, warp and the
+        backbone per window, in its chunks). head: the rest of ``predict`` (SPP-net: pyramid
+        pooling, fc layers, box decoding and NMS; R-CNN: the same minus the conv, i.e. its
+        ``predict`` time minus its conv time). 1 thread, float32, no grad.
+    """
+    import copy
+    import statistics
+    import time as _time
+
+    import profile_detector
+    from mmdet.registry import DATASETS, MODELS
+    from mmdet.structures.bbox import bbox2roi
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.runner import load_checkpoint
+
+    profile_detector.mmdet_scope()
+    models, batches = {}, None
+    for key, run_dir in run_dirs.items():
+        cfg = Config.fromfile(str(next(Path(run_dir).glob("*.py"))))
+        cfg.model.backbone.pretrained = False  # the checkpoint has every weight
+        model = MODELS.build(copy.deepcopy(cfg.model))
+        load_checkpoint(model, (Path(run_dir) / "last_checkpoint").read_text().strip(), map_location="cpu",
+                        logger="silent")
+        models[key] = model.eval()
+        if batches is None:
+            dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+            dataset.data_root = str(common.ROOT / dataset.data_root) + "/"
+            ds = DATASETS.build(dataset)
+            batches = [pseudo_collate([ds[i]]) for i in range(min(images, len(ds)))]
+    per_round = {key: {"conv": [], "total": []} for key in models}
+    counts = [len(b["data_samples"][0].proposals) for b in batches]
+    with torch.no_grad():
+        for r in range(rounds + 1):  # round 0 warms up
+            for key, model in models.items():
+                conv_s = total_s = 0.0
+                for batch in batches:
+                    data = model.data_preprocessor(batch, False)
+                    inputs, samples = data["inputs"], data["data_samples"]
+                    t0 = _time.perf_counter()
+                    feats = model.extract_feat(inputs)
+                    if type(model).__name__ == "RCNN":
+                        rois = bbox2roi([s.proposals.bboxes for s in samples])
+                        model.roi_head.bbox_roi_extractor(feats, rois)
+                        t1 = _time.perf_counter()
+                        model.predict(inputs, samples)
+                    else:
+                        t1 = _time.perf_counter()
+                        model.roi_head.predict(feats, [s.proposals for s in samples], samples)
+                    t2 = _time.perf_counter()
+                    conv_s += t1 - t0
+                    total_s += (t2 - t1) if type(model).__name__ == "RCNN" else (t2 - t0)
+                if r:
+                    per_round[key]["conv"].append(conv_s / len(batches))
+                    per_round[key]["total"].append(total_s / len(batches))
+    out = {}
+    for key, t in per_round.items():
+        conv, total = statistics.median(t["conv"]), statistics.median(t["total"])
+        out[key] = dict(conv_s=conv, head_s=total - conv, total_s=total, proposals=statistics.mean(counts))
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main():
     p = common.parser(__doc__)  # --quick: 8 crops, 1 rep, 1 scale + 2 scales, fc 1024
