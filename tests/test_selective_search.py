@@ -110,3 +110,18 @@ def test_proposals_round_trip_through_mmdet_dataset_and_pipeline(devkit):
 def test_the_tool_says_what_is_missing(tmp_path, capsys):
     assert ss.main([str(tmp_path)]) == 2
     assert "ImageSets/Main" in capsys.readouterr().err
+
+
+def test_the_pipeline_step_gives_what_load_proposals_gives_from_the_file(devkit):
+    pytest.importorskip("mmdet", reason="needs mmdet")
+    from mmdet_plugin.datasets.transforms import SelectiveSearchProposals
+
+    root, _ = devkit
+    stored = pickle.loads(ss.proposal_file(root / "VOCss", "train").read_bytes())
+    key = sorted(stored)[0]
+    image = cv2.imread(str(root / "VOCss" / key))  # BGR, as LoadImageFromFile loads it
+    out = SelectiveSearchProposals()(dict(img=image))
+    assert np.array_equal(out["proposals"], stored[key]["bboxes"])
+    assert out["proposals_scores"].shape == (len(out["proposals"]), )
+    assert np.array_equal(SelectiveSearchProposals(num_max_proposals=3)(dict(img=image))["proposals"],
+                          stored[key]["bboxes"][:3])

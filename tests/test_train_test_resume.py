@@ -129,19 +129,42 @@ def test_the_infer_tool_writes_pictures_and_json_for_a_folder(run, tmp_path):
     assert len(list((out / "preds").glob("*.json"))) == 2
 
 
-def test_the_infer_tool_refuses_bad_paths_and_proposal_detectors(run, tmp_path):
+def test_the_infer_tool_refuses_bad_paths_and_proposal_models_without_loadproposals(run, tmp_path):
     tool = [sys.executable, str(ROOT / "tools" / "infer.py")]
     missing = subprocess.run(tool + [str(CONFIG), str(run["work"] / "epoch_2.pth"), str(tmp_path / "nope.jpg")],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "IMAGE_OR_FOLDER" in missing.stderr and "does not exist" in missing.stderr
-    proposals = tmp_path / "fast_rcnn.py"
-    proposals.write_text(f"_base_ = ['{CONFIG}']\n"
-                         "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
-                         "dict(type='LoadProposals', num_max_proposals=None)]))\n")
+    no_step = tmp_path / "rcnn_without_loadproposals.py"
+    no_step.write_text(f"_base_ = ['{ROOT / 'configs/rcnn_effnet-lite0-c4_ss_6e_synth-voc.py'}']\n"
+                       "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
+                       "dict(type='PackDetInputs')]))\n")
     image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
-    refused = subprocess.run(tool + [str(proposals), str(run["work"] / "epoch_2.pth"), str(image)],
+    refused = subprocess.run(tool + [str(no_step), str(run["work"] / "epoch_2.pth"), str(image)],
                              capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and "precomputed proposals" in refused.stderr and "10676" in refused.stderr
+    assert refused.returncode == 2 and "'RCNN' takes proposals" in refused.stderr and "10676" in refused.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("cv2"), "ximgproc"), reason="needs opencv-contrib's selective search")
+def test_the_infer_tool_runs_a_proposal_pipeline_on_new_images(run, tmp_path):
+    """mmdet #10676: a test pipeline with LoadProposals fails in mmdet's inferencer. The tool
+    computes selective-search windows instead; the trained two-stage detector uses given
+    proposals in place of its RPN's, so its boxes must come from those windows."""
+    config = tmp_path / "with_proposals.py"
+    config.write_text(f"_base_ = ['{CONFIG}']\n"
+                      "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
+                      "dict(type='LoadProposals', num_max_proposals=None), dict(type='ProposalBroadcaster', "
+                      "transforms=[dict(type='Resize', scale=(256, 256), keep_ratio=True)]), "
+                      "dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', "
+                      "'scale_factor'))]))\n")
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "infer.py"), str(config),
+                           str(run["work"] / "epoch_2.pth"), str(image), "--out-dir", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=run["base"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "selective-search windows" in done.stdout
+    pred = __import__("json").loads((out / "preds" / f"{image.stem}.json").read_text())
+    assert len(pred["bboxes"]) == len(pred["scores"]) > 0
 
 
 def test_gt_beside_predictions_draws_one_row_per_image(run, tmp_path):

@@ -11,13 +11,17 @@ Writes, for every image, ``DIR/vis/<name>`` (the image with its boxes, labels an
 above ``--score-thr``) and ``DIR/preds/<name>.json`` (every box: ``labels``, ``scores``,
 ``bboxes`` as x1, y1, x2, y2 in the image's pixels, and ``classes``, the label names),
 with a progress bar over the images. mmdet's ``DetInferencer`` does the work (its
-pipeline, batching and visualizer); this tool adds the project's plugin, checks its
-arguments before loading anything, and refuses detectors that need precomputed proposals.
+pipeline, batching and visualizer); this tool adds the project's plugin and checks its
+arguments before loading anything.
 
-Detectors that read proposals from a file (mmdet's ``FastRCNN`` and configs whose test
-pipeline has ``LoadProposals``) cannot run on a new image: there are no proposals for it,
-and mmdet's ``inference_detector`` / ``DetInferencer`` fail on them deep inside
-(mmdet issue #10676). This tool stops with a message saying so before loading the model.
+Detectors that read proposals from a file (``RCNN``, mmdet's ``FastRCNN``,
+``MultiScaleSPPNet`` without an RPN: configs whose test pipeline has ``LoadProposals``)
+have no proposals for a new image, and mmdet's ``inference_detector`` / ``DetInferencer``
+fail on them deep inside (mmdet issue #10676). For them this tool replaces
+``LoadProposals`` with ``SelectiveSearchProposals``, which computes the image's windows
+as the proposal files were made (selective search, fast mode; about 1 s per 400 x 400
+image). A proposal-based model whose test pipeline has no ``LoadProposals`` is refused
+with a message before the model is loaded.
 """
 from __future__ import annotations
 
@@ -33,17 +37,28 @@ class UsageError(ValueError):
     """A bad argument, found before the model is loaded."""
 
 
-def needs_proposals(cfg) -> str | None:
-    """Why a detector config cannot run on a bare image (it reads precomputed proposals),
-    or None."""
-    model_type = str(cfg.model.get("type", ""))
-    if model_type == "FastRCNN":
-        return f"model type {model_type!r} takes precomputed proposals, not an RPN"
+PROPOSAL_MODELS = ("FastRCNN", "RCNN")
+
+
+def proposals_on_the_fly(cfg) -> bool:
+    """Swaps the test pipeline's ``LoadProposals`` for ``SelectiveSearchProposals`` (same
+    ``num_max_proposals``), so that a proposal-based detector runs on new images; True if
+    it did. Raises UsageError for a proposal-based model whose test pipeline has no
+    ``LoadProposals`` (its proposals would have nowhere to go)."""
     pipeline = cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline", [])
-    for step in pipeline:
+    swapped = False
+    for i, step in enumerate(pipeline):
         if isinstance(step, dict) and step.get("type") == "LoadProposals":
-            return "its test pipeline loads precomputed proposals (LoadProposals)"
-    return None
+            pipeline[i] = dict(type="SelectiveSearchProposals", num_max_proposals=step.get("num_max_proposals"))
+            swapped = True
+    model_type = str(cfg.model.get("type", ""))
+    needs = model_type in PROPOSAL_MODELS or (model_type == "MultiScaleSPPNet" and not cfg.model.get("rpn_head"))
+    if needs and not swapped:
+        raise UsageError(
+            f"model type {model_type!r} takes proposals, not an RPN, and the config's test pipeline has no "
+            "LoadProposals step to compute them in (mmdet issue #10676): add LoadProposals and "
+            "ProposalBroadcaster as configs/_base_/recipes/ss-proposals_36e_trees.py does")
+    return swapped
 
 
 def list_images(path: Path) -> list[Path]:
@@ -72,12 +87,12 @@ def infer(config: Path, checkpoint: Path, inputs: Path, out_dir: Path, score_thr
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(config))  # imports mmdet_plugin through custom_imports
-    reason = needs_proposals(cfg)
-    if reason:
-        raise UsageError(
-            f"CONFIG {config}: this detector cannot run on a new image: {reason}. Proposals exist only "
-            "for the images of its data set (run `mim test` on that set instead); mmdet's inference "
-            "API fails on such detectors (mmdet issue #10676). Use a detector with an RPN for your own images.")
+    try:
+        if proposals_on_the_fly(cfg):
+            print("this detector takes proposals: computing each image's selective-search windows "
+                  "(fast mode, ~1 s per 400 x 400 image) in place of its LoadProposals", flush=True)
+    except UsageError as e:
+        raise UsageError(f"CONFIG {config}: {e}") from None
 
     import mmdet_plugin  # noqa: F401  (safe checkpoint loading; registers the plugin)
     from mmdet.apis import DetInferencer
