@@ -167,6 +167,9 @@ def tables(data: str, done: dict) -> None:
                                  speedup_overall=f"{base['total_s'] / t['total_s']:.2f}" if t else "",
                                  speedup_conv=f"{base['conv_s'] / t['conv_s']:.2f}" if t else ""))
     common.write_csv(RESULTS / f"rcnn_vs_sppnet_{data}.csv", csv_rows)
+    proposal_records = [json.loads((DEVKIT[data] / "proposals" / f"ss_fast_{s}.json").read_text())
+                        for s in ("train", "val", "test")]
+    common.write_csv(RESULTS / f"selective_search_{data}.csv", proposal_records)
 
 
 def main() -> None:
