@@ -51,7 +51,7 @@ MODELS = {
     "trees": [
         ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss_36e_trees-voc", [], (0, 1)),
         ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc", [], (0, 1)),
-        ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_36e_trees-voc", [], (0, 1)),
+        ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_36e_trees-voc", [], (0,)),
         ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_36e_trees-voc", [], (0,)),
         ("spp3-full", SPP3, FULL, "sppnet_effnet-lite0-c4_3scale_ss_36e_trees-voc", [], (0,)),
         ("align1-fc", ALIGN1, FC_ONLY, "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc", [], (0,)),
@@ -61,13 +61,13 @@ MODELS = {
         ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc", [], (0, 1)),
         ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc", [], (0,)),
         ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_6e_synth-voc", [], (0,)),
+        ("spp3-full", SPP3, FULL, "sppnet_effnet-lite0-c4_3scale_ss_6e_synth-voc", [], (0,)),
         ("align1-fc", ALIGN1, FC_ONLY, "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc", [], (0,)),
     ],
 }
 # Run order: the long R-CNN runs first and last, the short rows between them.
-ORDER = {"trees": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp1-full", "spp3-fc", "rcnn-s1", "spp3-full",
-                   "spp1-full-s1"],
-         "synth": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp3-fc", "spp1-full"]}
+ORDER = {"trees": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp1-full", "spp3-fc", "rcnn-s1", "spp3-full"],
+         "synth": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp3-fc", "spp1-full", "spp3-full"]}
 DEVKIT = {"trees": ROOT / "data/trees/VOCtrees", "synth": ROOT / "data/synth_voc/VOCsynth"}
 NAME = {"trees": "Tree tiles (real NEON photographs, 400 x 400)", "synth": "Synthetic shapes (256 x 256)"}
 
