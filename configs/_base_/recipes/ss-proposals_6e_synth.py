@@ -1,8 +1,9 @@
 # ./pretrained_24e_synth.py with selective-search windows instead of an RPN (as
 # ./ss-proposals_36e_trees.py; python -m mmdet_plugin.datasets.selective_search
 # data/synth_voc/VOCsynth) and 6 epochs (480 iterations; LR x 0.1 at epoch 5), not 24:
-# R-CNN runs the backbone on 512 crops per iteration, 2 h for 6 epochs on one thread of
-# this workplace's CPU, and every row of the table gets the same schedule.
+# R-CNN runs the backbone on 512 crops per iteration (6-12 s on one thread of this
+# workplace's 2-core CPU beside other runs: about 1.5 h for 6 epochs, 6 h for 24), and
+# every row of the table gets the same schedule.
 _base_ = ['./pretrained_24e_synth.py']
 max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
