@@ -125,11 +125,11 @@ def tables(data: str, done: dict) -> None:
     base = speed[RCNN]
     records = json.loads((DEVKIT[data] / "proposals" / "ss_fast_test.json").read_text())
     lines = [f"{NAME[data]}, EfficientNet-Lite0 ImageNet-pretrained up to stride 16, the same "
-             f"SPP head, the same selective-search windows (fast mode; test: {records['proposals_mean']:.0f} per tile, "
+             f"SPP head, the same selective-search windows (fast mode; test: {records['proposals_mean']:.0f} per image, "
              f"recall {records['recall_iou50']:.3f} at IoU 0.5 and {records['recall_iou70']:.3f} at 0.7, the ceiling "
              f"of every row), 128-window batches with 32 positives, {EPOCHS[data]} epochs of AdamW. Each cell: AP40 / AP50 / "
-             "AP75 / mean AP over 0.5:0.95, one line per seed, then the mean. Val chooses; test (another area) only "
-             "reports.", ""]
+             "AP75 / mean AP over 0.5:0.95, one line per seed, then the mean. Val chooses; test only reports"
+             + (" (another area of the site)." if data == "trees" else "."), ""]
     for split in ("val", "test"):
         lines += [f"**{split}**", "", "| system | " + " | ".join((FC_ONLY, FULL)) + " |", "| --- | --- | --- |"]
         for system in (RCNN, SPP1, SPP3, ALIGN1):
@@ -152,7 +152,7 @@ def tables(data: str, done: dict) -> None:
                      f"{base['total_s'] / t['total_s']:.1f}x | {base['conv_s'] / t['conv_s']:.1f}x | {paper_cell} |")
     rcnn, spp1 = summary(by_model[(RCNN, FULL)]), summary(by_model[(SPP1, FC_ONLY)])
     spp1_full = summary(by_model[(SPP1, FULL)])
-    lines += ["", f"The paper's claim on these tiles: SPP-net 1 scale (fc-only, the paper's recipe) against R-CNN, "
+    lines += ["", f"The paper's claim on these images: SPP-net 1 scale (fc-only, the paper's recipe) against R-CNN, "
               f"means over seeds: test AP40 {spp1['test_AP40']:.3f} vs {rcnn['test_AP40']:.3f}, AP50 "
               f"{spp1['test_AP50']:.3f} vs {rcnn['test_AP50']:.3f} (val AP40 {spp1['val_AP40']:.3f} vs "
               f"{rcnn['val_AP40']:.3f}); fine-tuning all layers: test AP40 {spp1_full['test_AP40']:.3f}, val "
