@@ -1,5 +1,12 @@
 """Reproduce SPPNet's headline speed comparison: R-CNN vs SPP-net, per image, on this CPU.
 
+Two ways: ``main()`` (below, ``make bench``) times untrained networks at the paper's scale
+(VOC-sized image, 2,000 windows, a 4096-wide head, ZF-5); ``time_trained()`` times trained
+detectors (mmdet_plugin's ``RCNN`` against SPP-net's ``FastRCNN`` / ``MultiScaleSPPNet``)
+on real test images with their own selective-search windows, side by side;
+``rcnn_vs_sppnet_table.py`` calls it for the trained table. The rest of this docstring is
+about ``main()``.
+
 Both pipelines use the same backbone, the same spatial pyramid (1x1, 2x2, 3x3, 6x6 max =
 50 bins), the same head (fc6, fc7, 21-way classifier; 4096 wide, the paper's) and the same
 2,000 proposals per image. All weights are random (nothing is downloaded): only speed is
