@@ -18,28 +18,19 @@ def test_rcnn_context_is_16_of_227_px_on_each_side():
     assert torch.allclose(window, torch.tensor([[84.0, 34.0, 311.0, 261.0]]))
 
 
-def test_crop_at_the_top_left_corner_is_zero_outside_the_image():
-    # Box (0, 0, 2, 2) with scale 2 (crop 8, padding 2): window (-1, -1, 3, 3); a 4 x 4 crop
-    # samples x = y = -0.5, 0.5, 1.5, 2.5. Outside the image (-0.5): 0. Inside, bilinear
-    # between pixel centres (pixel p at p + 0.5) of a linear ramp: value(y, x) =
-    # 10 (y - 0.5) + (x - 0.5) + 1, with x - 0.5 held at 0 below the first centre.
-    crop = warp_regions(_ramp(), torch.tensor([[0.0, 0, 0, 2, 2]]), 4, context_scale(8, 2))[0, 0]
-    want = torch.tensor([[0, 0, 0, 0],
-                         [0, 1, 2, 3],
-                         [0, 11, 12, 13],
-                         [0, 21, 22, 23]], dtype=torch.float32)
-    assert torch.allclose(crop, want)
-
-
-def test_crop_at_the_bottom_right_corner_clips_there():
-    # Image 8 x 6; box (6, 4, 8, 6), scale 2: window (5, 3, 9, 7): x = 5.5, 6.5, 7.5, 8.5 and
-    # y = 3.5, 4.5, 5.5, 6.5; x = 8.5 >= 8 and y = 6.5 >= 6 are outside.
-    crop = warp_regions(_ramp(), torch.tensor([[0.0, 6, 4, 8, 6]]), 4, context_scale(8, 2))[0, 0]
-    want = torch.tensor([[36, 37, 38, 0],
-                         [46, 47, 48, 0],
-                         [56, 57, 58, 0],
-                         [0, 0, 0, 0]], dtype=torch.float32)
-    assert torch.allclose(crop, want)
+# Scale 2 (crop 8, padding 2), 4 x 4 crops of the 8 x 6 ramp, values hand-computed.
+# Top left: box (0, 0, 2, 2) -> window (-1, -1, 3, 3): x = y = -0.5, 0.5, 1.5, 2.5. Outside the
+# image (-0.5): 0. Inside, bilinear between pixel centres (pixel p at p + 0.5) of a linear
+# ramp: value(y, x) = 10 (y - 0.5) + (x - 0.5) + 1, with x - 0.5 held at 0 below the first centre.
+# Bottom right: box (6, 4, 8, 6) -> window (5, 3, 9, 7): x = 5.5, 6.5, 7.5, 8.5 and
+# y = 3.5, 4.5, 5.5, 6.5; x = 8.5 >= 8 and y = 6.5 >= 6 are outside.
+@pytest.mark.parametrize("box, want", [
+    ((0, 0, 2, 2), [[0, 0, 0, 0], [0, 1, 2, 3], [0, 11, 12, 13], [0, 21, 22, 23]]),
+    ((6, 4, 8, 6), [[36, 37, 38, 0], [46, 47, 48, 0], [56, 57, 58, 0], [0, 0, 0, 0]]),
+], ids=["top-left: zero outside the image", "bottom-right: clipped there"])
+def test_crop_at_a_corner_against_hand_computed_values(box, want):
+    crop = warp_regions(_ramp(), torch.tensor([[0.0, *box]]), 4, context_scale(8, 2))[0, 0]
+    assert torch.allclose(crop, torch.tensor(want, dtype=torch.float32))
 
 
 def test_crops_come_from_their_own_image_in_roi_order():

@@ -16,6 +16,8 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
+from .given_proposals import given_proposals
+
 
 @MODELS.register_module()
 class MultiScaleSPPNet(TwoStageDetector):
@@ -89,12 +91,6 @@ class MultiScaleSPPNet(TwoStageDetector):
         """The RoI head's input: all scales' maps, scale-major."""
         return self.rpn_and_roi_maps(batch_inputs)[1]
 
-    def _given_proposals(self, batch_data_samples: SampleList) -> list:
-        if batch_data_samples[0].get("proposals", None) is None:
-            raise ValueError("MultiScaleSPPNet without rpn_head needs proposals in the data samples "
-                             "(e.g. mmdet's LoadProposals in the pipeline)")
-        return [s.proposals for s in batch_data_samples]
-
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         rpn_maps, roi_maps = self.rpn_and_roi_maps(batch_inputs)
         losses = dict()
@@ -107,14 +103,14 @@ class MultiScaleSPPNet(TwoStageDetector):
                                                                    proposal_cfg=proposal_cfg)
             losses.update({(f"rpn_{k}" if "loss" in k and "rpn" not in k else k): v for k, v in rpn_losses.items()})
         else:
-            proposals = self._given_proposals(batch_data_samples)
+            proposals = given_proposals(batch_data_samples, "MultiScaleSPPNet without rpn_head")
         losses.update(self.roi_head.loss(roi_maps, proposals, batch_data_samples))
         return losses
 
     def _proposals(self, rpn_maps, batch_data_samples: SampleList) -> list:
         if self.with_rpn and batch_data_samples[0].get("proposals", None) is None:
             return self.rpn_head.predict(rpn_maps, batch_data_samples, rescale=False)
-        return self._given_proposals(batch_data_samples)
+        return given_proposals(batch_data_samples, "MultiScaleSPPNet without rpn_head")
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
         rpn_maps, roi_maps = self.rpn_and_roi_maps(batch_inputs)

@@ -6,6 +6,8 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
+from .given_proposals import given_proposals
+
 
 @MODELS.register_module()
 class RCNN(TwoStageDetector):
@@ -47,22 +49,16 @@ class RCNN(TwoStageDetector):
         """The images themselves: the conv net runs per crop, inside the RoI extractor."""
         return (batch_inputs, )
 
-    def _given_proposals(self, batch_data_samples: SampleList) -> list:
-        if batch_data_samples[0].get("proposals", None) is None:
-            raise ValueError("RCNN needs proposals in the data samples: a proposal_file in the dataset and "
-                             "LoadProposals + ProposalBroadcaster in the pipeline (configs/rcnn_*.py)")
-        return [s.proposals for s in batch_data_samples]
-
+    # TwoStageDetector runs the RoI head on the samples' proposals when there is no RPN;
+    # these check first, so that a batch without them gets a message, not an assert.
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        proposals = self._given_proposals(batch_data_samples)
-        return self.roi_head.loss(self.extract_feat(batch_inputs), proposals, batch_data_samples)
+        given_proposals(batch_data_samples, "RCNN")
+        return super().loss(batch_inputs, batch_data_samples)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:
-        proposals = self._given_proposals(batch_data_samples)
-        results = self.roi_head.predict(self.extract_feat(batch_inputs), proposals, batch_data_samples,
-                                        rescale=rescale)
-        return self.add_pred_to_datasample(batch_data_samples, results)
+        given_proposals(batch_data_samples, "RCNN")
+        return super().predict(batch_inputs, batch_data_samples, rescale=rescale)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> tuple:
-        proposals = self._given_proposals(batch_data_samples)
-        return (self.roi_head.forward(self.extract_feat(batch_inputs), proposals, batch_data_samples), )
+        given_proposals(batch_data_samples, "RCNN")
+        return super()._forward(batch_inputs, batch_data_samples)

@@ -67,18 +67,19 @@ def warp_regions(images: Tensor, rois: Tensor, crop_size: int, scale: float) -> 
     steps = (torch.arange(crop_size, device=images.device, dtype=torch.float32) + 0.5) / crop_size
     xs = windows[:, 0:1] + steps[None] * (windows[:, 2:3] - windows[:, 0:1])  # (K, S) pixel-edge coords
     ys = windows[:, 1:2] + steps[None] * (windows[:, 3:4] - windows[:, 1:2])
-    # grid_sample with align_corners=False maps -1 and 1 to the outer pixel edges.
-    gx = (xs / w * 2 - 1)[:, None, :].expand(k, crop_size, crop_size)
-    gy = (ys / h * 2 - 1)[:, :, None].expand(k, crop_size, crop_size)
+    # The batch as one tall image (a view for N = 1), read by every RoI through an expanded
+    # view: one grid_sample, no loop over images, no host sync. Samples are clamped to the
+    # image's own outer pixel centres (the edge repeated, as padding_mode="border" would),
+    # so no sample blends two images; grid_sample with align_corners=False maps -1 and 1 to
+    # the outer pixel edges.
+    tall = images.transpose(0, 1).reshape(1, c, n * h, w)
+    xs_in = xs.clamp(0.5, w - 0.5)
+    ys_in = ys.clamp(0.5, h - 0.5) + rois[:, :1].to(torch.float32) * h
+    gx = (xs_in / w * 2 - 1)[:, None, :].expand(k, crop_size, crop_size)
+    gy = (ys_in / (n * h) * 2 - 1)[:, :, None].expand(k, crop_size, crop_size)
     grid = torch.stack([gx, gy], dim=-1).to(images.dtype)
-    crops = images.new_empty((k, c, crop_size, crop_size))
-    image_of = rois[:, 0].long()
-    # One grid_sample per image (N is the batch, 1-4 images): its RoIs read the image through
-    # an expanded view, never K copies of it.
-    for b in range(n):
-        index = (image_of == b).nonzero().squeeze(1)
-        crops.index_copy_(0, index, F.grid_sample(images[b:b + 1].expand(len(index), -1, -1, -1), grid[index],
-                                                  mode="bilinear", padding_mode="border", align_corners=False))
+    crops = F.grid_sample(tall.expand(k, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                          align_corners=False)
     inside_x = (xs >= 0) & (xs < w)
     inside_y = (ys >= 0) & (ys < h)
     inside = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]
