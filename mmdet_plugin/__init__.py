@@ -11,7 +11,8 @@ arbitrary code (see ``engine.checkpoint_safety``).
 
 The layout mirrors mmdet's own: ``models/`` (``backbones``, ``detectors``, ``roi_heads/roi_extractors``,
 ``roi_heads/bbox_heads``, ``utils``), ``datasets/`` (the checked VOC dataset, the
-synthetic data set's generator), ``engine/`` (the runner, ``hooks``, checkpoint loading,
+synthetic data set's generator, tiling, large-image reading), ``apis/`` (sliced inference on
+images of any size, ``tools/infer.py``'s outputs), ``engine/`` (the runner, ``hooks``, checkpoint loading,
 FLOP counting).
 """
 from .engine import checkpoint_safety

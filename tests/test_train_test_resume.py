@@ -1,5 +1,6 @@
 """End to end through `mim`, as a user runs it, on a tiny generated data set: train on
 CPU, kill the run mid-epoch, resume it, test the checkpoint, run DetInferencer."""
+import json
 import os
 import re
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,3 +187,78 @@ def test_gt_beside_predictions_draws_one_row_per_image(run, tmp_path):
     assert mmcv.imread(str(out)).shape == (2 * image.shape[0], 2 * image.shape[1], 3)
     with pytest.raises(ValueError, match="count=9: the test split has only 4 images"):
         draw_gt_beside_predictions(cfg, run["work"] / "epoch_2.pth", tmp_path / "x.png", count=9)
+
+
+def _infer(args, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "infer.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=600, **kwargs)
+
+
+def test_unsliced_inference_equals_det_inferencer(run):
+    """The array-fed pipeline of tools/infer.py (Pillow decodes, LoadImageFromNDArray) gives
+    DetInferencer's boxes for an image that runs whole."""
+    from mmdet.apis import DetInferencer, init_detector
+    from mmengine.config import Config
+
+    from mmdet_plugin.apis import SlicedInferencer
+    from mmdet_plugin.datasets.large_image import open_large_image
+
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[1]
+    checkpoint = str(run["work"] / "epoch_2.pth")
+    want = DetInferencer(model=str(CONFIG), weights=checkpoint, device="cpu", show_progress=False)(
+        str(image), no_save_vis=True)["predictions"][0]
+    cfg = Config.fromfile(str(CONFIG))
+    with open_large_image(image) as im:
+        got = SlicedInferencer(init_detector(cfg, checkpoint, device="cpu"), cfg, None)(im, progress=False)
+    assert len(want["scores"]) == len(got["scores"]) > 0
+    np.testing.assert_allclose(got["bboxes"], np.array(want["bboxes"]), atol=1e-3)
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
+
+
+def test_the_infer_tool_slices_a_large_image_into_native_windows(run, tmp_path):
+    """Four test images side by side (512 x 512) in 256 px windows every 192 px: 9 windows,
+    boxes in the large image's pixels, the objects at their own size."""
+    from PIL import Image
+
+    sources = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[:4]
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in sources]
+    big = tmp_path / "big.png"
+    Image.fromarray(np.concatenate([np.concatenate(arrays[:2], 1), np.concatenate(arrays[2:], 1)], 0)).save(big)
+    done = _infer([CONFIG, run["work"] / "epoch_2.pth", big, "--out-dir", tmp_path / "out", "--tile", 256,
+                   "--overlap", 64, "--merge", "ios"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 windows" not in done.stdout and "9 windows of 256 px" in done.stdout
+    pred = json.loads((tmp_path / "out" / "preds" / "big.json").read_text())
+    assert pred["sliced"] == dict(tile=256, overlap=64, merge="ios", merge_thr=0.5, windows=9)
+    boxes = np.array(pred["bboxes"]).reshape(-1, 4)
+    assert len(boxes) > 0 and boxes.min() >= 0 and boxes[:, 2].max() <= 512 and boxes[:, 3].max() <= 512
+    assert (boxes[:, 0] > 256).any() and (boxes[:, 1] > 256).any()  # windows were moved into place
+    assert Image.open(tmp_path / "out" / "vis" / "big.png").size == (512, 512)
+
+
+def test_the_infer_tool_writes_the_good_images_of_a_folder_and_names_the_bad_ones(run, tmp_path):
+    images = tmp_path / "mixed"
+    images.mkdir()
+    good = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    (images / "good.jpg").write_bytes(good.read_bytes())
+    (images / "truncated.jpg").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    (images / "empty.png").write_bytes(b"")
+    done = _infer([CONFIG, run["work"] / "epoch_2.pth", images, "--out-dir", tmp_path / "out"])
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "2 image(s) failed" in done.stderr and "Traceback" not in done.stderr
+    assert f"{images / 'truncated.jpg'}: cannot read the image" in done.stderr
+    assert f"{images / 'empty.png'}: the file is empty" in done.stderr
+    assert [p.name for p in (tmp_path / "out" / "preds").iterdir()] == ["good.json"]
+
+
+def test_the_infer_tool_refuses_bad_tiles(run, tmp_path):
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    checkpoint = run["work"] / "epoch_2.pth"
+    overlap = _infer([CONFIG, checkpoint, image, "--tile", 128, "--overlap", 128])
+    assert overlap.returncode == 2 and "--overlap must be in [0, tile) = [0, 128), got 128" in overlap.stderr
+    orphan = _infer([CONFIG, checkpoint, image, "--overlap", 32])
+    assert orphan.returncode == 2 and "--overlap need --tile" in orphan.stderr
+    merge = _infer([CONFIG, checkpoint, image, "--tile", 128, "--merge", "wbf"])
+    assert merge.returncode == 2 and "--merge must be one of ('nms', 'ios', 'join'), got 'wbf'" in merge.stderr
+    larger = _infer([CONFIG, checkpoint, image, "--tile", 400, "--out-dir", tmp_path / "out"])
+    assert larger.returncode == 1 and "--tile 400 is larger than the image (256 x 256 px)" in larger.stderr
