@@ -1,7 +1,7 @@
 """Detect objects in your own images with a trained detector: one image or a folder, of any size.
 
     .venv/bin/python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [--out-dir DIR]
-        [--score-thr 0.3] [--device cpu] [--batch-size 4]
+        [--score-thr 0.3] [--device cpu] [--batch-size 1]
         [--tile PX --overlap PX --merge nms|ios|join --merge-thr T | --no-slicing]
 
     # after `make demo`:
@@ -123,7 +123,7 @@ def slice_settings(cfg, tile, overlap, merge, merge_thr, no_slicing: bool):
 
 
 def infer(config: Path, checkpoint: Path, inputs: Path, out_dir: Path, score_thr: float = 0.3,
-          device: str = "cpu", batch_size: int = 4, tile: int | None = None, overlap: int | None = None,
+          device: str = "cpu", batch_size: int = 1, tile: int | None = None, overlap: int | None = None,
           merge: str | None = None, merge_thr: float | None = None, no_slicing: bool = False,
           vis_max_side: int = 4096) -> tuple[list[Path], dict[Path, str]]:
     """Run the detector on ``inputs``; returns (prediction JSON files written, {image: why it
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("work_dirs/infer"))
     p.add_argument("--score-thr", type=float, default=0.3, help="boxes drawn above this score (all are saved)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (1 is fastest on a CPU)")
     g = p.add_argument_group("sliced inference (default: the config's sliced_infer_cfg, if it has one)")
     g.add_argument("--tile", type=int, help="window size in pixels; windows run at native resolution")
     g.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows (< --tile)")

@@ -105,10 +105,12 @@ class SlicedInferencer:
         cfg: its config (the test pipeline is taken from it).
         settings: window size, overlap and merge rule; None runs every image whole
             through the config's pipeline (as mmdet's ``DetInferencer`` does).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (1 is fastest on a CPU: measured 6.3 s against
+            7.3 s for 2 and 9.0 s for 4 on 25 windows of 600 px, and each window in a batch
+            adds about 0.3 GB of activations; raise it on a GPU).
     """
 
-    def __init__(self, model, cfg, settings: SliceSettings | None, batch_size: int = 4):
+    def __init__(self, model, cfg, settings: SliceSettings | None, batch_size: int = 1):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model, self.settings, self.batch_size = model, settings, batch_size

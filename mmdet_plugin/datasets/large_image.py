@@ -11,8 +11,9 @@ Two readers:
 * TIFFs go through rasterio (GDAL), which reads each window from disk: memory stays
   bounded by the window, whatever the raster's size, and a GeoTIFF's CRS and transform
   come along. Bands 1-3 are read as RGB (one band: grey); only 8-bit rasters are taken.
-* Every other format (PNG, JPEG, ...) is decoded whole by Pillow, once, into one array
-  (3 bytes a pixel: 300 MB for 10,000 x 10,000): PNG and JPEG have no random access.
+* Every other format (PNG, JPEG, ...) is decoded whole by Pillow, once, and windows are
+  cropped from Pillow's buffer (3 bytes a pixel: 300 MB for 10,000 x 10,000): PNG and
+  JPEG have no random access.
   Pillow's decompression-bomb limit is lifted (large images are the point here), and
   truncated files are refused instead of being padded with grey.
 
@@ -73,7 +74,8 @@ def _scale_for(width: int, height: int, max_side: int) -> float:
 
 
 class PillowImage(LargeImage):
-    """Decoded whole by Pillow into one RGB array."""
+    """Decoded whole by Pillow, once; windows are cropped from Pillow's own buffer (no
+    second full-size copy: 3 bytes a pixel in all)."""
 
     def __init__(self, path: Path):
         from PIL import Image, UnidentifiedImageError
@@ -81,26 +83,29 @@ class PillowImage(LargeImage):
         Image.MAX_IMAGE_PIXELS = None  # aerial mosaics exceed Pillow's decompression-bomb limit
         self.path = path
         try:
-            with Image.open(path) as im:
-                im.load()  # decodes now: a truncated file fails here, not mid-inference
-                self._rgb = np.asarray(im.convert("RGB"))
+            im = Image.open(path)
+            im.load()  # decodes now: a truncated file fails here, not mid-inference
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
             raise ImageReadError(f"{path}: cannot read the image ({e})") from None
-        self.height, self.width = self._rgb.shape[:2]
+        self._im = im if im.mode == "RGB" else im.convert("RGB")
+        self.width, self.height = self._im.size
         self._check_size()
 
     def read(self, x0, y0, w, h):
         self._check_window(x0, y0, w, h)
-        return np.ascontiguousarray(self._rgb[y0:y0 + h, x0:x0 + w, ::-1])
+        return np.ascontiguousarray(np.asarray(self._im.crop((x0, y0, x0 + w, y0 + h)))[..., ::-1])
 
     def thumbnail(self, max_side):
         from PIL import Image
 
         scale = _scale_for(self.width, self.height, max_side)
         if scale == 1.0:
-            return self._rgb.copy(), 1.0
+            return np.asarray(self._im), 1.0
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
-        return np.asarray(Image.fromarray(self._rgb).resize(size, Image.BILINEAR)), scale
+        return np.asarray(self._im.resize(size, Image.BILINEAR, reducing_gap=2.0)), scale
+
+    def close(self):
+        self._im.close()
 
 
 class RasterioImage(LargeImage):
