@@ -262,3 +262,30 @@ def test_the_infer_tool_refuses_bad_tiles(run, tmp_path):
     assert merge.returncode == 2 and "--merge must be one of ('nms', 'ios', 'join'), got 'wbf'" in merge.stderr
     larger = _infer([CONFIG, checkpoint, image, "--tile", 400, "--out-dir", tmp_path / "out"])
     assert larger.returncode == 1 and "--tile 400 is larger than the image (256 x 256 px)" in larger.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("rasterio") is None, reason="needs rasterio (requirements/geo.txt)")
+def test_the_infer_tool_writes_map_coordinates_for_a_geotiff(run, tmp_path):
+    """A georeferenced TIFF goes through rasterio: the JSON in pixels, a PNG picture, and a
+    GeoJSON whose polygons are those boxes through the raster's transform, in its CRS."""
+    import rasterio
+    from affine import Affine
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]).convert("RGB"))
+    transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0)
+    tif = tmp_path / "ortho.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=rgb.shape[1], height=rgb.shape[0], count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as dst:
+        dst.write(rgb.transpose(2, 0, 1))
+    done = _infer([CONFIG, run["work"] / "epoch_2.pth", tif, "--out-dir", tmp_path / "out"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    pred = json.loads((tmp_path / "out" / "preds" / "ortho.json").read_text())
+    geo = json.loads((tmp_path / "out" / "preds" / "ortho.geojson").read_text())
+    assert geo["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32633"
+    assert len(geo["features"]) == len(pred["bboxes"]) > 0
+    x1, y1, x2, y2 = pred["bboxes"][0]
+    ring = np.array(geo["features"][0]["geometry"]["coordinates"][0])
+    np.testing.assert_allclose(ring[0], [500000.0 + 0.5 * x1, 4100000.0 - 0.5 * y1])
+    np.testing.assert_allclose(ring[2], [500000.0 + 0.5 * x2, 4100000.0 - 0.5 * y2])
+    assert (tmp_path / "out" / "vis" / "ortho.png").is_file()

@@ -6,7 +6,8 @@
 NEON aerial RGB photographs of Yellowstone with hand-drawn tree-crown boxes in VOC XML
 (class "Tree", boxes 8-107 px wide, median about 40). Two of them are used, from two
 areas of the same site (MIT license of the wheel, (c) Ben Weinstein; imagery from NEON,
-no separate terms stated in the wheel; nothing of it is committed here):
+no separate terms stated in the wheel; of it, only benchmarks/results/sliced_trees_test.jpg,
+the held-out photograph with a detector's boxes, is committed, with that attribution):
 
 * ``2019_YELL_2_528000_4978000_image_crop2.png`` (2299 x 2472, 574 boxes): its tiles go
   to ``train`` and ``val`` (whole tiles, ``VAL_FRACTION`` of them chosen by ``SEED``; a
