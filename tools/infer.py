@@ -108,13 +108,11 @@ def slice_settings(cfg, tile, overlap, merge, merge_thr, no_slicing: bool):
         base = SliceSettings.from_config(cfg)
     except ValueError as e:
         raise UsageError(f"CONFIG: {e}") from None
-    if base is None:
-        if tile is None:
-            given = [f for f, v in (("--overlap", overlap), ("--merge", merge), ("--merge-thr", merge_thr)) if v is not None]
-            if given:
-                raise UsageError(f"{', '.join(given)} need --tile: the config has no sliced_infer_cfg")
-            return None
-        base = SliceSettings(tile=tile) if tile > 0 else None
+    if base is None and tile is None:
+        given = [f for f, v in (("--overlap", overlap), ("--merge", merge), ("--merge-thr", merge_thr)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --tile: the config has no sliced_infer_cfg")
+        return None
     chosen = {k: v for k, v in dict(tile=tile, overlap=overlap, merge=merge, merge_thr=merge_thr).items() if v is not None}
     try:
         return SliceSettings(**{**(base.__dict__ if base else {}), **chosen})
