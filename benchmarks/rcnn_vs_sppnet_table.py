@@ -50,6 +50,7 @@ RCNN, SPP1, SPP3, ALIGN1 = "R-CNN", "SPP-net 1 scale", "SPP-net 3 scales", "SPP-
 MODELS = {
     "trees": [
         ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss_36e_trees-voc", [], (0, 1)),
+        ("rcnn-fc", RCNN, FC_ONLY, "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0,)),
         ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc", [], (0, 1)),
         ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_36e_trees-voc", [], (0,)),
         ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_36e_trees-voc", [], (0,)),
@@ -58,6 +59,7 @@ MODELS = {
     ],
     "synth": [
         ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss_6e_synth-voc", [], (0,)),
+        ("rcnn-fc", RCNN, FC_ONLY, "rcnn_effnet-lite0-c4_ss_fc-only_6e_synth-voc", [], (0,)),
         ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc", [], (0, 1)),
         ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc", [], (0,)),
         ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_6e_synth-voc", [], (0,)),
@@ -66,8 +68,9 @@ MODELS = {
     ],
 }
 # Run order: the long R-CNN runs first and last, the short rows between them.
-ORDER = {"trees": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp1-full", "spp3-fc", "rcnn-s1", "spp3-full"],
-         "synth": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp3-fc", "spp1-full", "spp3-full"]}
+ORDER = {"trees": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp1-full", "spp3-fc", "rcnn-s1", "spp3-full",
+                   "rcnn-fc"],
+         "synth": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp3-fc", "spp1-full", "spp3-full", "rcnn-fc"]}
 DEVKIT = {"trees": ROOT / "data/trees/VOCtrees", "synth": ROOT / "data/synth_voc/VOCsynth"}
 NAME = {"trees": "Tree tiles (real NEON photographs, 400 x 400)", "synth": "Synthetic shapes (256 x 256)"}
 

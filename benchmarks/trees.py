@@ -61,6 +61,11 @@ def metrics(flat: dict) -> dict:
 def test_checkpoint(run_dir: Path, name: str = "test", options: list[str] = ()) -> dict:
     """``mim test`` of the run's last checkpoint (on the test split, unless ``options`` say
     otherwise) into ``run_dir/name``; its metrics."""
+    return metrics(test_checkpoint_flat(run_dir, name, options))
+
+
+def test_checkpoint_flat(run_dir: Path, name: str = "test", options: list[str] = ()) -> dict:
+    """As ``test_checkpoint``, but every key the evaluators wrote (e.g. ``size/...``)."""
     config = next(run_dir.glob("*.py"))
     checkpoint = (run_dir / "last_checkpoint").read_text().strip()
     out = run_dir / name
@@ -69,7 +74,7 @@ def test_checkpoint(run_dir: Path, name: str = "test", options: list[str] = ()) 
     with open(run_dir / f"{name}.out", "w") as log:
         subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
     result = sorted(out.glob("*/*.json"))[-1]
-    return metrics(json.loads(result.read_text()))
+    return json.loads(result.read_text())
 
 
 def read(run_dir: Path) -> dict:

@@ -4,7 +4,8 @@ Configs load it with ``custom_imports = dict(imports=['mmdet_plugin'])``. Import
 registers ``SPPRoIExtractor``, ``SPPBBoxHead``, ``MultiScaleSPPNet``, the R-CNN baseline
 (``RCNN`` with ``WarpedRegionExtractor``) and the pretrained ``EfficientNetLite`` backbone
 (mmdet ``MODELS``),
-``DataCheckedRunner`` (``RUNNERS``), ``ChannelsLastHook`` (``HOOKS``) and
+``DataCheckedRunner`` (``RUNNERS``), ``ChannelsLastHook`` (``HOOKS``), ``VOCSizeMetric``
+(``METRICS``: VOC AP per object-size bin) and
 ``CheckedVOCDataset`` (``DATASETS``), counts ``spp_roi_pool`` in MMEngine's FLOP analysis,
 and makes MMEngine's checkpoint loading work under torch >= 2.6 without unpickling
 arbitrary code (see ``engine.checkpoint_safety``).
@@ -21,7 +22,8 @@ checkpoint_safety.install()
 
 from .datasets import CheckedVOCDataset  # noqa: E402
 from .engine import ChannelsLastHook, DataCheckedRunner, flops  # noqa: E402,F401  (flops: the FLOP handle)
+from .evaluation import VOCSizeMetric  # noqa: E402
 from .models import RCNN, EfficientNetLite, MultiScaleSPPNet, SPPBBoxHead, SPPRoIExtractor, WarpedRegionExtractor  # noqa: E402,E501
 
 __all__ = ["EfficientNetLite", "SPPRoIExtractor", "SPPBBoxHead", "MultiScaleSPPNet", "RCNN", "WarpedRegionExtractor", "DataCheckedRunner", "CheckedVOCDataset",
-           "ChannelsLastHook", "checkpoint_safety"]
+           "ChannelsLastHook", "VOCSizeMetric", "checkpoint_safety"]

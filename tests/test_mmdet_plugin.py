@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,3 +191,59 @@ def test_channels_last_hook_keeps_mmcv_roi_align_right():
     ChannelsLastHook().before_run(SimpleNamespace(model=model))
     got = extractor([f.contiguous(memory_format=torch.channels_last) for f in feats], rois)
     assert torch.equal(got, want)
+
+
+def test_extractor_roi_scale_factor_from_the_config_enlarges_every_roi():
+    """mmdet's StandardRoIHead calls the extractor without roi_scale_factor; set in the
+    constructor it applies anyway: the same as pooling the RoIs enlarged about their centres
+    by hand (here by R-CNN's context, 227 / 195), levels chosen before enlarging."""
+    from mmdet_plugin import SPPRoIExtractor
+
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 4, 40, 40), torch.randn(1, 4, 20, 20)]
+    rois = torch.tensor([[0, 10., 12., 60., 70.], [0, 30., 5., 150., 130.], [0, 100., 90., 118., 101.]])
+    factor = 227 / 195
+    with_context = SPPRoIExtractor(4, [4, 8], finest_scale=56, roi_scale_factor=factor, backend="torch")
+    plain = SPPRoIExtractor(4, [4, 8], finest_scale=56, backend="torch")
+    centre, half = (rois[:, 1:3] + rois[:, 3:5]) / 2, (rois[:, 3:5] - rois[:, 1:3]) / 2 * factor
+    enlarged = torch.cat([rois[:, :1], centre - half, centre + half], dim=1)
+    levels = plain.map_roi_levels(rois, 2)
+    assert levels.tolist() == [0, 1, 0]
+    want = plain.pool(feats, enlarged, levels)
+    torch.testing.assert_close(with_context(feats, rois), want, rtol=0, atol=0)
+    assert not torch.equal(plain(feats, rois), want)
+    with pytest.raises(ValueError, match="roi_scale_factor must be positive"):
+        SPPRoIExtractor(4, [4], roi_scale_factor=0)
+
+
+def _size_case():
+    """One image, one class: a 20 px crown found (0.8) behind a 20 px false positive (0.95),
+    a 40 px crown missed, a 100 px crown found (0.9). Legacy VOC areas: x2 - x1 + 1."""
+    ann = dict(bboxes=np.array([[10, 10, 29, 29], [50, 200, 89, 239], [100, 100, 199, 199]], np.float32),
+               labels=np.zeros(3, np.int64), bboxes_ignore=np.zeros((0, 4), np.float32),
+               labels_ignore=np.zeros(0, np.int64))
+    dets = [np.array([[300, 300, 319, 319, 0.95], [100, 100, 199, 199, 0.9], [10, 10, 29, 29, 0.8]], np.float32)]
+    return [(ann, dets)]
+
+
+def test_size_metric_gives_each_bin_its_hand_computed_ap():
+    from mmdet_plugin.evaluation import VOCSizeMetric
+
+    metric = VOCSizeMetric(iou_thrs=[0.5], eval_mode="area")
+    metric.dataset_meta = dict(classes=("Tree",))
+    got = metric.compute_metrics(_size_case())
+    # < 2 cells (< 32 px): FP then TP -> precision 1/2 at recall 1; 2-4: missed; 4-8: found;
+    # >= 8: no ground truth (AP 0, gts 0). The 20 px false positive counts in its bin only.
+    assert got == {"AP50_lt2cells": 0.5, "gts_lt2cells": 1, "AP50_2to4cells": 0.0, "gts_2to4cells": 1,
+                   "AP50_4to8cells": 1.0, "gts_4to8cells": 1, "AP50_ge8cells": 0.0, "gts_ge8cells": 0}
+
+
+def test_mmdet_voc_metric_cannot_report_scale_ranges():
+    """Why VOCSizeMetric exists: mmdet 3.3's VOCMetric rounds eval_map's per-range list.
+    If this starts passing through, mmdet fixed it and VOCSizeMetric can go."""
+    from mmdet.evaluation import VOCMetric
+
+    metric = VOCMetric(iou_thrs=[0.5], eval_mode="area", scale_ranges=[(0, 32), (32, 1e8)])
+    metric.dataset_meta = dict(classes=("Tree",))
+    with pytest.raises(TypeError):
+        metric.compute_metrics(_size_case())

@@ -49,6 +49,10 @@ class SPPRoIExtractor(BaseRoIExtractor):
         backend: "auto", "triton" or "torch" (see ``spp_triton.spp_roi_pool``).
         roi_layer: ignored if None; accepted so configs derived from mmdet's
             ``SingleRoIExtractor`` can set it to None explicitly.
+        roi_scale_factor: every RoI is scaled about its centre by this before pooling
+            (its level is chosen before scaling) when ``forward`` is given none. mmdet's
+            ``StandardRoIHead`` never passes one, so this is how a config reaches it:
+            ``227 / 195`` adds R-CNN's context (16/227 of the crop on each side).
 
     Returns from forward: (K, C, B) features.
     """
@@ -58,13 +62,15 @@ class SPPRoIExtractor(BaseRoIExtractor):
                  projection: Optional[str] = None, level_mapping: str = "fpn", finest_scale: int = 56,
                  target_size: float = 224.0, base_stride: float = 16.0, backend: str = "auto",
                  roi_layer: Optional[dict] = None, sampling: str = "cells", sampling_ratio: int = 2,
-                 aligned: bool = True, init_cfg=None) -> None:
+                 aligned: bool = True, roi_scale_factor: Optional[float] = None, init_cfg=None) -> None:
         BaseModule.__init__(self, init_cfg=init_cfg)  # the base would build mmcv roi_layers
         _refuse_shared_head()
         if roi_layer is not None:
             raise ValueError("SPPRoIExtractor pools with spp_triton; set roi_layer=None "
                              f"(got {roi_layer!r}) and configure pyramid/mode/projection or "
                              "sampling/sampling_ratio/aligned instead")
+        if roi_scale_factor is not None and not roi_scale_factor > 0:
+            raise ValueError(f"roi_scale_factor must be positive, got {roi_scale_factor!r}")
         if level_mapping not in LEVEL_MAPPINGS:
             raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
         self.out_channels = out_channels
@@ -72,6 +78,7 @@ class SPPRoIExtractor(BaseRoIExtractor):
         self.level_mapping = level_mapping
         self.finest_scale = finest_scale
         self.target_size, self.base_stride = float(target_size), float(base_stride)
+        self.roi_scale_factor = roi_scale_factor
         self.roi_layers = None
         self.pool = SpatialPyramidRoIPool(pyramid=pyramid,
                                           spatial_scales=[1.0 / s for s in self.featmap_strides],
@@ -99,9 +106,10 @@ class SPPRoIExtractor(BaseRoIExtractor):
             feats: the neck's levels, (N, C, H_l, W_l) each, finest first; only the
                 first ``len(featmap_strides)`` are used.
             rois: (K, 5) (batch_index, x1, y1, x2, y2) in input pixels (``bbox2roi``).
-            roi_scale_factor: if given, every RoI is scaled about its centre by it
-                before pooling (as in mmdet's ``SingleRoIExtractor``); the level is
-                chosen from the RoI before scaling, as mmdet does.
+            roi_scale_factor: if given (else the constructor's), every RoI is scaled
+                about its centre by it before pooling (as in mmdet's
+                ``SingleRoIExtractor``); the level is chosen from the RoI before
+                scaling, as mmdet does.
 
         Returns:
             (K, C, B) in the features' dtype, B = sum(n * n for n in pyramid): for each
@@ -109,6 +117,8 @@ class SPPRoIExtractor(BaseRoIExtractor):
         """
         feats = list(feats[:self.num_inputs])
         levels = self.map_roi_levels(rois, len(feats)) if len(feats) > 1 else None
+        if roi_scale_factor is None:
+            roi_scale_factor = self.roi_scale_factor
         if roi_scale_factor is not None:
             rois = self.roi_rescale(rois, roi_scale_factor)
         # Every level gets a (possibly all-zero) gradient from the op's backward, so DDP
@@ -117,7 +127,8 @@ class SPPRoIExtractor(BaseRoIExtractor):
 
     def extra_repr(self) -> str:
         return (f"featmap_strides={self.featmap_strides}, level_mapping={self.level_mapping!r}, "
-                f"finest_scale={self.finest_scale}, target_size={self.target_size}, base_stride={self.base_stride}")
+                f"finest_scale={self.finest_scale}, target_size={self.target_size}, base_stride={self.base_stride}"
+                + (f", roi_scale_factor={self.roi_scale_factor}" if self.roi_scale_factor is not None else ""))
 
 
 SHARED_HEAD_MESSAGE = (

@@ -1,0 +1,124 @@
+"""Why SPP-net trails R-CNN on the same windows: one change at a time, with AP by object size (issue 30).
+
+    .venv/bin/python benchmarks/rcnn_vs_sppnet_ablations.py [--data trees] [--lanes 2] [--only ID ...]
+                                                            [--tables-only]
+
+Every row is trained and tested as in ``rcnn_vs_sppnet_table.py`` (same windows, backbone,
+head, batches, schedule; ``runs.RunTable``: a CSV row per finished run, committed as it
+ends, a later start skips it), and its evaluators also report AP40 and AP50 per object size
+(``VOCSizeMetric``: < 2, 2-4, 4-8 and >= 8 stride-16 cells a side). Each ablation is one
+config that inherits from its base row's config and changes one thing:
+
+  rcnn-fc        R-CNN with every conv layer frozen: against spp1-fc, "where the features come
+                 from" is the only difference (the table's R-CNN fine-tunes all layers)
+  spp1-fc        SPP-net 1 scale, conv frozen (the paper's system), the base of the rest
+  spp1-fc-round  Fast R-CNN's rounding instead of the paper's cell rule (projection='round')
+  spp1-fc-align  SPP-Align's bilinear samples, max pooling and the 1/2/3/6 pyramid kept
+  spp1-fc-ctx    each window enlarged by R-CNN's context, 227 / 195, before pooling
+  spp1-fc-2x     the tile at 800 px: twice the cells per window
+
+Val chooses, test reports. The table shows val and test AP40 (AP50 for the synthetic set),
+each row's delta against its base, seeds, and AP by size on both splits.
+Writes results/rcnn_vs_sppnet_ablations_<data>_runs.csv (rows) and _<data>.md.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+
+import common
+import rcnn_vs_sppnet_table as table_mod
+import runs
+import trees
+from common import RESULTS, ROOT
+from runs import RunTable, expand
+
+RCNN_FC, SPP_FC = "R-CNN, conv frozen", "SPP-net 1 scale, conv frozen"
+C4 = "sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc"
+# (id, what changes, base id, config, cfg-options, seeds)
+ABLATIONS = {
+    "trees": [
+        ("spp1-fc", SPP_FC, None, C4, [], (0,)),
+        ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0,)),
+        ("spp1-fc-round", "cells by rounding (projection='round')", "spp1-fc", "sppnet-round" + C4[6:], [], (0,)),
+        ("spp1-fc-align", "bilinear samples (SPP-Align, max, 1/2/3/6)", "spp1-fc", "sppnet-align-max" + C4[6:], [],
+         (0,)),
+        ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0,)),
+        ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0,)),
+    ],
+}
+BINS = ("lt2cells", "2to4cells", "4to8cells", "ge8cells")
+BIN_NAMES = dict(zip(BINS, ("< 2 cells", "2-4", "4-8", ">= 8")))
+METRICS = [*trees.METRICS, *(f"{ap}_{b}" for ap in ("AP40", "AP50") for b in BINS), *(f"gts_{b}" for b in BINS)]
+HEADLINE = {"trees": "AP40", "synth": "AP50"}
+
+
+def split_metrics(flat: dict) -> dict:
+    """The row's metrics of one split from the evaluators' keys."""
+    out = trees.metrics(flat)
+    out.update({k: flat[f"size/{k}"] for k in METRICS if f"size/{k}" in flat})
+    return out
+
+
+def read(run_dir) -> dict:
+    val, s_per_iter = common.last_scalars(run_dir, key="size/AP40_lt2cells")
+    row = {f"val_{k}": v for k, v in split_metrics(val).items()}
+    row.update({f"test_{k}": v for k, v in split_metrics(trees.test_checkpoint_flat(run_dir)).items()})
+    return dict(row, run_s_per_iter=s_per_iter)
+
+
+def table(data: str) -> RunTable:
+    return RunTable(RESULTS / f"rcnn_vs_sppnet_ablations_{data}_runs.csv",
+                    [f"{split}_{m}" for split in ("val", "test") for m in METRICS], read, table_mod.EPOCHS[data])
+
+
+def runs_of(data: str) -> list:
+    return expand([(rid, what, f"against {base}" if base else "base row", config, options, seeds)
+                   for rid, what, base, config, options, seeds in ABLATIONS[data]])
+
+
+def mean(rows, key) -> float:
+    return statistics.mean(float(r[key]) for r in rows)
+
+
+def tables(data: str, done: dict) -> None:
+    ap = HEADLINE[data]
+    by_id = {rid: [done[rid if s == 0 else f"{rid}-s{s}"] for s in seeds]
+             for rid, _, _, _, _, seeds in ABLATIONS[data]}
+    lines = [f"{table_mod.NAME[data]}: one change at a time against a base row ({ap}; means over seeds, seeds "
+             "in brackets). Val chooses; test only reports.", "",
+             f"| row | what changes | base | val {ap} | delta | test {ap} | delta | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for rid, what, base, _, _, seeds in ABLATIONS[data]:
+        rows = by_id[rid]
+        cells = []
+        for split in ("val", "test"):
+            value = mean(rows, f"{split}_{ap}")
+            delta = f"{value - mean(by_id[base], f'{split}_{ap}'):+.3f}" if base else ""
+            cells += [f"{value:.3f}", delta]
+        lines.append(f"| {rid} | {what} | {base or '-'} | " + " | ".join(cells) + f" | {', '.join(map(str, seeds))} |")
+    for split in ("val", "test"):
+        gts = {b: int(float(by_id[ABLATIONS[data][0][0]][0][f"{split}_gts_{b}"])) for b in BINS}
+        lines += ["", f"**{split}: {ap} by object size** (a side in stride-16 cells; ground-truth boxes per bin: "
+                  + ", ".join(f"{BIN_NAMES[b]} {gts[b]}" for b in BINS) + ")", "",
+                  "| row | " + " | ".join(BIN_NAMES[b] for b in BINS) + " |", "| --- |" + " --- |" * len(BINS)]
+        for rid, *_ in ABLATIONS[data]:
+            lines.append(f"| {rid} | " + " | ".join(f"{mean(by_id[rid], f'{split}_{ap}_{b}'):.3f}" if gts[b] else "-"
+                                                   for b in BINS) + " |")
+    common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}.md", "\n".join(lines))
+
+
+def main() -> None:
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--data", choices=sorted(ABLATIONS), default="trees")
+    known, rest = pre.parse_known_args()
+    sys.argv = [sys.argv[0], *rest]
+    data = known.data
+    runs.main(__doc__, table(data), runs_of(data), f"work_dirs/rcnn_vs_sppnet_ablations_{data}",
+              lambda: table_mod.prepare(data), lambda done: tables(data, done))
+
+
+if __name__ == "__main__":
+    main()

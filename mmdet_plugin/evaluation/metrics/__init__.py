@@ -1,0 +1,3 @@
+from .voc_size_metric import VOCSizeMetric
+
+__all__ = ["VOCSizeMetric"]
