@@ -12,7 +12,7 @@ default ``stride=16, cell_edges=(2, 4, 8)`` the bins are < 2 cells (< 32 px), 2-
 >= 8 cells (>= 128 px) on a side. A ground-truth box outside a bin is ignored in it, and
 a detection outside it counts neither as right nor as wrong (mmdet's area ranges). Keys:
 ``AP40_lt2cells``, ``AP40_2to4cells``, ``AP40_4to8cells``, ``AP40_ge8cells`` (one group per
-IoU threshold) and ``gts_<bin>``. A bin without ground truth has AP 0 and ``gts`` 0 (as
+IoU threshold) and ``gts_<bin>`` (the count, as a float). A bin without ground truth has AP 0 and ``gts`` 0 (as
 ``eval_map`` reports it): read the two together.
 """
 from __future__ import annotations
@@ -65,5 +65,5 @@ class VOCSizeMetric(VOCMetric):
             gts_per_bin = np.sum([np.asarray(c["num_gts"]).reshape(-1) for c in per_class], axis=0)
             for (name, _, _), ap, n in zip(self.bins, per_bin, gts_per_bin):
                 out[f"AP{int(round(iou_thr * 100)):02d}_{name}"] = float(ap)
-                out[f"gts_{name}"] = int(n)
+                out[f"gts_{name}"] = float(n)  # a float: MMEngine's test dump writes ints as null
         return out
