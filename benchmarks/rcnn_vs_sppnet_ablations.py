@@ -16,6 +16,7 @@ config that inherits from its base row's config and changes one thing:
   spp1-fc-align  SPP-Align's bilinear samples, max pooling and the 1/2/3/6 pyramid kept
   spp1-fc-ctx    each window enlarged by R-CNN's context, 227 / 195, before pooling
   spp1-fc-2x     the tile at 800 px: twice the cells per window
+  spp1-fc-s8     the same from a stride-8 C4 map (dilated, same weights), the image at 400 px
 
 Val chooses, test reports. The table shows val and test AP40 (AP50 for the synthetic set),
 each row's delta against its base, seeds, and AP by size on both splits.
@@ -45,6 +46,7 @@ ABLATIONS = {
          (0,)),
         ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0,)),
         ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0,)),
+        ("spp1-fc-s8", "stride-8 C4 (dilated, same weights)", "spp1-fc", "sppnet-stride8" + C4[6:], [], (0,)),
     ],
 }
 BINS = ("lt2cells", "2to4cells", "4to8cells", "ge8cells")

@@ -129,3 +129,25 @@ def test_the_registry_builds_it():
 
     backbone = MODELS.build(dict(type="EfficientNetLite", out_indices=(2,), frozen_stages=1, pretrained=False))
     assert isinstance(backbone, EfficientNetLite)
+
+
+def test_dilated_stride16_stage_keeps_the_weights_and_doubles_the_map():
+    """dilate_stride16: stage 2 at stride 8 (50 x 38 for 400 x 304), the same parameters
+    (names and values) as the plain backbone, the depthwise convolutions after the first
+    stride-16 block dilated by 2."""
+    from mmdet_plugin.models.backbones.efficientnet_lite import EfficientNetLite
+
+    torch.manual_seed(0)
+    plain = EfficientNetLite(out_indices=(2,), pretrained=False)
+    dilated = EfficientNetLite(out_indices=(2,), pretrained=False, dilate_stride16=True)
+    dilated.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 400, 304)
+    plain.eval(), dilated.eval()
+    with torch.no_grad():
+        (a,), (b,) = plain(x), dilated(x)
+    assert a.shape == (1, 112, 25, 19) and b.shape == (1, 112, 50, 38)
+    first = plain.stage_ends[1] + 1  # the first block at stride 16
+    assert list(dilated.blocks[first]._depthwise_conv.stride) == [1, 1]
+    assert all(blk._depthwise_conv.dilation == (2, 2) for blk in dilated.blocks[first + 1:dilated.stage_ends[2] + 1])
+    assert all(blk._depthwise_conv.dilation == (1, 1) for blk in dilated.blocks[:first + 1])
+    assert not torch.equal(a, b[:, :, ::2, ::2])  # a different network on the same weights

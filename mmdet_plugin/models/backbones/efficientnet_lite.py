@@ -96,6 +96,11 @@ class EfficientNetLite(BaseModule):
         pretrained: load the installed ImageNet weights in ``init_weights`` (checked: SHA-256
             and exact keys). ``init_cfg`` may instead name a checkpoint of this backbone.
         drop_connect_rate: stochastic depth of the blocks (0.2 in ImageNet training).
+        dilate_stride16: stage 2 at stride 8 instead of 16, the same weights: its first
+            block's depthwise convolution at stride 1, every later depthwise convolution up
+            to stage 3 dilated by 2 (DeepLab's rule, as torchvision's
+            ``replace_stride_with_dilation``); stage 3 then ends at stride 16. A "C4" map
+            with four times the cells per window.
 
     Inputs (N, 3, H, W), RGB normalised with ImageNet mean and std (``MEAN``, ``STD``);
     any H, W ("same" padding computed per input). Outputs: a tuple of (N, C_i, H / s_i,
@@ -103,7 +108,8 @@ class EfficientNetLite(BaseModule):
     """
 
     def __init__(self, arch: str = "lite0", out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_eval: bool = True, pretrained: bool = True, drop_connect_rate: float = 0.2, init_cfg=None):
+                 norm_eval: bool = True, pretrained: bool = True, drop_connect_rate: float = 0.2,
+                 dilate_stride16: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
@@ -129,6 +135,12 @@ class EfficientNetLite(BaseModule):
         self.stem_blocks = strides.index(4)
         self.out_channels = tuple(self.blocks[e]._block_args.output_filters for e in self.stage_ends)
         self.num_blocks = self.stage_ends[-1] + 1
+        self.dilate_stride16 = dilate_stride16
+        if dilate_stride16:
+            first = strides.index(16)
+            self.blocks[first]._depthwise_conv.stride = [1, 1]
+            for block in self.blocks[first + 1:self.num_blocks]:
+                block._depthwise_conv.dilation = (2, 2)
         self._freeze_stages()
 
     def _stage_modules(self, stage: int) -> list[nn.Module]:
