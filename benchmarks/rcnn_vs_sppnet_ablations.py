@@ -17,6 +17,7 @@ config that inherits from its base row's config and changes one thing:
   spp1-fc-ctx    each window enlarged by R-CNN's context, 227 / 195, before pooling
   spp1-fc-2x     the tile at 800 px: twice the cells per window
   spp1-fc-s8     the same from a stride-8 C4 map (dilated, same weights), the image at 400 px
+  spp1-fc-24e    (synthetic set) 24 epochs instead of 6, to rule out under-training
 
 Val chooses, test reports. The table shows val and test AP40 (AP50 for the synthetic set),
 each row's delta against its base, seeds, and AP by size on both splits.
@@ -36,6 +37,7 @@ from runs import RunTable, expand
 
 RCNN_FC, SPP_FC = "R-CNN, conv frozen", "SPP-net 1 scale, conv frozen"
 C4 = "sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc"
+C4_SYNTH = "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc"
 # (id, what changes, base id, config, cfg-options, seeds)
 ABLATIONS = {
     "trees": [
@@ -47,6 +49,19 @@ ABLATIONS = {
         ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0,)),
         ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0,)),
         ("spp1-fc-s8", "stride-8 C4 (dilated, same weights)", "spp1-fc", "sppnet-stride8" + C4[6:], [], (0,)),
+    ],
+    "synth": [
+        ("spp1-fc", SPP_FC, None, C4_SYNTH, [], (0,)),
+        ("spp1-fc-round", "cells by rounding (projection='round')", "spp1-fc", "sppnet-round" + C4_SYNTH[6:], [],
+         (0,)),
+        ("spp1-fc-align", "bilinear samples (SPP-Align, max, 1/2/3/6)", "spp1-fc", "sppnet-align-max" + C4_SYNTH[6:],
+         [], (0,)),
+        ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4_SYNTH[6:], [], (0,)),
+        ("spp1-fc-s8", "stride-8 C4 (dilated, same weights)", "spp1-fc", "sppnet-stride8" + C4_SYNTH[6:], [], (0,)),
+        ("spp1-fc-2x", "2x input (512 px images)", "spp1-fc", "sppnet-2x" + C4_SYNTH[6:], [], (0,)),
+        ("spp1-fc-24e", "24 epochs instead of 6", "spp1-fc", C4_SYNTH.replace("_6e_", "_24e_"),
+         ["train_cfg.max_epochs=24"], (0,)),
+        ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_6e_synth-voc", [], (0,)),
     ],
 }
 BINS = ("lt2cells", "2to4cells", "4to8cells", "ge8cells")
