@@ -99,29 +99,37 @@ def mean(rows, key) -> float:
 
 
 def tables(data: str, done: dict) -> None:
+    """The ablation table and AP by size; rows without a finished run show as "not run yet"."""
     ap = HEADLINE[data]
-    by_id = {rid: [done[rid if s == 0 else f"{rid}-s{s}"] for s in seeds]
+    by_id = {rid: [done[r] for r in ([rid] + [f"{rid}-s{s}" for s in seeds if s]) if r in done]
              for rid, _, _, _, _, seeds in ABLATIONS[data]}
-    lines = [f"{table_mod.NAME[data]}: one change at a time against a base row ({ap}; means over seeds, seeds "
-             "in brackets). Val chooses; test only reports.", "",
-             f"| row | what changes | base | val {ap} | delta | test {ap} | delta | seeds |",
+    lines = [f"{table_mod.NAME[data]}: one change at a time against a base row ({ap}; means over seeds). Val "
+             "chooses; test only reports. Every row: EfficientNet-Lite0 C4, the same selective-search windows, "
+             f"head, batches and {table_mod.EPOCHS[data]}-epoch schedule, conv frozen, unless the row changes it.",
+             "", f"| row | what changes | base | val {ap} | delta | test {ap} | delta | seeds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rid, what, base, _, _, seeds in ABLATIONS[data]:
         rows = by_id[rid]
+        if not rows:
+            lines.append(f"| {rid} | {what} | {base or '-'} | not run yet | | | | |")
+            continue
         cells = []
         for split in ("val", "test"):
             value = mean(rows, f"{split}_{ap}")
-            delta = f"{value - mean(by_id[base], f'{split}_{ap}'):+.3f}" if base else ""
+            delta = f"{value - mean(by_id[base], f'{split}_{ap}'):+.3f}" if base and by_id[base] else ""
             cells += [f"{value:.3f}", delta]
-        lines.append(f"| {rid} | {what} | {base or '-'} | " + " | ".join(cells) + f" | {', '.join(map(str, seeds))} |")
-    for split in ("val", "test"):
-        gts = {b: int(float(by_id[ABLATIONS[data][0][0]][0][f"{split}_gts_{b}"])) for b in BINS}
-        lines += ["", f"**{split}: {ap} by object size** (a side in stride-16 cells; ground-truth boxes per bin: "
-                  + ", ".join(f"{BIN_NAMES[b]} {gts[b]}" for b in BINS) + ")", "",
+        lines.append(f"| {rid} | {what} | {base or '-'} | " + " | ".join(cells)
+                     + f" | {', '.join(r['seed'] for r in rows)} |")
+    first = next((rows[0] for rows in by_id.values() if rows), None)
+    for split in ("val", "test") if first else ():
+        gts = {b: int(float(first[f"{split}_gts_{b}"])) for b in BINS}
+        lines += ["", f"**{split}: {ap} by object size** (a side in stride-16 cells of the input image; ground-truth "
+                  "boxes per bin: " + ", ".join(f"{BIN_NAMES[b]} {gts[b]}" for b in BINS) + ")", "",
                   "| row | " + " | ".join(BIN_NAMES[b] for b in BINS) + " |", "| --- |" + " --- |" * len(BINS)]
-        for rid, *_ in ABLATIONS[data]:
-            lines.append(f"| {rid} | " + " | ".join(f"{mean(by_id[rid], f'{split}_{ap}_{b}'):.3f}" if gts[b] else "-"
-                                                   for b in BINS) + " |")
+        for rid, rows in by_id.items():
+            if rows:
+                lines.append(f"| {rid} | " + " | ".join(f"{mean(rows, f'{split}_{ap}_{b}'):.3f}" if gts[b] else "-"
+                                                       for b in BINS) + " |")
     common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}.md", "\n".join(lines))
 
 
@@ -134,7 +142,7 @@ def main() -> None:
     sys.argv = [sys.argv[0], *rest]
     data = known.data
     runs.main(__doc__, table(data), runs_of(data), f"work_dirs/rcnn_vs_sppnet_ablations_{data}",
-              lambda: table_mod.prepare(data), lambda done: tables(data, done))
+              lambda: table_mod.prepare(data), lambda done: tables(data, done), partial_tables=True)
 
 
 if __name__ == "__main__":
