@@ -41,14 +41,16 @@ C4_SYNTH = "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc"
 # (id, what changes, base id, config, cfg-options, seeds)
 ABLATIONS = {
     "trees": [
-        ("spp1-fc", SPP_FC, None, C4, [], (0,)),
+        ("spp1-fc", SPP_FC, None, C4, [], (0, 1)),
         ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0,)),
-        ("spp1-fc-round", "cells by rounding (projection='round')", "spp1-fc", "sppnet-round" + C4[6:], [], (0,)),
+        ("spp1-fc-round", "cells by rounding (projection='round')", "spp1-fc", "sppnet-round" + C4[6:], [], (0, 1)),
         ("spp1-fc-align", "bilinear samples (SPP-Align, max, 1/2/3/6)", "spp1-fc", "sppnet-align-max" + C4[6:], [],
-         (0,)),
-        ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0,)),
+         (0, 1)),
+        ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0, 1)),
         ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0,)),
         ("spp1-fc-s8", "stride-8 C4 (dilated, same weights)", "spp1-fc", "sppnet-stride8" + C4[6:], [], (0,)),
+        ("spp1-fc-align-ctx", "bilinear samples and R-CNN's context (val's two best one-pass changes)",
+         "spp1-fc-align", "sppnet-align-max-context" + C4[6:], [], (0, 1, 2)),
     ],
     "synth": [
         ("spp1-fc", SPP_FC, None, C4_SYNTH, [], (0,)),
