@@ -32,7 +32,7 @@ import common
 import rcnn_vs_sppnet_table as table_mod
 import runs
 import trees
-from common import RESULTS, ROOT
+from common import RESULTS
 from runs import RunTable, expand
 
 RCNN_FC, SPP_FC = "R-CNN, conv frozen", "SPP-net 1 scale, conv frozen"

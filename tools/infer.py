@@ -48,7 +48,6 @@ with a message before the model is loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
