@@ -1,7 +1,7 @@
 """Why SPP-net trails R-CNN on the same windows: one change at a time, with AP by object size (issue 30).
 
     .venv/bin/python benchmarks/rcnn_vs_sppnet_ablations.py [--data trees] [--lanes 2] [--only ID ...]
-                                                            [--tables-only]
+                                                            [--tables-only] [--time]
 
 Every row is trained and tested as in ``rcnn_vs_sppnet_table.py`` (same windows, backbone,
 head, batches, schedule; ``runs.RunTable``: a CSV row per finished run, committed as it
@@ -137,14 +137,48 @@ def tables(data: str, done: dict) -> None:
     common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}.md", "\n".join(lines))
 
 
+# Timed side by side (--time): R-CNN (conv frozen: the same inference as fine-tuned) against
+# the base SPP-net and the one-pass rows that change the cost (seed 0 of each).
+TIMED = ("rcnn-fc", "spp1-fc", "spp1-fc-s8", "spp1-fc-align-ctx", "spp1-fc-align-ctx-s8")
+
+
+def time_rows(data: str) -> None:
+    """Per-image conv and head time of the TIMED rows' trained models, side by side in one
+    process (``rcnn_vs_sppnet.time_trained``: 1 thread, medians of 5 interleaved rounds over
+    3 test images), and each row's speed-up over R-CNN; writes _<data>_speed.{md,csv}."""
+    import rcnn_vs_sppnet
+
+    common.setup_threads(1)
+    work = common.ROOT / f"work_dirs/rcnn_vs_sppnet_ablations_{data}"
+    dirs = {k: work / k for k in TIMED if (work / k / "last_checkpoint").exists()}
+    if "rcnn-fc" not in dirs:
+        raise SystemExit(f"--time needs the rcnn-fc checkpoint under {work}")
+    speed = rcnn_vs_sppnet.time_trained(dirs, images=3, rounds=5)
+    base = speed["rcnn-fc"]
+    rows = [dict(id=k, **{m: f"{v:.4f}" for m, v in t.items()}, speedup_overall=f"{base['total_s'] / t['total_s']:.2f}",
+                 speedup_conv=f"{base['conv_s'] / t['conv_s']:.2f}") for k, t in speed.items()]
+    common.write_csv(RESULTS / f"rcnn_vs_sppnet_ablations_{data}_speed.csv", rows)
+    lines = [f"Trained models side by side, {common.machine()}; medians of 5 interleaved rounds over 3 test images "
+             f"({base['proposals']:.0f} windows each on average).", "",
+             "| row | conv s / image | head s / image | total s / image | speed-up overall | speed-up conv |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['id']} | {r['conv_s']} | {r['head_s']} | {r['total_s']} | {r['speedup_overall']}x | "
+              f"{r['speedup_conv']}x |" for r in rows]
+    common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}_speed.md", "\n".join(lines))
+
+
 def main() -> None:
     import argparse
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--data", choices=sorted(ABLATIONS), default="trees")
+    pre.add_argument("--time", action="store_true", help="only time the trained TIMED rows side by side")
     known, rest = pre.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     data = known.data
+    if known.time:
+        time_rows(data)
+        return
     runs.main(__doc__, table(data), runs_of(data), f"work_dirs/rcnn_vs_sppnet_ablations_{data}",
               lambda: table_mod.prepare(data), lambda done: tables(data, done), partial_tables=True)
 
