@@ -65,6 +65,8 @@ ABLATIONS = {
          (0,)),
         ("spp1-fc-24e", "24 epochs instead of 6", "spp1-fc", C4_SYNTH.replace("_6e_", "_24e_"),
          ["train_cfg.max_epochs=24"], (0,)),
+        ("spp1-fc-align-2x", "bilinear samples and 2x input (val's two best changes)", "spp1-fc-2x",
+         "sppnet-align-max-2x" + C4_SYNTH[6:], [], (0, 1, 2)),
         ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_6e_synth-voc", [], (0,)),
     ],
 }
