@@ -87,7 +87,11 @@ class PillowImage(LargeImage):
             im.load()  # decodes now: a truncated file fails here, not mid-inference
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
             raise ImageReadError(f"{path}: cannot read the image ({e})") from None
-        self._im = im if im.mode == "RGB" else im.convert("RGB")
+        if im.mode != "RGB":  # one buffer, not the original beside its RGB copy
+            rgb = im.convert("RGB")
+            im.close()
+            im = rgb
+        self._im = im
         self.width, self.height = self._im.size
         self._check_size()
 
