@@ -230,7 +230,7 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
         run_dirs: {key: a ``mim train`` work dir} (its config and ``last_checkpoint``); the
             models read their config's test split with its proposal file.
         images: test images timed (the split's first ones), one at a time (batch 1: the
-            RCNN timing below relies on it).
+            RCNN timing below relies on it), each through its model's own test pipeline.
         rounds: interleaved rounds (model after model on the same image), after one warm-up.
 
     Returns:
@@ -254,7 +254,7 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
     from mmengine.runner import load_checkpoint
 
     profile_detector.mmdet_scope()
-    models, batches = {}, None
+    models, batches = {}, {}
     for key, run_dir in run_dirs.items():
         cfg = Config.fromfile(str(next(Path(run_dir).glob("*.py"))))
         cfg.model.backbone.pretrained = False  # the checkpoint has every weight
@@ -262,18 +262,18 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
         load_checkpoint(model, (Path(run_dir) / "last_checkpoint").read_text().strip(), map_location="cpu",
                         logger="silent")
         models[key] = model.eval()
-        if batches is None:
-            dataset = copy.deepcopy(cfg.test_dataloader.dataset)
-            dataset.data_root = str(common.ROOT / dataset.data_root) + "/"
-            ds = DATASETS.build(dataset)
-            batches = [pseudo_collate([ds[i]]) for i in range(min(images, len(ds)))]
+        # Each model's own test pipeline: a 2x row sees its images at twice the size.
+        dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+        dataset.data_root = str(common.ROOT / dataset.data_root) + "/"
+        ds = DATASETS.build(dataset)
+        batches[key] = [pseudo_collate([ds[i]]) for i in range(min(images, len(ds)))]
     per_round = {key: {"conv": [], "total": []} for key in models}
-    counts = [len(b["data_samples"][0].proposals) for b in batches]
+    counts = [len(b["data_samples"][0].proposals) for b in next(iter(batches.values()))]
     with torch.no_grad():
         for r in range(rounds + 1):  # round 0 warms up
             for key, model in models.items():
                 conv_s = total_s = 0.0
-                for batch in batches:
+                for batch in batches[key]:
                     data = model.data_preprocessor(batch, False)
                     inputs, samples = data["inputs"], data["data_samples"]
                     t0 = _time.perf_counter()
@@ -296,8 +296,8 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
                     conv_s += t1 - t0
                     total_s += t2 - t0
                 if r:
-                    per_round[key]["conv"].append(conv_s / len(batches))
-                    per_round[key]["total"].append(total_s / len(batches))
+                    per_round[key]["conv"].append(conv_s / len(batches[key]))
+                    per_round[key]["total"].append(total_s / len(batches[key]))
     out = {}
     for key, t in per_round.items():
         conv, total = statistics.median(t["conv"]), statistics.median(t["total"])

@@ -17,6 +17,8 @@ config that inherits from its base row's config and changes one thing:
   spp1-fc-ctx    each window enlarged by R-CNN's context, 227 / 195, before pooling
   spp1-fc-2x     the tile at 800 px: twice the cells per window
   spp1-fc-s8     the same from a stride-8 C4 map (dilated, same weights), the image at 400 px
+  spp3-fc-3x     the conv layers at 1x, 2x and 3x, each window pooled where it comes closest to
+                 R-CNN's 64 px crop (spp3-fc-3x-224: the paper's 224 px rule)
   spp1-fc-24e    (synthetic set) 24 epochs instead of 6, to rule out under-training
 
 Val chooses, test reports. The table shows val and test AP40 (AP50 for the synthetic set),
@@ -42,17 +44,23 @@ C4_SYNTH = "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc"
 ABLATIONS = {
     "trees": [
         ("spp1-fc", SPP_FC, None, C4, [], (0, 1)),
-        ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0,)),
+        ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0, 1)),
         ("spp1-fc-round", "cells by rounding (projection='round')", "spp1-fc", "sppnet-round" + C4[6:], [], (0, 1)),
         ("spp1-fc-align", "bilinear samples (SPP-Align, max, 1/2/3/6)", "spp1-fc", "sppnet-align-max" + C4[6:], [],
          (0, 1)),
         ("spp1-fc-ctx", "R-CNN's context (x 227/195)", "spp1-fc", "sppnet-context" + C4[6:], [], (0, 1)),
-        ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0,)),
+        ("spp1-fc-2x", "2x input (800 px tiles)", "spp1-fc", "sppnet-2x" + C4[6:], [], (0, 1)),
         ("spp1-fc-s8", "stride-8 C4 (dilated, same weights)", "spp1-fc", "sppnet-stride8" + C4[6:], [], (0,)),
         ("spp1-fc-align-ctx", "bilinear samples and R-CNN's context (val's two best one-pass changes)",
          "spp1-fc-align", "sppnet-align-max-context" + C4[6:], [], (0, 1, 2)),
         ("spp1-fc-align-ctx-s8", "bilinear samples, context and the stride-8 map (every one-pass change that "
          "raised val AP40)", "spp1-fc-align-ctx", "sppnet-align-max-context-stride8" + C4[6:], [], (0, 1, 2)),
+        ("spp1-fc-align-ctx-2x", "bilinear samples and context on 800 px tiles (2x instead of stride 8)",
+         "spp1-fc-align-ctx", "sppnet-align-max-context-2x" + C4[6:], [], (0,)),
+        ("spp3-fc-3x", "3 scales, 400/800/1200 px, each window where it is closest to R-CNN's 64 px crop",
+         "spp1-fc", C4.replace("1scale", "3scale-to3x"), [], (0,)),
+        ("spp3-fc-3x-224", "the paper's 224 px rule for the scale of each window", "spp3-fc-3x",
+         "sppnet-224" + C4.replace("1scale", "3scale-to3x")[6:], [], (0,)),
     ],
     "synth": [
         ("spp1-fc", SPP_FC, None, C4_SYNTH, [], (0,)),
@@ -68,6 +76,8 @@ ABLATIONS = {
         ("spp1-fc-align-2x", "bilinear samples and 2x input (val's two best changes)", "spp1-fc-2x",
          "sppnet-align-max-2x" + C4_SYNTH[6:], [], (0, 1, 2)),
         ("rcnn-fc", RCNN_FC, "spp1-fc", "rcnn_effnet-lite0-c4_ss_fc-only_6e_synth-voc", [], (0,)),
+        ("spp3-fc-3x", "3 scales, 256/512/768 px, each window where it is closest to R-CNN's 64 px crop",
+         "spp1-fc", C4_SYNTH.replace("1scale", "3scale-to3x"), [], (0,)),
     ],
 }
 BINS = ("lt2cells", "2to4cells", "4to8cells", "ge8cells")
@@ -140,8 +150,10 @@ def tables(data: str, done: dict) -> None:
 
 
 # Timed side by side (--time): R-CNN (conv frozen: the same inference as fine-tuned) against
-# the base SPP-net and the one-pass rows that change the cost (seed 0 of each).
-TIMED = ("rcnn-fc", "spp1-fc", "spp1-fc-s8", "spp1-fc-align-ctx", "spp1-fc-align-ctx-s8")
+# the base SPP-net and the rows that change the cost (seed 0 of each).
+TIMED = {"trees": ("rcnn-fc", "spp1-fc", "spp1-fc-s8", "spp1-fc-align-ctx", "spp1-fc-align-ctx-s8",
+                   "spp1-fc-align-ctx-2x", "spp3-fc-3x"),
+         "synth": ("rcnn-fc", "spp1-fc", "spp1-fc-2x", "spp1-fc-align-2x", "spp3-fc-3x")}
 
 
 def time_rows(data: str) -> None:
@@ -152,9 +164,12 @@ def time_rows(data: str) -> None:
 
     common.setup_threads(1)
     work = common.ROOT / f"work_dirs/rcnn_vs_sppnet_ablations_{data}"
-    dirs = {k: work / k for k in TIMED if (work / k / "last_checkpoint").exists()}
+    dirs = {k: work / k for k in TIMED[data] if (work / k / "last_checkpoint").exists()}
+    table_run = common.ROOT / f"work_dirs/rcnn_vs_sppnet_{data}/rcnn-fc"  # the same config and seed
+    if "rcnn-fc" not in dirs and (table_run / "last_checkpoint").exists():
+        dirs = {"rcnn-fc": table_run, **dirs}
     if "rcnn-fc" not in dirs:
-        raise SystemExit(f"--time needs the rcnn-fc checkpoint under {work}")
+        raise SystemExit(f"--time needs the rcnn-fc checkpoint under {work} or {table_run}")
     speed = rcnn_vs_sppnet.time_trained(dirs, images=3, rounds=5)
     base = speed["rcnn-fc"]
     rows = [dict(id=k, **{m: f"{v:.4f}" for m, v in t.items()}, speedup_overall=f"{base['total_s'] / t['total_s']:.2f}",
