@@ -1,0 +1,334 @@
+"""A trained two-stage SPP detector as one ONNX graph: image in, boxes, scores and labels out.
+
+``WholeDetector`` re-states mmdet's inference for ``FasterRCNN`` + ``RPNHead`` +
+``StandardRoIHead`` (``SPPRoIExtractor``, ``SPPBBoxHead``) in traceable PyTorch, step for
+step and in mmdet's float32 operation order, so that ``torch.export`` captures all of it
+and ``torch.onnx`` writes standard ONNX (opset 18) with no custom-op library:
+
+1. ``DetDataPreprocessor``: channel order, ``(x - mean) / std``, zero padding of the
+   bottom and right to ``pad_size_divisor``.
+2. The backbone and neck (mmdet's own modules, traced as they are).
+3. ``RPNHead.predict_by_feat`` (one image): per level the sigmoid scores and deltas in
+   (H, W, A) order, the top ``nms_pre`` (``TopK``), the anchors of mmdet's
+   ``AnchorGenerator``, ``delta2bbox`` clipped to the image, the ``min_bbox_size`` filter,
+   NMS per level (``spp_deploy::batched_nms`` -> ``NonMaxSuppression``), ``max_per_img``.
+4. ``StandardRoIHead.predict_bbox``: the SPP extractor (``spp_triton.export.onnx_export``'s
+   translation: the cells exact, SPP-Align within float32 rounding) and the fc head,
+   softmax, ``delta2bbox`` per class clipped to the image, division by ``scale_factor``
+   (so boxes come back in the original image's pixels), ``multiclass_nms`` (score
+   threshold, class-aware NMS, ``max_per_img``).
+
+What stays outside the graph, in ``sppnet_runtime`` (numpy + Pillow): decoding the file,
+the test pipeline's ``Resize`` (its rule travels in the model's metadata) and the zero
+padding to ``pad_size_divisor``; the graph fills the padding with ``pad_value`` after
+normalising, as mmdet does. Padded sizes keep the traced shapes simple (multiples of the
+divisor), which is what makes the export of EfficientNet-Lite take seconds, not minutes.
+
+Graph inputs and outputs:
+    image         (Hp, Wp, 3) uint8, RGB, resized by the test pipeline's rule, then zero-padded
+                  at the bottom and right to multiples of ``pad_size_divisor`` (dynamic)
+    image_size    (2,) int64: (h, w) of the resized image before padding
+    scale_factor  (2,) float64: (new_w / w, new_h / h) of that resize (mmdet's ``scale_factor``)
+    -> boxes (D, 4) float32 x1, y1, x2, y2 in the original image's pixels,
+       scores (D,) float32, labels (D,) int64; D <= rcnn ``max_per_img``, descending score.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import types
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .nms_op import batched_nms
+
+METADATA_FORMAT = "sppnet-whole-detector/1"
+
+
+class ExportError(ValueError):
+    """A part of the detector or its config that the whole-detector export does not handle."""
+
+
+def _type_name(obj) -> str:
+    return type(obj).__name__
+
+
+def check_exportable(model: nn.Module, cfg) -> None:
+    """Raises ``ExportError`` naming the first part that cannot be exported, and why."""
+    name = _type_name(model)
+    if name == "RCNN":
+        raise ExportError("model 'RCNN' cannot be exported whole: it crops, warps and runs the backbone on every "
+                          "selective-search window, and those windows come from a proposal file or OpenCV's "
+                          "selective search, neither of which is in the graph")
+    if name == "MultiScaleSPPNet":
+        raise ExportError("model 'MultiScaleSPPNet' is not supported by the whole-detector export: it runs the "
+                          "backbone at several image scales; export a one-scale detector")
+    if not hasattr(model, "rpn_head") or getattr(model, "rpn_head", None) is None:
+        raise ExportError(f"model {name!r} has no rpn_head: its RoIs come from proposal files (LoadProposals), "
+                          "which the graph cannot read; export a detector with an RPN")
+    parts = [("model", name, ("FasterRCNN", "TwoStageDetector")),
+             ("model.data_preprocessor", _type_name(model.data_preprocessor), ("DetDataPreprocessor",)),
+             ("model.rpn_head", _type_name(model.rpn_head), ("RPNHead",)),
+             ("model.rpn_head.prior_generator", _type_name(model.rpn_head.prior_generator), ("AnchorGenerator",)),
+             ("model.rpn_head.bbox_coder", _type_name(model.rpn_head.bbox_coder), ("DeltaXYWHBBoxCoder",)),
+             ("model.roi_head", _type_name(model.roi_head), ("StandardRoIHead",)),
+             ("model.roi_head.bbox_roi_extractor", _type_name(model.roi_head.bbox_roi_extractor),
+              ("SPPRoIExtractor",)),
+             ("model.roi_head.bbox_head", _type_name(model.roi_head.bbox_head), ("SPPBBoxHead",)),
+             ("model.roi_head.bbox_head.bbox_coder", _type_name(model.roi_head.bbox_head.bbox_coder),
+              ("DeltaXYWHBBoxCoder",))]
+    for part, got, supported in parts:
+        if got not in supported:
+            raise ExportError(f"{part} is {got!r}; the whole-detector export handles {' or '.join(supported)}")
+    if model.roi_head.with_shared_head or getattr(model.roi_head, "with_mask", False):
+        raise ExportError("model.roi_head has a shared head or a mask branch, which the export does not handle")
+    for part, coder in (("rpn_head", model.rpn_head.bbox_coder), ("roi_head.bbox_head", model.roi_head.bbox_head.bbox_coder)):
+        if coder.add_ctr_clamp or not coder.clip_border:
+            raise ExportError(f"model.{part}.bbox_coder: add_ctr_clamp=True or clip_border=False is not handled")
+    if not model.rpn_head.use_sigmoid_cls:
+        raise ExportError("model.rpn_head: a softmax RPN classifier (use_sigmoid=False) is not handled")
+    if model.roi_head.bbox_head.custom_cls_channels:
+        raise ExportError("model.roi_head.bbox_head: a custom classification loss's channels are not handled")
+    pre = model.data_preprocessor
+    if getattr(pre, "batch_augments", None):
+        raise ExportError("model.data_preprocessor.batch_augments are not handled")
+    same_padding = [m for m in model.modules() if type(m).__name__ == "Conv2dDynamicSamePadding"]
+    if same_padding and pre.pad_size_divisor % 32:
+        raise ExportError(f"model.data_preprocessor.pad_size_divisor={pre.pad_size_divisor}: the backbone's "
+                          "'same'-padded convolutions export only on inputs padded to a multiple of 32 "
+                          "(see static_same_padding)")
+    for stage in ("rpn", "rcnn"):
+        nms = model.test_cfg[stage]["nms"]
+        if nms.get("type", "nms") != "nms":
+            raise ExportError(f"model.test_cfg.{stage}.nms.type={nms.get('type')!r}: only 'nms' is exported")
+    resize_rule(cfg)  # raises on a pipeline the runtime cannot reproduce
+
+
+def resize_rule(cfg) -> dict:
+    """The test pipeline's ``Resize`` as metadata for the runtime: ``{"scale": [w, h],
+    "keep_ratio": bool}`` or ``{"scale_factor": f, "keep_ratio": True}``; no Resize: ``{}``."""
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    rule: dict[str, Any] = {}
+    for step in pipeline:
+        kind = step["type"]
+        if kind in ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs", "LoadImageFromNDArray"):
+            continue
+        if kind == "LoadProposals":
+            raise ExportError("test pipeline: LoadProposals reads RoIs from a proposal file, which the graph "
+                              "cannot; export a detector with an RPN")
+        if kind != "Resize" or rule:
+            raise ExportError(f"test pipeline: transform {kind!r} has no counterpart in the ONNX runtime "
+                              "(it reproduces LoadImageFromFile and one Resize)")
+        if step.get("interpolation", "bilinear") != "bilinear" or step.get("backend", "cv2") != "cv2":
+            raise ExportError("test pipeline: Resize must use bilinear interpolation (cv2), as the runtime does")
+        if step.get("scale") is not None:
+            scale = step["scale"]
+            scale = [scale, scale] if isinstance(scale, int) else list(scale)
+            rule = {"scale": [int(s) for s in scale], "keep_ratio": bool(step.get("keep_ratio", False))}
+        else:
+            rule = {"scale_factor": float(step["scale_factor"]), "keep_ratio": True}
+    return rule
+
+
+def decode_deltas(rois: Tensor, deltas: Tensor, coder, height, width) -> Tensor:
+    """mmdet's ``delta2bbox`` for (N, 4) rois and (N, 4) deltas, clipped to the image,
+    with its float32 operations in its order (``add_ctr_clamp=False``); no shape branch,
+    so that it traces for any N, 0 included."""
+    means = deltas.new_tensor(coder.means).view(1, -1)
+    stds = deltas.new_tensor(coder.stds).view(1, -1)
+    denorm = deltas * stds + means
+    dxy, dwh = denorm[:, :2], denorm[:, 2:]
+    pxy = (rois[:, :2] + rois[:, 2:]) * 0.5
+    pwh = rois[:, 2:] - rois[:, :2]
+    dxy_wh = pwh * dxy
+    max_ratio = float(np.abs(np.log(16 / 1000)))  # decode()'s default wh_ratio_clip, which mmdet's heads use
+    dwh = dwh.clamp(min=-max_ratio, max=max_ratio)
+    gxy = pxy + dxy_wh
+    gwh = pwh * dwh.exp()
+    boxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    zero = boxes.new_zeros(())
+    w, h = boxes.new_tensor(0.0) + width, boxes.new_tensor(0.0) + height
+    return torch.stack([x1.clamp(min=0).minimum(w), y1.clamp(min=0).minimum(h),
+                        x2.clamp(min=0).minimum(w), y2.clamp(min=0).minimum(h)], -1) + zero
+
+
+class WholeDetector(nn.Module):
+    """``(image, scale_factor) -> (boxes, scores, labels)`` of a trained mmdet detector; see
+    the module docstring. Build with a model in eval mode; ``check_exportable`` first."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        pre = model.data_preprocessor
+        # The runtime feeds RGB; mmdet's pipeline loads BGR and flips it only with bgr_to_rgb.
+        self.flip_to_bgr = not (pre._channel_conversion)
+        self.register_buffer("mean", pre.mean.detach().clone().view(1, -1, 1, 1) if pre._enable_normalize
+                             else torch.zeros(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", pre.std.detach().clone().view(1, -1, 1, 1) if pre._enable_normalize
+                             else torch.ones(1, 3, 1, 1), persistent=False)
+        self.normalize = bool(pre._enable_normalize)
+        self.pad_divisor = int(pre.pad_size_divisor)
+        self.pad_value = float(pre.pad_value)
+        self.rpn_cfg = model.test_cfg["rpn"]
+        self.rcnn_cfg = model.test_cfg["rcnn"]
+
+    def preprocess(self, image: Tensor, image_size: Tensor) -> Tensor:
+        """(Hp, Wp, 3) uint8 RGB, zero-padded to ``pad_size_divisor`` -> (1, 3, Hp, Wp)
+        float32 as ``DetDataPreprocessor`` gives it: normalised, ``pad_value`` outside
+        the (h, w) = ``image_size`` image."""
+        x = image.permute(2, 0, 1).unsqueeze(0).float()
+        if self.flip_to_bgr:
+            x = x.flip(1)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        rows = torch.arange(x.shape[2], device=x.device).view(1, 1, -1, 1) < image_size[0]
+        cols = torch.arange(x.shape[3], device=x.device).view(1, 1, 1, -1) < image_size[1]
+        return torch.where(rows & cols, x, torch.full_like(x, self.pad_value))
+
+    def proposals(self, feats, height, width) -> Tensor:
+        """``RPNHead.predict_by_feat`` for one image, ``rescale=False``: (K, 4) boxes."""
+        head, cfg = self.model.rpn_head, self.rpn_cfg
+        cls_scores, bbox_preds = head(feats)
+        priors = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores], dtype=cls_scores[0].dtype,
+                                                  device=cls_scores[0].device)
+        nms_pre = cfg.get("nms_pre", -1)
+        all_scores, all_deltas, all_priors, all_levels = [], [], [], []
+        for level, (score, delta, prior) in enumerate(zip(cls_scores, bbox_preds, priors)):
+            score = score[0].permute(1, 2, 0).reshape(-1).sigmoid()
+            delta = delta[0].permute(1, 2, 0).reshape(-1, 4)
+            if nms_pre > 0:  # mmdet sorts when a level has more; TopK keeps the same set either way
+                score, top = score.topk(torch.sym_min(nms_pre, score.shape[0]))
+                delta, prior = delta[top], prior[top]
+            all_scores.append(score)
+            all_deltas.append(delta)
+            all_priors.append(prior)
+            all_levels.append(torch.full_like(score, level, dtype=torch.int64))
+        scores, levels = torch.cat(all_scores), torch.cat(all_levels)
+        boxes = decode_deltas(torch.cat(all_priors), torch.cat(all_deltas), head.bbox_coder, height, width)
+        min_size = cfg.get("min_bbox_size", -1)
+        if min_size >= 0:  # mmdet drops the others before NMS
+            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            scores = torch.where((w > min_size) & (h > min_size), scores, torch.full_like(scores, -torch.inf))
+        keep = batched_nms(boxes, scores, levels, float(cfg["nms"]["iou_threshold"]), -float("inf"),
+                           int(cfg.get("max_per_img", -1)) if cfg.get("max_per_img", -1) > 0 else 1 << 30)
+        return boxes[keep]
+
+    def detections(self, feats, proposals: Tensor, height, width, scale_factor: Tensor):
+        """``StandardRoIHead.predict_bbox`` for one image, ``rescale=True``."""
+        roi_head, cfg = self.model.roi_head, self.rcnn_cfg
+        head = roi_head.bbox_head
+        rois = torch.cat([proposals.new_zeros(proposals.shape[0], 1), proposals], dim=1)
+        extractor = roi_head.bbox_roi_extractor
+        cls_score, bbox_pred = head(extractor(feats[:extractor.num_inputs], rois))
+        scores = F.softmax(cls_score, dim=-1)
+        num_classes = 1 if head.reg_class_agnostic else head.num_classes
+        boxes = decode_deltas(proposals.repeat_interleave(num_classes, dim=0), bbox_pred.reshape(-1, 4),
+                              head.bbox_coder, height, width)
+        inverse = (1.0 / scale_factor).to(torch.float32)  # mmdet: new_tensor([1 / s for s in scale_factor])
+        boxes = boxes * inverse.repeat(2)
+        # multiclass_nms: every (RoI, class) pair but the background column.
+        boxes = boxes.reshape(-1, num_classes, 4).expand(-1, head.num_classes, 4).reshape(-1, 4)
+        class_scores = scores[:, :-1].reshape(-1)
+        labels = torch.arange(head.num_classes, device=scores.device).repeat(scores.shape[0])
+        max_num = int(cfg.get("max_per_img", -1))
+        keep = batched_nms(boxes, class_scores, labels, float(cfg["nms"]["iou_threshold"]), float(cfg["score_thr"]),
+                           max_num if max_num > 0 else 1 << 30)
+        return boxes[keep], class_scores[keep], labels[keep]
+
+    def forward(self, image: Tensor, image_size: Tensor, scale_factor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        height, width = image_size[0].float(), image_size[1].float()
+        feats = self.model.extract_feat(self.preprocess(image, image_size))
+        return self.detections(feats, self.proposals(feats, height, width), height, width, scale_factor)
+
+
+@contextlib.contextmanager
+def static_same_padding(model: nn.Module):
+    """EfficientNet-Lite's TF-style "same" convolutions compute their padding from the
+    input size at run time; traced with symbolic sizes, ``torch.export`` spends many
+    minutes on the nested ceilings. On inputs padded to a multiple of the backbone's
+    total stride (``pad_size_divisor``; ``check_exportable`` requires it) every such
+    conv sees a size divisible by its stride, and its padding is the constant
+    ``(k - 1) * d + 1 - s``: the same numbers, set here for the duration of the export."""
+    try:
+        from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+    except ImportError:
+        yield
+        return
+
+    def forward(self, x):
+        pads = [max((k - 1) * d + 1 - st, 0) for k, d, st in zip(self.weight.shape[-2:], self.dilation, self.stride)]
+        x = F.pad(x, [pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    patched = [m for m in model.modules() if isinstance(m, Conv2dDynamicSamePadding)]
+    for m in patched:
+        m.forward = types.MethodType(forward, m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def pad_image(image: np.ndarray, divisor: int) -> tuple[np.ndarray, list[int]]:
+    """(H, W, 3) uint8 -> (zero-padded to multiples of ``divisor``, [H, W]), the graph's
+    ``image`` and ``image_size`` (``sppnet_runtime`` does the same)."""
+    h, w = image.shape[:2]
+    out = np.zeros((-(-h // divisor) * divisor, -(-w // divisor) * divisor, 3), np.uint8)
+    out[:h, :w] = image
+    return out, [h, w]
+
+
+def metadata(cfg, model: nn.Module, classes) -> dict[str, str]:
+    """What the runtime needs besides the graph, stored as the ONNX model's metadata."""
+    return {"format": METADATA_FORMAT, "classes": json.dumps(list(classes)), "resize": json.dumps(resize_rule(cfg)),
+            "pad_size_divisor": json.dumps(int(model.data_preprocessor.pad_size_divisor)),
+            "score_thr": json.dumps(float(model.test_cfg["rcnn"]["score_thr"]))}
+
+
+def export(model: nn.Module, cfg, path, classes, example: np.ndarray | None = None, assume_finite: bool = False):
+    """Exports ``model`` (eval mode, CPU) whole to ``path``; returns the ONNXProgram.
+
+    Args:
+        model, cfg: a built mmdet detector with its weights, and its Config.
+        path: the .onnx file (one self-contained file).
+        classes: label names, stored in the metadata.
+        example: an (H, W, 3) uint8 RGB image to trace with (default: a 200 x 270 grey
+            one). Each of its feature maps must be larger than 1 x 1, or torch.export
+            specialises that size to 1. The exported graph takes any H, W up to 8192.
+        assume_finite: see ``spp_triton.export.onnx_export``.
+    Raises:
+        ExportError: a part that cannot be exported, named.
+    """
+    import onnx
+
+    from spp_triton.export import onnx_export
+
+    from . import nms_op
+
+    check_exportable(model, cfg)
+    wrapper = WholeDetector(model).eval()
+    divisor = wrapper.pad_divisor
+    if example is None:
+        example = np.full((200, 270, 3), 128, np.uint8)
+    padded, size = pad_image(example, divisor)
+    args = (torch.from_numpy(padded), torch.tensor(size, dtype=torch.int64),
+            torch.tensor([1.0, 1.0], dtype=torch.float64))
+    blocks = [torch.export.Dim(name, min=1, max=8192 // divisor) for name in ("rows", "cols")]
+    dims = {0: divisor * blocks[0], 1: divisor * blocks[1]} if divisor > 1 else {0: blocks[0], 1: blocks[1]}
+    table = {**onnx_export.custom_translation_table(assume_finite), **nms_op.translation_table()}
+    with torch.no_grad(), static_same_padding(model):
+        program = torch.onnx.export(wrapper, args, None, dynamo=True, dynamic_shapes=(dims, None, None),
+                                    input_names=["image", "image_size", "scale_factor"],
+                                    output_names=["boxes", "scores", "labels"], custom_translation_table=table,
+                                    external_data=False)
+    proto = program.model_proto
+    for key, value in metadata(cfg, model, classes).items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save(proto, str(path))
+    return program
