@@ -1,6 +1,15 @@
-"""Export a trained SPPNet detector's RoI stage to ONNX and check it in ONNX Runtime.
+"""Export a trained SPPNet detector to ONNX and check it in ONNX Runtime.
 
-    python tools/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--num-images N]
+    python tools/export_onnx.py CONFIG CHECKPOINT --whole [--out FILE] [--num-images N]
+    python tools/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--num-images N]   # the RoI stage
+
+``--whole``: the whole detector, image in, boxes, scores and labels out, in one standard
+ONNX graph (``mmdet_plugin.deploy.whole_detector``), run by ``python -m sppnet_runtime`` with
+onnxruntime, numpy and Pillow only. The check runs mmdet's ``DetInferencer`` and the
+runtime on the first N held-out images (the config's test split) and prints the share of
+mmdet's boxes that ONNX Runtime also gives (same label, IoU >= 0.99, score within 1e-3).
+
+Without ``--whole``:
 
 What is exported: the RoI stage, from the neck's feature levels and the proposals to
 the class scores and box deltas, i.e. ``SPPRoIExtractor`` (level mapping + spatial
@@ -93,16 +102,56 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def export_whole(args) -> int:
+    """--whole: export, then compare with mmdet on held-out images; exit 2 on an ExportError."""
+    import numpy as np
+    from mmdet.apis import DetInferencer
+
+    from mmdet_plugin.deploy import whole_detector
+    from sppnet_runtime import OnnxDetector, load_image
+
+    out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_whole.onnx")
+    model, cfg = load_detector(args.config, args.checkpoint)
+    meta = model.dataset_meta or {}
+    t = time.perf_counter()
+    try:
+        whole_detector.export(model, cfg, out, meta.get("classes", ()), meta.get("palette"),
+                              assume_finite=args.assume_finite)
+    except whole_detector.ExportError as err:
+        print(f"export_onnx: cannot export {args.config} whole: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
+    from mmdet.registry import DATASETS
+
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    paths = [dataset.get_data_info(i)["img_path"] for i in range(min(args.num_images, len(dataset)))]
+    reference = DetInferencer(model=cfg, weights=args.checkpoint, device="cpu", show_progress=False)
+    runtime = OnnxDetector(out)
+    shares, boxes = [], 0
+    for path in paths:
+        want = reference(path, no_save_vis=True)["predictions"][0]
+        got = runtime(load_image(path))
+        shares.append(whole_detector.match_detections(want, got))
+        boxes += len(want["scores"])
+    print(f"{len(paths)} held-out images, {boxes} boxes from mmdet: {np.mean(shares):.2%} matched by ONNX Runtime "
+          f"(worst image {min(shares):.2%})")
+    return 0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("config")
     p.add_argument("checkpoint")
-    p.add_argument("--out", default=None, help="ONNX file (default: CHECKPOINT with suffix _roi_stage.onnx)")
+    p.add_argument("--whole", action="store_true", help="export the whole detector (image in, detections out)")
+    p.add_argument("--out", default=None, help="ONNX file (default: CHECKPOINT with suffix _whole.onnx or "
+                   "_roi_stage.onnx)")
     p.add_argument("--num-images", type=int, default=20, help="held-out images to check and time on")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per image and runtime")
     p.add_argument("--assume-finite", action="store_true",
                    help="skip the pass that makes NaN / all -inf bins exact (see spp_triton.export.onnx_export)")
     args = p.parse_args()
+    if args.whole:
+        sys.exit(export_whole(args))
 
     import onnxruntime as ort
 

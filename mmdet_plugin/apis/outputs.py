@@ -22,42 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sppnet_runtime.outputs import draw_record, prediction_record, write_json
+
 from ..datasets.large_image import LargeImage
 
-
-def prediction_record(pred: dict, classes, image: Path) -> dict:
-    """The JSON-ready dict of one image's detections."""
-    labels = [int(v) for v in pred["labels"]]
-    return dict(labels=labels, scores=[float(v) for v in pred["scores"]],
-                bboxes=[[float(v) for v in box] for box in np.asarray(pred["bboxes"]).reshape(-1, 4)],
-                classes=[classes[i] if 0 <= i < len(classes) else str(i) for i in labels], image=str(image))
-
-
-def write_json(record: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+__all__ = ["prediction_record", "write_json", "draw_boxes", "crs_member", "geojson", "write_geojson"]
 
 
 def draw_boxes(image: LargeImage, record: dict, path: Path, score_thr: float, palette=None,
                max_side: int = 4096) -> Path:
     """The image with the boxes scoring above ``score_thr`` and their class and score."""
-    from PIL import Image, ImageDraw
-
     rgb, scale = image.thumbnail(max_side)
-    canvas = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(canvas)
-    width = max(1, round(2 * max(canvas.size) / 1000))
-    for box, score, label, name in zip(record["bboxes"], record["scores"], record["labels"], record["classes"]):
-        if score <= score_thr:
-            continue
-        colour = tuple(palette[label % len(palette)]) if palette else (255, 64, 64)
-        x1, y1, x2, y2 = (v * scale for v in box)
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
-        draw.text((x1 + 2, y1 + 1), f"{name} {score:.2f}", fill=colour)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return draw_record(rgb, record, path, score_thr, palette, scale)
 
 
 def crs_member(crs) -> dict:

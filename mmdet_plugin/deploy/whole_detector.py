@@ -284,20 +284,24 @@ def pad_image(image: np.ndarray, divisor: int) -> tuple[np.ndarray, list[int]]:
     return out, [h, w]
 
 
-def metadata(cfg, model: nn.Module, classes) -> dict[str, str]:
+def metadata(cfg, model: nn.Module, classes, palette=None) -> dict[str, str]:
     """What the runtime needs besides the graph, stored as the ONNX model's metadata."""
-    return {"format": METADATA_FORMAT, "classes": json.dumps(list(classes)), "resize": json.dumps(resize_rule(cfg)),
+    extra = {"palette": json.dumps([list(map(int, c)) for c in palette])} if palette else {}
+    return {**extra, "format": METADATA_FORMAT, "classes": json.dumps(list(classes)),
+            "resize": json.dumps(resize_rule(cfg)),
             "pad_size_divisor": json.dumps(int(model.data_preprocessor.pad_size_divisor)),
             "score_thr": json.dumps(float(model.test_cfg["rcnn"]["score_thr"]))}
 
 
-def export(model: nn.Module, cfg, path, classes, example: np.ndarray | None = None, assume_finite: bool = False):
+def export(model: nn.Module, cfg, path, classes, palette=None, example: np.ndarray | None = None,
+           assume_finite: bool = False):
     """Exports ``model`` (eval mode, CPU) whole to ``path``; returns the ONNXProgram.
 
     Args:
         model, cfg: a built mmdet detector with its weights, and its Config.
         path: the .onnx file (one self-contained file).
-        classes: label names, stored in the metadata.
+        classes, palette: label names and their colours (the dataset's meta), stored in the
+            metadata.
         example: an (H, W, 3) uint8 RGB image to trace with (default: a 200 x 270 grey
             one). Each of its feature maps must be larger than 1 x 1, or torch.export
             specialises that size to 1. The exported graph takes any H, W up to 8192.
@@ -328,7 +332,33 @@ def export(model: nn.Module, cfg, path, classes, example: np.ndarray | None = No
                                     output_names=["boxes", "scores", "labels"], custom_translation_table=table,
                                     external_data=False)
     proto = program.model_proto
-    for key, value in metadata(cfg, model, classes).items():
+    for key, value in metadata(cfg, model, classes, palette).items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.save(proto, str(path))
     return program
+
+
+def match_detections(want: dict, got: dict, iou: float = 0.99, score_tol: float = 1e-3) -> float:
+    """The fraction of ``want``'s boxes that ``got`` has too, matched one to one: same label,
+    IoU >= ``iou``, scores within ``score_tol`` (greedy, ``want``'s boxes by descending
+    score; each of ``got``'s boxes matches once). Both: {"bboxes", "scores", "labels"}.
+    1.0 when both are empty; 0.0 when only ``got`` is."""
+    wb, ws, wl = (np.asarray(want[k], np.float64) for k in ("bboxes", "scores", "labels"))
+    gb, gs, gl = (np.asarray(got[k], np.float64) for k in ("bboxes", "scores", "labels"))
+    wb, gb = wb.reshape(-1, 4), gb.reshape(-1, 4)
+    if len(ws) == 0:
+        return 1.0 if len(gs) == 0 else 0.0
+    free = np.ones(len(gs), bool)
+    matched = 0
+    for i in np.argsort(-ws, kind="stable"):
+        x1, y1 = np.maximum(wb[i, 0], gb[:, 0]), np.maximum(wb[i, 1], gb[:, 1])
+        x2, y2 = np.minimum(wb[i, 2], gb[:, 2]), np.minimum(wb[i, 3], gb[:, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        union = ((wb[i, 2] - wb[i, 0]) * (wb[i, 3] - wb[i, 1]) + (gb[:, 2] - gb[:, 0]) * (gb[:, 3] - gb[:, 1])
+                 - inter)
+        overlap = np.where(union > 0, inter / np.where(union > 0, union, 1), (wb[i] == gb).all(1).astype(float))
+        ok = free & (gl == wl[i]) & (overlap >= iou) & (np.abs(gs - ws[i]) <= score_tol)
+        if ok.any():
+            free[np.flatnonzero(ok)[np.argmax(overlap[ok])]] = False
+            matched += 1
+    return matched / len(ws)

