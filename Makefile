@@ -14,7 +14,7 @@ ifneq ($(TORCH_SPEC),$(shell cat $(VENV)/.torch-spec 2>/dev/null))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo demo-real infer bench compile-check selftest traffic clean-venv
+.PHONY: setup test demo demo-real infer export-onnx bench bench-speed bench-accuracy compile-check selftest traffic clean-venv
 
 setup: $(STAMP)
 
@@ -63,12 +63,31 @@ infer: setup
 	@test -n "$(CHECKPOINT)" || { echo "no checkpoint: run 'make demo' first, or give CHECKPOINT=path.pth"; exit 2; }
 	$(PY) tools/infer.py $(CONFIG) $(CHECKPOINT) $(IMAGES) --out-dir work_dirs/infer $(INFER_ARGS)
 
-bench: setup
-	$(PY) benchmarks/bench_spp_roi_pool.py
-	$(PY) benchmarks/bench_cpu_backend.py
-	$(PY) benchmarks/rcnn_vs_sppnet.py
-	$(PY) benchmarks/profile_detector.py
-	$(PY) benchmarks/scaling.py
+# Export a trained detector whole to ONNX (image in, boxes out; standard ops only) and check
+# it against mmdet on held-out images; run it anywhere with `python -m sppnet_runtime`
+# (onnxruntime, numpy and Pillow only). CONFIG= and CHECKPOINT= as for `make infer`.
+export-onnx: setup
+	@test -n "$(CHECKPOINT)" || { echo "no checkpoint: run 'make demo' first, or give CHECKPOINT=path.pth"; exit 2; }
+	$(PY) tools/export_onnx.py $(CONFIG) $(CHECKPOINT) --whole
+
+# How fast (benchmarks/speed/): the operator, the CPU kernel, R-CNN vs SPP-net per image, the
+# demo detector's step, scaling. About 15 minutes on 2 cores.
+bench: bench-speed
+bench-speed: setup
+	$(PY) benchmarks/speed/bench_spp_roi_pool.py
+	$(PY) benchmarks/speed/bench_cpu_backend.py
+	$(PY) benchmarks/speed/rcnn_vs_sppnet.py
+	$(PY) benchmarks/speed/profile_detector.py
+	$(PY) benchmarks/speed/scaling.py
+
+# How accurate (benchmarks/accuracy/): rewrite the R-CNN vs SPP-net table and its ablations
+# from the committed run rows, training nothing (run a script without --tables-only to
+# train the rows a table lacks: hours on a CPU).
+bench-accuracy: setup
+	$(PY) benchmarks/accuracy/rcnn_vs_sppnet_table.py --data trees --tables-only
+	$(PY) benchmarks/accuracy/rcnn_vs_sppnet_table.py --data synth --tables-only
+	$(PY) benchmarks/accuracy/rcnn_vs_sppnet_ablations.py --data trees --tables-only
+	$(PY) benchmarks/accuracy/rcnn_vs_sppnet_ablations.py --data synth --tables-only
 
 clean-venv:
 	rm -rf $(VENV)

@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 if str(ROOT) not in sys.path:  # the scripts run from a checkout, the package maybe not installed
     sys.path.insert(0, str(ROOT))
+# The two folders of scripts import each other's modules (the accuracy tables time their
+# trained models with speed/rcnn_vs_sppnet.py), so both are importable from either.
+for _folder in ("speed", "accuracy"):
+    if str(ROOT / "benchmarks" / _folder) not in sys.path:
+        sys.path.insert(1, str(ROOT / "benchmarks" / _folder))
 
 
 def parser(doc: str, reps: int = 5, threads: int = 1) -> argparse.ArgumentParser:

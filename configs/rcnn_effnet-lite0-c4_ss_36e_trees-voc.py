@@ -1,4 +1,4 @@
-# R-CNN on the tree tiles with selective-search windows (benchmarks/rcnn_vs_sppnet_table.py):
+# R-CNN on the tree tiles with selective-search windows (benchmarks/accuracy/rcnn_vs_sppnet_table.py):
 # every window cropped with context, warped to 64 x 64 and run through the pretrained
 # EfficientNet-Lite0 up to stride 16 (all layers but the stem fine-tuned, as R-CNN did),
 # the SPP-net head on top. 64 px: the median selective-search window on these 400 px tiles

@@ -22,12 +22,7 @@ every image scale, and the RPN's proposals come from the base scale:
     outputs: cls_score             (K, num_classes + 1) float32
              bbox_pred             (K, 4 * num_classes) float32
 
-What is not, and why: the backbone and the FPN are plain convolutions that any exporter
-handles, but the steps around them are not tensors in, tensors out: the RPN's proposal
-generation (anchors, per-level top-k, NMS from mmcv's compiled ops, a Python loop per
-image) and the final box decoding, per-class NMS and rescaling (mmdet's
-post-processing, also mmcv NMS). Those have no translation in torch.onnx; MMDeploy
-re-implements them per backend. The RoI stage is the part this project adds.
+The backbone, the RPN and the post-processing around this stage are in ``--whole``'s graph.
 
 Checks: on the first N held-out images (the config's test split) the script runs the
 detector in PyTorch up to its proposals, feeds the same features and proposals to the

@@ -114,7 +114,7 @@ def resize_rule(cfg) -> dict:
     pipeline = cfg.test_dataloader.dataset.pipeline
     rule: dict[str, Any] = {}
     for step in pipeline:
-        kind = step["type"]
+        kind = str(step["type"]).split(".")[-1]  # "mmdet.Resize" too
         if kind in ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs", "LoadImageFromNDArray"):
             continue
         if kind == "LoadProposals":

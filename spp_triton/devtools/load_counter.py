@@ -16,7 +16,7 @@ load ratio on random windows and on RPN-like FPN proposals, cells and bilinear, 
 program at K = 16 and 96 (``GROWTH_KS``), both backward modes' traffic at K = 512, C = 256);
 ``python -m spp_triton.devtools.load_counter`` prints it (``interpreted_report`` runs that in a
 subprocess with TRITON_INTERPRET=1, for processes that run compiled kernels). Used by
-tests/test_triton_traffic.py, benchmarks/bench_spp_roi_pool.py and the self-test.
+tests/test_triton_traffic.py, benchmarks/speed/bench_spp_roi_pool.py and the self-test.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ on copies of the same inputs) at realistic shapes: FPN levels of an 800 x 1216 i
 bfloat16, max and avg, both projections and SPP-Align (sampling="bilinear", r = 2),
 deterministic backward off and on. Max mode must agree bit for bit (values and
 argmax), avg within float32 rounding, gradients within accumulation rounding;
-deterministic gradients must be bit-identical over two runs. Then the operator benchmark, ``benchmarks/bench_spp_roi_pool.py`` of the checkout
+deterministic gradients must be bit-identical over two runs. Then the operator benchmark, ``benchmarks/speed/bench_spp_roi_pool.py`` of the checkout
 (``triton.testing.do_bench``): spp_roi_pool, with and without the deterministic
 backward, against mmdet's ``SingleRoIExtractor`` with mmcv ``RoIAlign`` 7x7 and
 ``RoIPool`` 7x7, one table (the mmcv rows skipped, with the reason on one line, where
@@ -111,10 +111,10 @@ def _markdown(rows) -> str:
 
 
 def benchmark(quick: bool) -> int:
-    """The operator benchmark (``benchmarks/bench_spp_roi_pool.py`` of the repository:
+    """The operator benchmark (``benchmarks/speed/bench_spp_roi_pool.py`` of the repository:
     spp_roi_pool against mmdet's extractors with mmcv RoIAlign / RoIPool, do_bench on
     CUDA), run as it is; its exit status."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_spp_roi_pool.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "speed" / "bench_spp_roi_pool.py"
     if not script.exists():
         print(f"(no benchmark: {script} is part of the repository checkout, not of the installed package)")
         return 0

@@ -40,5 +40,5 @@ del _split
 # Whole photographs (tools/infer.py, make infer): windows at the tiles' native resolution,
 # not the photograph resized to one tile. Chosen on val (the whole training photograph,
 # scored in its val area: 600 px windows, 50 px overlap, NMS across seams at IoU 0.5 had the
-# best val AP40 of 72 settings; benchmarks/sliced_trees.py, benchmarks/results/sliced_trees.md).
+# best val AP40 of 72 settings; benchmarks/accuracy/sliced_trees.py, benchmarks/results/sliced_trees.md).
 sliced_infer_cfg = dict(tile=600, overlap=50, merge='nms', merge_thr=0.5)

@@ -1,5 +1,5 @@
 # The fine-tuning schedule of the pretrained detectors on the tree tiles, chosen on val
-# (benchmarks/trees_recipe.py): 36 epochs of AdamW (lr 5e-4, weight decay 0.05), linear
+# (benchmarks/accuracy/trees_recipe.py): 36 epochs of AdamW (lr 5e-4, weight decay 0.05), linear
 # warm-up over 100 iterations, LR x 0.1 at epochs 24 and 33, gradient clipping at norm 10;
 # validation on `val` at the end. 36 epochs beat 24 by 0.048 val AP40 at both seeds.
 _base_ = ['./adamw_24e_lr5e-4.py']

@@ -6,7 +6,7 @@ one process: FPN levels of one 800 x 1216 image (strides 4-32), C = 256, N = 1, 
 proposals (``spp_triton.devtools.workloads``) pooled from the level mmdet's finest_scale = 56
 rule picks, "sppnet" projection. ``--extreme`` uses 500 x 16 and 16 x 500 px boxes instead.
 
-    python benchmarks/bench_cpu_backend.py [--k 512] [--mode max|avg] [--pyramid 1,2,3,6]
+    python benchmarks/speed/bench_cpu_backend.py [--k 512] [--mode max|avg] [--pyramid 1,2,3,6]
         [--dtype float32] [--extreme] [--impl cpp_kernel fallback] [--reps 5] [--threads 0]
 
 Prints medians (ms) and the kernel's speed-up over the fallback.
@@ -14,6 +14,11 @@ Prints medians (ms) and the kernel's speed-up over the fallback.
 from __future__ import annotations
 
 import torch
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from spp_triton.torch_backend import cpp_kernel, fallback

@@ -10,17 +10,22 @@ images with ``mim test``. Same metrics as the trees (all-point AP40, AP50, AP75,
 over 0.5:0.95), same machinery (``runs.RunTable``: resumable, a CSV row per finished run,
 two at a time with one thread each).
 
-    .venv/bin/python benchmarks/pretrained_synth.py [--lanes 2] [--only ID ...] [--tables-only]
+    .venv/bin/python benchmarks/accuracy/pretrained_synth.py [--lanes 2] [--only ID ...] [--tables-only]
 
 Writes ``results/pretrained_synth.md``.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
+
 import common
 from common import RESULTS
 import runs
 from runs import RunTable, expand
-from trees import ALIGN_MAX, CELLS, FPN, ROIALIGN, cell, read
+from trees import ALIGN_MAX, CELLS, FPN, METRICS, ROIALIGN, cell, read
 
 EPOCHS = 24
 MODELS = [

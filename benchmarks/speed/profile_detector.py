@@ -43,7 +43,7 @@ profiler's per-op overhead inflates small ops, so the unprofiled median iteratio
 printed too. All timings are on a 2-core CPU shared with other jobs (training runs), hence
 noisy: compare parts within one run rather than absolute ms across runs.
 
-    python benchmarks/profile_detector.py [--quick] [--iters 10] [--warmup 2] [--threads 1]
+    python benchmarks/speed/profile_detector.py [--quick] [--iters 10] [--warmup 2] [--threads 1]
 
 Writes benchmarks/results/profile_detector.csv and .md.
 """
@@ -60,6 +60,10 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import ROOT

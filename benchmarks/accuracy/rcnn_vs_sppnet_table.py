@@ -23,9 +23,9 @@ says why not 24).
 Trained with ``mim train`` two at a time, one thread each (``runs.RunTable``: a CSV row
 per finished run, committed as it ends; a later start skips them), validated on ``val`` at
 the end, the last checkpoint tested on ``test`` (never used to choose anything). Metrics as
-benchmarks/trees.py: AP at IoU 0.4, AP50, AP75, mean AP 0.5:0.95.
+benchmarks/accuracy/trees.py: AP at IoU 0.4, AP50, AP75, mean AP 0.5:0.95.
 
-    .venv/bin/python benchmarks/rcnn_vs_sppnet_table.py [--data trees|synth] [--lanes 2] [--only ID ...]
+    .venv/bin/python benchmarks/accuracy/rcnn_vs_sppnet_table.py [--data trees|synth] [--lanes 2] [--only ID ...]
                                                         [--tables-only]
 
 With every row present, the trained models (seed 0) are timed side by side in this process
@@ -37,6 +37,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import runs
 import trees

@@ -1,6 +1,6 @@
 """Sliced inference on the whole tree photographs: settings chosen on val, AP on test, time, memory.
 
-    .venv/bin/python benchmarks/sliced_trees.py [--checkpoint work_dirs/demo-real/epoch_36.pth] [--big]
+    .venv/bin/python benchmarks/accuracy/sliced_trees.py [--checkpoint work_dirs/demo-real/epoch_36.pth] [--big]
 
 1. Val: the whole training photograph (crop2, 2299 x 2472), scored only in its val area
    (the union of the 10 val tiles, which no train tile overlaps): a ground-truth box
@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 from common import RESULTS, ROOT, machine, parser, setup_threads, write_csv, write_text
 

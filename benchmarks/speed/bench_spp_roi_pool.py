@@ -22,12 +22,17 @@ bytes against the one-pass minimum, the backward's busiest program against K, an
 deterministic backward's traffic against the atomic one at K = 512, C = 256). Writes
 results/spp_roi_pool_<device>.csv and .png, and results/triton_traffic.md.
 
-    python benchmarks/bench_spp_roi_pool.py [--device cpu|cuda] [--ks 128 512 2048] [--reps 5]
+    python benchmarks/speed/bench_spp_roi_pool.py [--device cpu|cuda] [--ks 128 512 2048] [--reps 5]
                                            [--no-traffic]
 """
 from __future__ import annotations
 
 import torch
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from spp_triton import spp_roi_pool

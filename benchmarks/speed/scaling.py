@@ -36,7 +36,7 @@ Fit: least squares of log(time) on log(K) (slope 1 = linear growth) and of time 
 (and on the min times as a check against interference). Called linear when the K >= 1024
 log-log slope is within 0.9-1.1 and the linear fit's R^2 >= 0.98.
 
-    python benchmarks/scaling.py [--quick] [--reps 7] [--threads 1]
+    python benchmarks/speed/scaling.py [--quick] [--reps 7] [--threads 1]
 
 Writes benchmarks/results/scaling.csv, .md and .png.
 """
@@ -52,6 +52,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import ROOT

@@ -14,13 +14,18 @@ stage's share of a training iteration is profiled (``profile_detector``), and th
 tables and a plot of mAP against training time are written to
 ``results/spp_align_synth.{md,csv,png}``.
 
-    .venv/bin/python benchmarks/align_synth.py [--lanes 2] [--only ID ...] [--tables-only]
+    .venv/bin/python benchmarks/accuracy/align_synth.py [--lanes 2] [--only ID ...] [--tables-only]
 
 ``--only`` trains just those runs (the tables need them all); ``--tables-only`` trains
 nothing and writes the tables from the runs' CSV.
 """
 from __future__ import annotations
 
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 import profile_detector

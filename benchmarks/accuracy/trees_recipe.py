@@ -10,7 +10,7 @@ snippet ``recipe()`` writes for it: every knob is spelled out, so a later change
 base's defaults does not change what a row measured. Runs go through ``runs.RunTable``
 (resumable, a CSV row per finished run, two at a time with one thread each).
 
-    .venv/bin/python benchmarks/trees_recipe.py [--lanes 2] [--only ID ...] [--tables-only]
+    .venv/bin/python benchmarks/accuracy/trees_recipe.py [--lanes 2] [--only ID ...] [--tables-only]
 
 Writes ``results/trees_recipe.md`` (val AP40 / AP50 / AP75 / mean AP per seed, their
 means, and the AP40 curve).
@@ -19,6 +19,11 @@ from __future__ import annotations
 
 import json
 import statistics
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import RESULTS, ROOT

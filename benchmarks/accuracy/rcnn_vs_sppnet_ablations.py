@@ -1,6 +1,6 @@
 """Why SPP-net trails R-CNN on the same windows: one change at a time, with AP by object size (issue 30).
 
-    .venv/bin/python benchmarks/rcnn_vs_sppnet_ablations.py [--data trees] [--lanes 2] [--only ID ...]
+    .venv/bin/python benchmarks/accuracy/rcnn_vs_sppnet_ablations.py [--data trees] [--lanes 2] [--only ID ...]
                                                             [--tables-only] [--time]
 
 Every row is trained and tested as in ``rcnn_vs_sppnet_table.py`` (same windows, backbone,
@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import statistics
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 import rcnn_vs_sppnet_table as table_mod
@@ -84,6 +87,17 @@ BINS = ("lt2cells", "2to4cells", "4to8cells", "ge8cells")
 BIN_NAMES = dict(zip(BINS, ("< 2 cells", "2-4", "4-8", ">= 8")))
 METRICS = [*trees.METRICS, *(f"{ap}_{b}" for ap in ("AP40", "AP50") for b in BINS), *(f"gts_{b}" for b in BINS)]
 HEADLINE = {"trees": "AP40", "synth": "AP50"}
+# The main table's other rows (rcnn_vs_sppnet_table.py), trained again here for their AP by
+# size (the table's runs predate the size metric); base None: not ablations.
+TABLE_ROWS = [("spp1-full", "table row: SPP-net 1 scale, every layer fine-tuned", "sppnet_effnet-lite0-c4_1scale_ss"),
+              ("align1-fc", "table row: SPP-Align 1 scale (avg, 1/2/4/8), conv frozen",
+               "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only"),
+              ("spp3-fc", "table row: SPP-net 3 scales to 1.5x, conv frozen", "sppnet_effnet-lite0-c4_3scale_ss_fc-only"),
+              ("spp3-full", "table row: SPP-net 3 scales to 1.5x, every layer fine-tuned",
+               "sppnet_effnet-lite0-c4_3scale_ss"),
+              ("rcnn", "table row: R-CNN, every layer fine-tuned", "rcnn_effnet-lite0-c4_ss")]
+for _data, _suffix in (("trees", "_36e_trees-voc"), ("synth", "_6e_synth-voc")):
+    ABLATIONS[_data] += [(rid, what, None, stem + _suffix, [], (0,)) for rid, what, stem in TABLE_ROWS]
 
 
 def split_metrics(flat: dict) -> dict:

@@ -10,7 +10,7 @@ tested on ``test`` (another area of the site, never used to choose anything) wit
 ``mim test``. Metrics, all-point VOC AP: AP at IoU 0.4 (DeepForest's convention for tree
 crowns), AP50, AP75 and the mean AP over 0.5:0.95, on val and on test.
 
-    .venv/bin/python benchmarks/trees.py [--lanes 2] [--only ID ...] [--tables-only]
+    .venv/bin/python benchmarks/accuracy/trees.py [--lanes 2] [--only ID ...] [--tables-only]
 
 With every run's row present it times the models side by side in this process (a training
 step and inference on the same tiles, 1 thread, medians), profiles the RoI stage's share of
@@ -22,6 +22,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import RESULTS, ROOT

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
+
 from common import ROOT
 
 RUN_FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs"]

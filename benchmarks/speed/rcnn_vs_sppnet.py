@@ -55,7 +55,7 @@ taken as 14.46 s (= 102 x 0.142 s, the only figure that makes both its quoted sp
 consistent). "conv" = backbone only; "head" = SPP pooling + fc layers (the paper's fc
 column); R-CNN "warp" = crop-and-resize, counted in the overall time only.
 
-    python benchmarks/rcnn_vs_sppnet.py [--quick] [--backbone zf5|resnet18c4]
+    python benchmarks/speed/rcnn_vs_sppnet.py [--quick] [--backbone zf5|resnet18c4]
                                         [--crops 64] [--batch 16] [--reps 5] [--threads 1]
 
 Writes benchmarks/results/rcnn_vs_sppnet.csv, .png and .md.
@@ -69,6 +69,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import median_time

@@ -10,7 +10,7 @@ the four models are also timed side by side in this process: training steps and
 inference on the same real batches, interleaved, one thread. Writes
 ``benchmarks/results/multiscale_synth.{md,csv}``.
 
-    .venv/bin/python benchmarks/multiscale_synth.py [--epochs 12]
+    .venv/bin/python benchmarks/accuracy/multiscale_synth.py [--epochs 12]
 
 ``--epochs`` shortens the 24-epoch schedule, with the LR steps at the same fractions
 (2/3 and 11/12 of it).
@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import RESULTS, ROOT

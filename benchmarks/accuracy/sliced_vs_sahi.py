@@ -1,7 +1,7 @@
 """Our sliced inference beside sahi's, side by side on the whole held-out tree photograph.
 
     .venv/bin/pip install --no-deps sahi==0.12.8 fire termcolor shapely   # not in make setup
-    .venv/bin/python benchmarks/sliced_vs_sahi.py [--checkpoint ...] [--tile 400 --overlap 50]
+    .venv/bin/python benchmarks/accuracy/sliced_vs_sahi.py [--checkpoint ...] [--tile 400 --overlap 50]
 
 sahi 0.12.8 is the library users of sliced prediction know (``get_sliced_prediction``
 with an ``MmdetDetectionModel``). Both run the same checkpoint on the same windows at
@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 from common import RESULTS, ROOT, machine, parser, setup_threads, write_csv, write_text
 from sliced_trees import CONFIG, average_precision, ground_truth

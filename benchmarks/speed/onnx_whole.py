@@ -1,0 +1,138 @@
+"""The whole detector in ONNX Runtime against mmdet in PyTorch: same detections, same AP, and speed.
+
+    .venv/bin/python benchmarks/speed/onnx_whole.py [--models trees demo] [--reps 3]
+
+For each trained detector (``trees``: ``make demo-real``'s EfficientNet-Lite0 FPN,
+work_dirs/demo-real; ``demo``: ``make demo``'s ResNet-18-w16 FPN, work_dirs/demo) it
+exports the whole detector (``tools/export_onnx.py --whole``'s code), then on every image of
+the config's test split, decoded once:
+
+* mmdet: ``inference_detector`` (the config's test pipeline on the array, then the model),
+  PyTorch eager, float32, no grad;
+* ONNX Runtime: ``sppnet_runtime.OnnxDetector`` (its numpy resize, then the graph).
+
+It reports the share of mmdet's boxes that ONNX Runtime also gives (same label, IoU >=
+0.99, score within 1e-3), test AP from each (mmdet's ``eval_map`` as VOCMetric calls it,
+area mode; IoU 0.4 and 0.5), and the time per image at 1 and 2 threads (torch's intra-op
+threads; ONNX Runtime's intra-op threads, one inter-op): the median over images of each
+image's median over --reps, the two runtimes interleaved image by image in one process.
+Writes benchmarks/results/onnx_whole.{csv,md}.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
+
+import common
+from common import RESULTS, ROOT
+
+MODELS = {"trees": ("work_dirs/demo-real/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real"),
+          "demo": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo")}
+
+
+def average_precision(preds: list[dict], gts: list[dict], classes, iou_thr: float) -> float:
+    """mAP over classes, as mmdet's VOCMetric computes it (area mode, legacy coordinates)."""
+    from mmdet.evaluation.functional import eval_map
+
+    dets = [[np.hstack([p["bboxes"][p["labels"] == c], p["scores"][p["labels"] == c, None]]).astype(np.float32)
+             for c in range(len(classes))] for p in preds]
+    mean_ap, _ = eval_map(dets, gts, iou_thr=iou_thr, dataset=list(classes), logger="silent", eval_mode="area",
+                          use_legacy_coordinate=True, nproc=1)
+    return float(mean_ap)
+
+
+def ground_truth(info: dict) -> dict:
+    boxes = np.array([i["bbox"] for i in info["instances"]], np.float32).reshape(-1, 4)
+    labels = np.array([i["bbox_label"] for i in info["instances"]], np.int64)
+    ignored = np.array([bool(i.get("ignore_flag", 0)) for i in info["instances"]], bool)
+    return dict(bboxes=boxes[~ignored], labels=labels[~ignored], bboxes_ignore=boxes[ignored],
+                labels_ignore=labels[ignored])
+
+
+def run(name: str, reps: int) -> dict:
+    import mmdet_plugin  # noqa: F401
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.registry import DATASETS
+    from mmengine.config import Config
+
+    from mmdet_plugin.deploy import whole_detector
+    from sppnet_runtime import OnnxDetector, load_image
+
+    config, work = (ROOT / p for p in MODELS[name])
+    last = work / "last_checkpoint"
+    if not last.exists():
+        sys.exit(f"{name}: no checkpoint in {work} (run `make demo-real` / `make demo` first)")
+    checkpoint = Path(last.read_text().strip())
+    cfg = Config.fromfile(str(config))
+    model = init_detector(cfg, str(checkpoint), device="cpu").eval()
+    meta = model.dataset_meta
+    onnx_path = checkpoint.with_name(checkpoint.stem + "_whole.onnx")
+    start = time.perf_counter()
+    whole_detector.export(model, cfg, onnx_path, meta["classes"], meta.get("palette"))
+    export_s = time.perf_counter() - start
+    dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, pipeline=[]))
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    images = [load_image(info["img_path"]) for info in infos]
+    sessions = {t: OnnxDetector(onnx_path, threads=t) for t in (1, 2)}
+
+    def eager(rgb):
+        with torch.no_grad():
+            pred = inference_detector(model, np.ascontiguousarray(rgb[..., ::-1])).pred_instances
+        return {"bboxes": pred.bboxes.numpy(), "scores": pred.scores.numpy(), "labels": pred.labels.numpy()}
+
+    torch.set_num_threads(1)
+    want = [eager(rgb) for rgb in images]
+    got = [sessions[1](rgb) for rgb in images]
+    boxes = sum(len(w["scores"]) for w in want)
+    matched = sum(whole_detector.match_detections(w, g) * len(w["scores"]) for w, g in zip(want, got))
+    gts = [ground_truth(info) for info in infos]
+    row = dict(model=name, config=config.name, checkpoint=str(checkpoint.relative_to(ROOT)), images=len(images),
+               export_s=f"{export_s:.1f}", onnx_mib=f"{onnx_path.stat().st_size / 2**20:.1f}", mmdet_boxes=boxes,
+               onnx_boxes=sum(len(g["scores"]) for g in got), matched=f"{matched / max(boxes, 1):.4f}")
+    for thr in (0.4, 0.5):
+        key = f"AP{round(thr * 100)}"
+        row[f"mmdet_{key}"] = f"{average_precision(want, gts, meta['classes'], thr):.4f}"
+        row[f"onnx_{key}"] = f"{average_precision(got, gts, meta['classes'], thr):.4f}"
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times = {"torch": [], "onnx": []}
+        for i, rgb in enumerate(images):
+            for key, fn in (("torch", eager), ("onnx", sessions[threads])):
+                fn(rgb)  # warm-up
+                times[key].append(common.median_time(lambda: fn(rgb), reps, warmup=0))
+            print(f"  {name} {threads} thread(s): image {i + 1}/{len(images)}", end="\r", flush=True)
+        row[f"torch_ms_{threads}t"] = f"{1e3 * statistics.median(times['torch']):.1f}"
+        row[f"onnx_ms_{threads}t"] = f"{1e3 * statistics.median(times['onnx']):.1f}"
+        row[f"onnx_over_torch_{threads}t"] = f"{statistics.median(times['onnx']) / statistics.median(times['torch']):.2f}"
+    print()
+    return row
+
+
+def main() -> None:
+    p = common.parser(__doc__, reps=3)
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["trees", "demo"])
+    args = p.parse_args()
+    rows = [run(name, args.reps) for name in args.models]
+    common.write_csv(RESULTS / "onnx_whole.csv", rows)
+    lines = [f"Whole detector, ONNX Runtime against mmdet (PyTorch eager) on the test split, {common.machine()}; "
+             f"time per image: medians over images of each image's median of {args.reps} runs, interleaved.", "",
+             "| model | images | mmdet boxes | matched by ORT | AP40 mmdet / ORT | AP50 mmdet / ORT "
+             "| 1 thread: PyTorch / ORT ms (ratio) | 2 threads: PyTorch / ORT ms (ratio) |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['images']} | {r['mmdet_boxes']} | {float(r['matched']):.2%} | "
+                     f"{r['mmdet_AP40']} / {r['onnx_AP40']} | {r['mmdet_AP50']} / {r['onnx_AP50']} | "
+                     f"{r['torch_ms_1t']} / {r['onnx_ms_1t']} ({r['onnx_over_torch_1t']}) | "
+                     f"{r['torch_ms_2t']} / {r['onnx_ms_2t']} ({r['onnx_over_torch_2t']}) |")
+    common.write_text(RESULTS / "onnx_whole.md", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
