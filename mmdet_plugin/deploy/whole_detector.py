@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sppnet_runtime.detector import pad_to
+
 from .nms_op import batched_nms
 
 METADATA_FORMAT = "sppnet-whole-detector/1"
@@ -275,15 +277,6 @@ def static_same_padding(model: nn.Module):
             del m.forward
 
 
-def pad_image(image: np.ndarray, divisor: int) -> tuple[np.ndarray, list[int]]:
-    """(H, W, 3) uint8 -> (zero-padded to multiples of ``divisor``, [H, W]), the graph's
-    ``image`` and ``image_size`` (``sppnet_runtime`` does the same)."""
-    h, w = image.shape[:2]
-    out = np.zeros((-(-h // divisor) * divisor, -(-w // divisor) * divisor, 3), np.uint8)
-    out[:h, :w] = image
-    return out, [h, w]
-
-
 def metadata(cfg, model: nn.Module, classes, palette=None) -> dict[str, str]:
     """What the runtime needs besides the graph, stored as the ONNX model's metadata."""
     extra = {"palette": json.dumps([list(map(int, c)) for c in palette])} if palette else {}
@@ -320,8 +313,8 @@ def export(model: nn.Module, cfg, path, classes, palette=None, example: np.ndarr
     divisor = wrapper.pad_divisor
     if example is None:
         example = np.full((200, 270, 3), 128, np.uint8)
-    padded, size = pad_image(example, divisor)
-    args = (torch.from_numpy(padded), torch.tensor(size, dtype=torch.int64),
+    padded = pad_to(example, divisor) if divisor > 1 else example  # as the runtime feeds it
+    args = (torch.from_numpy(np.ascontiguousarray(padded)), torch.tensor(example.shape[:2], dtype=torch.int64),
             torch.tensor([1.0, 1.0], dtype=torch.float64))
     blocks = [torch.export.Dim(name, min=1, max=8192 // divisor) for name in ("rows", "cols")]
     dims = {0: divisor * blocks[0], 1: divisor * blocks[1]} if divisor > 1 else {0: blocks[0], 1: blocks[1]}
