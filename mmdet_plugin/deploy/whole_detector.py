@@ -136,7 +136,7 @@ def resize_rule(cfg) -> dict:
     return rule
 
 
-def decode_deltas(rois: Tensor, deltas: Tensor, coder, height, width) -> Tensor:
+def decode_deltas(rois: Tensor, deltas: Tensor, coder, height: Tensor, width: Tensor) -> Tensor:
     """mmdet's ``delta2bbox`` for (N, 4) rois and (N, 4) deltas, clipped to the image,
     with its float32 operations in its order (``add_ctr_clamp=False``); no shape branch,
     so that it traces for any N, 0 included."""
@@ -153,10 +153,9 @@ def decode_deltas(rois: Tensor, deltas: Tensor, coder, height, width) -> Tensor:
     gwh = pwh * dwh.exp()
     boxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
     x1, y1, x2, y2 = boxes.unbind(-1)
-    zero = boxes.new_zeros(())
-    w, h = boxes.new_tensor(0.0) + width, boxes.new_tensor(0.0) + height
+    w, h = width.to(boxes.dtype), height.to(boxes.dtype)  # 0-d tensors: the image size is a graph input
     return torch.stack([x1.clamp(min=0).minimum(w), y1.clamp(min=0).minimum(h),
-                        x2.clamp(min=0).minimum(w), y2.clamp(min=0).minimum(h)], -1) + zero
+                        x2.clamp(min=0).minimum(w), y2.clamp(min=0).minimum(h)], -1)
 
 
 class WholeDetector(nn.Module):
