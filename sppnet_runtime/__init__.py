@@ -1,5 +1,6 @@
 """Run a detector exported whole (``tools/export_onnx.py CONFIG CHECKPOINT --whole``) with
-ONNX Runtime, numpy and Pillow only: no torch, mmcv or mmdet.
+ONNX Runtime, numpy and Pillow only: no torch, mmcv or mmdet. To deploy, copy this folder
+beside the .onnx file and ``pip install onnxruntime numpy pillow``.
 
     python -m sppnet_runtime model.onnx IMAGE_OR_FOLDER [--out-dir DIR] [--score-thr 0.3]
 
