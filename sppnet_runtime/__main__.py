@@ -16,15 +16,7 @@ import time
 from pathlib import Path
 
 from .detector import ImageReadError, ModelFileError, OnnxDetector, load_image
-from .outputs import draw_record, prediction_record, write_json
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [path]
+from .outputs import draw_record, list_images, prediction_record, shrink, vis_name, write_json
 
 
 def main(argv=None) -> int:
@@ -36,18 +28,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--vis-max-side", type=int, default=4096, help="longest side of the pictures drawn")
     args = p.parse_args(argv)
-    if not args.inputs.exists():
-        p.error(f"IMAGE_OR_FOLDER {args.inputs} does not exist")
     if not 0.0 <= args.score_thr <= 1.0:
         p.error(f"--score-thr must be in [0, 1], got {args.score_thr}")
+    try:
+        images = list_images(args.inputs)
+    except ValueError as err:
+        p.error(str(err))
     try:
         detector = OnnxDetector(args.model, threads=args.threads)
     except ModelFileError as err:
         print(f"sppnet_runtime: {err}", file=sys.stderr)
         return 2
-    images = list_images(args.inputs)
-    if not images:
-        p.error(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {args.inputs}")
     failed = []
     for i, path in enumerate(images, 1):
         try:
@@ -60,14 +51,8 @@ def main(argv=None) -> int:
         record = prediction_record(detector(rgb), detector.classes, path)
         seconds = time.perf_counter() - start
         write_json(record, args.out_dir / "preds" / f"{path.stem}.json")
-        scale = min(1.0, args.vis_max_side / max(rgb.shape[:2]))
-        if scale < 1.0:
-            from PIL import Image
-
-            rgb = __import__("numpy").asarray(Image.fromarray(rgb).resize(
-                (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))))
-        name = path.name if path.suffix.lower() not in (".tif", ".tiff") else f"{path.stem}.png"
-        draw_record(rgb, record, args.out_dir / "vis" / name, args.score_thr, detector.palette, scale)
+        rgb, scale = shrink(rgb, args.vis_max_side)
+        draw_record(rgb, record, args.out_dir / "vis" / vis_name(path), args.score_thr, detector.palette, scale)
         above = sum(s > args.score_thr for s in record["scores"])
         print(f"[{i}/{len(images)}] {path}: {len(record['scores'])} boxes ({above} above {args.score_thr}) "
               f"in {seconds:.2f} s")

@@ -4,6 +4,7 @@
 * ``prediction_record``: mmdet's ``DetInferencer`` JSON (``labels``, ``scores``, ``bboxes``
   as x1, y1, x2, y2 in the image's pixels) plus ``classes`` (label names) and ``image``.
 * ``draw_record``: the image with the boxes above a score threshold, their class and score.
+* ``list_images`` and ``vis_name``: which files of IMAGE_OR_FOLDER run, and the picture's name.
 """
 from __future__ import annotations
 
@@ -11,6 +12,39 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(path: Path) -> list[Path]:
+    """The image (by suffix) or the folder's images, sorted; ValueError naming IMAGE_OR_FOLDER."""
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"IMAGE_OR_FOLDER {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        return [path]
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise ValueError(f"IMAGE_OR_FOLDER {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        return images
+    raise ValueError(f"IMAGE_OR_FOLDER {path} does not exist")
+
+
+def vis_name(path: Path) -> str:
+    """The picture's file name: the image's, as PNG for a TIFF."""
+    return path.with_suffix(".png").name if path.suffix.lower() in (".tif", ".tiff") else path.name
+
+
+def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """(``rgb`` resized so that its longer side is at most ``max_side``, the scale used)."""
+    from PIL import Image
+
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
+    if scale == 1.0:
+        return rgb, scale
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size)), scale
 
 
 def prediction_record(pred: dict, classes, image: Path) -> dict:

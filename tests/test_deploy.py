@@ -233,12 +233,12 @@ def demo(tmp_path_factory):
 
     model, cfg = _build(DEMO)
     path = _export(model, cfg, tmp_path_factory.mktemp("onnx") / "demo.onnx")
-    return model, OnnxDetector(path), _synthetic_images(tmp_path_factory)
+    return model, OnnxDetector(path), _synthetic_images(tmp_path_factory), path
 
 
 def test_the_demo_detector_gives_mmdets_detections(demo):
     """The FPN demo detector on held-out synthetic images (256 px, the config's size)."""
-    model, detector, images = demo
+    model, detector, images, _ = demo
     _assert_same_detections(model, detector, images)
 
 
@@ -247,7 +247,7 @@ def test_the_smallest_and_largest_inputs_the_config_allows(demo):
     (one 32 px padding block high, 1 x 4 cells at stride 64), 256 x 7 px, and 256 x 256 px
     of noise. The images are at their resized size already, so both runtimes see the same
     pixels (the resize alone: test_resize_is_cv2s_bilinear...)."""
-    model, detector, images = demo
+    model, detector, images, _ = demo
     wide = np.ascontiguousarray(images[0][100:105])  # 5 x 256
     tall = np.ascontiguousarray(images[1][:, 60:67])  # 256 x 7
     assert detector.prepare(wide)["image"].shape == (32, 256, 3)
@@ -301,12 +301,11 @@ def test_the_runner_needs_no_torch_and_names_a_bad_image(demo, tmp_path):
     JSON and pictures for the good images, the bad one named, exit 1."""
     from PIL import Image
 
-    model, detector, images = demo
+    model, detector, images, model_file = demo
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(images[0]).save(folder / "a.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    model_file = Path(detector.session._model_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(folder), "--out-dir",
                            str(tmp_path / "out"), "--threads", "1"], capture_output=True, text=True, env=env,

@@ -51,7 +51,9 @@ import argparse
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from sppnet_runtime.outputs import list_images as images_of
+from sppnet_runtime.outputs import vis_name
+
 
 
 class UsageError(ValueError):
@@ -83,16 +85,10 @@ def proposals_on_the_fly(cfg) -> bool:
 
 
 def list_images(path: Path) -> list[Path]:
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UsageError(f"IMAGE_OR_FOLDER {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-        return [path]
-    if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise UsageError(f"IMAGE_OR_FOLDER {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return images
-    raise UsageError(f"IMAGE_OR_FOLDER {path} does not exist")
+    try:
+        return images_of(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def slice_settings(cfg, tile, overlap, merge, merge_thr, no_slicing: bool):
@@ -176,8 +172,7 @@ def infer(config: Path, checkpoint: Path, inputs: Path, out_dir: Path, score_thr
                     record["sliced"] = dict(tile=settings.tile, overlap=settings.overlap, merge=settings.merge,
                                             merge_thr=settings.merge_thr, windows=pred["windows"])
                 written.append(write_json(record, out_dir / "preds" / f"{path.stem}.json"))
-                vis_name = path.with_suffix(".png").name if path.suffix.lower() in (".tif", ".tiff") else path.name
-                draw_boxes(image, record, out_dir / "vis" / vis_name, score_thr, palette, vis_max_side)
+                draw_boxes(image, record, out_dir / "vis" / vis_name(path), score_thr, palette, vis_max_side)
                 geo = write_geojson(record, image, out_dir / "preds" / f"{path.stem}.geojson")
                 above = sum(s > score_thr for s in record["scores"])
                 print(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.1f} s"
