@@ -158,23 +158,21 @@ def decode_deltas(rois: Tensor, deltas: Tensor, coder, height: Tensor, width: Te
                         x2.clamp(min=0).minimum(w), y2.clamp(min=0).minimum(h)], -1)
 
 
+def _max_num(stage_cfg) -> int:
+    """A test_cfg stage's ``max_per_img``; mmdet's "no limit" (<= 0) as a count no image reaches."""
+    max_num = int(stage_cfg.get("max_per_img", -1))
+    return max_num if max_num > 0 else 1 << 30
+
+
 class WholeDetector(nn.Module):
-    """``(image, scale_factor) -> (boxes, scores, labels)`` of a trained mmdet detector; see
-    the module docstring. Build with a model in eval mode; ``check_exportable`` first."""
+    """``(image, image_size, scale_factor) -> (boxes, scores, labels)`` of a trained mmdet
+    detector; see the module docstring. Build with a model in eval mode; ``check_exportable``
+    first."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        pre = model.data_preprocessor
-        # The runtime feeds RGB; mmdet's pipeline loads BGR and flips it only with bgr_to_rgb.
-        self.flip_to_bgr = not (pre._channel_conversion)
-        self.register_buffer("mean", pre.mean.detach().clone().view(1, -1, 1, 1) if pre._enable_normalize
-                             else torch.zeros(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", pre.std.detach().clone().view(1, -1, 1, 1) if pre._enable_normalize
-                             else torch.ones(1, 3, 1, 1), persistent=False)
-        self.normalize = bool(pre._enable_normalize)
-        self.pad_divisor = int(pre.pad_size_divisor)
-        self.pad_value = float(pre.pad_value)
+        self.pad_divisor = int(model.data_preprocessor.pad_size_divisor)
         self.rpn_cfg = model.test_cfg["rpn"]
         self.rcnn_cfg = model.test_cfg["rcnn"]
 
@@ -182,14 +180,15 @@ class WholeDetector(nn.Module):
         """(Hp, Wp, 3) uint8 RGB, zero-padded to ``pad_size_divisor`` -> (1, 3, Hp, Wp)
         float32 as ``DetDataPreprocessor`` gives it: normalised, ``pad_value`` outside
         the (h, w) = ``image_size`` image."""
+        pre = self.model.data_preprocessor
         x = image.permute(2, 0, 1).unsqueeze(0).float()
-        if self.flip_to_bgr:
+        if not pre._channel_conversion:  # the runtime feeds RGB; mmdet loads BGR, flipped only with bgr_to_rgb
             x = x.flip(1)
-        if self.normalize:
-            x = (x - self.mean) / self.std
+        if pre._enable_normalize:
+            x = (x - pre.mean) / pre.std
         rows = torch.arange(x.shape[2], device=x.device).view(1, 1, -1, 1) < image_size[0]
         cols = torch.arange(x.shape[3], device=x.device).view(1, 1, 1, -1) < image_size[1]
-        return torch.where(rows & cols, x, torch.full_like(x, self.pad_value))
+        return torch.where(rows & cols, x, torch.full_like(x, float(pre.pad_value)))
 
     def proposals(self, feats, height, width) -> Tensor:
         """``RPNHead.predict_by_feat`` for one image, ``rescale=False``: (K, 4) boxes."""
@@ -215,8 +214,7 @@ class WholeDetector(nn.Module):
         if min_size >= 0:  # mmdet drops the others before NMS
             w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
             scores = torch.where((w > min_size) & (h > min_size), scores, torch.full_like(scores, -torch.inf))
-        keep = batched_nms(boxes, scores, levels, float(cfg["nms"]["iou_threshold"]), -float("inf"),
-                           int(cfg.get("max_per_img", -1)) if cfg.get("max_per_img", -1) > 0 else 1 << 30)
+        keep = batched_nms(boxes, scores, levels, float(cfg["nms"]["iou_threshold"]), -float("inf"), _max_num(cfg))
         return boxes[keep]
 
     def detections(self, feats, proposals: Tensor, height, width, scale_factor: Tensor):
@@ -236,9 +234,8 @@ class WholeDetector(nn.Module):
         boxes = boxes.reshape(-1, num_classes, 4).expand(-1, head.num_classes, 4).reshape(-1, 4)
         class_scores = scores[:, :-1].reshape(-1)
         labels = torch.arange(head.num_classes, device=scores.device).repeat(scores.shape[0])
-        max_num = int(cfg.get("max_per_img", -1))
         keep = batched_nms(boxes, class_scores, labels, float(cfg["nms"]["iou_threshold"]), float(cfg["score_thr"]),
-                           max_num if max_num > 0 else 1 << 30)
+                           _max_num(cfg))
         return boxes[keep], class_scores[keep], labels[keep]
 
     def forward(self, image: Tensor, image_size: Tensor, scale_factor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
