@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .merge_detections import merge_detections
 from .resize import rescale_size, resize_bilinear
+from .windows import SliceSettings, window_grid
 
 FORMAT = "sppnet-whole-detector/1"
 
@@ -56,7 +58,8 @@ class OnnxDetector:
         threads: ONNX Runtime's intra-op threads (None: its default, every core).
     Attributes:
         classes: label names; resize: the test pipeline's resize rule; score_thr: the
-        config's rcnn score threshold (boxes below it are not output).
+        config's rcnn score threshold (boxes below it are not output); slicing: the
+        config's windows for large images (``sliced_infer_cfg``), or None.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
@@ -82,21 +85,57 @@ class OnnxDetector:
         self.pad_divisor = json.loads(meta["pad_size_divisor"])
         self.score_thr = json.loads(meta["score_thr"])
         self.palette = json.loads(meta["palette"]) if "palette" in meta else None
+        slicing = json.loads(meta.get("slicing", "null"))  # files exported before slicing have none
+        self.slicing = SliceSettings(**slicing) if slicing else None
 
-    def prepare(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's inputs for an (H, W, 3) uint8 RGB image: the test pipeline's resize,
-        the padding, the image size and mmdet's scale factor."""
+    def prepare(self, rgb: np.ndarray, native: bool = False) -> dict[str, np.ndarray]:
+        """The graph's inputs for an (H, W, 3) uint8 RGB image: the test pipeline's resize
+        (none if ``native``: a window of sliced inference), the padding, the image size and
+        mmdet's scale factor."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         h, w = rgb.shape[:2]
-        new_w, new_h = rescale_size(w, h, self.resize)
-        resized = resize_bilinear(rgb, new_w, new_h)
+        new_w, new_h = (w, h) if native else rescale_size(w, h, self.resize)
+        resized = rgb if (new_w, new_h) == (w, h) else resize_bilinear(rgb, new_w, new_h)
         return {"image": pad_to(resized, self.pad_divisor) if self.pad_divisor > 1 else np.ascontiguousarray(resized),
                 "image_size": np.array([new_h, new_w], np.int64),
                 "scale_factor": np.array([new_w / w, new_h / h], np.float64)}
 
-    def __call__(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, rgb: np.ndarray, native: bool = False) -> dict[str, np.ndarray]:
         """{"labels" (D,) int64, "scores" (D,) float32, "bboxes" (D, 4) float32 x1, y1,
-        x2, y2 in the image's pixels}, by descending score."""
-        boxes, scores, labels = self.session.run(None, self.prepare(rgb))
+        x2, y2 in the image's pixels}, by descending score: the whole image, resized as the
+        config's test pipeline resizes it (as mmdet's ``inference_detector``), or at its own
+        resolution if ``native``."""
+        boxes, scores, labels = self.session.run(None, self.prepare(rgb, native))
         return {"labels": labels, "scores": scores, "bboxes": boxes}
+
+    def detect_sliced(self, rgb: np.ndarray, settings: SliceSettings | None, progress=None) -> dict:
+        """Detections on a large image in windows at its own resolution, as
+        ``mmdet_plugin.apis.SlicedInferencer`` (``tools/infer.py``) does: ``settings.tile``
+        px windows every ``tile - overlap`` px (the last ones ending at the edge), each
+        window's boxes moved into the image's pixels, merged across seams by
+        ``settings.merge``. An image no larger than a tile, or ``settings`` None, runs whole
+        through ``__call__``.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB.
+            settings: the windows (``self.slicing`` is the model's default).
+            progress: called as ``progress(done, total)`` after each window, or None.
+        Returns:
+            ``__call__``'s dict plus ``windows``, the number of windows run."""
+        h, w = rgb.shape[:2]
+        if settings is None or (w <= settings.tile and h <= settings.tile):
+            return dict(self(rgb), windows=1)
+        windows = window_grid(w, h, settings.tile, settings.overlap)
+        parts = []
+        for k, (x0, y0, ww, wh) in enumerate(windows, 1):
+            pred = self(np.ascontiguousarray(rgb[y0:y0 + wh, x0:x0 + ww]), native=True)
+            pred["bboxes"] = pred["bboxes"] + np.array([x0, y0, x0, y0], np.float32)
+            parts.append(pred)
+            if progress is not None:
+                progress(k, len(windows))
+        boxes, scores, labels = merge_detections(np.concatenate([p["bboxes"] for p in parts]).reshape(-1, 4),
+                                                 np.concatenate([p["scores"] for p in parts]),
+                                                 np.concatenate([p["labels"] for p in parts]),
+                                                 settings.merge, settings.merge_thr)
+        return {"labels": labels, "scores": scores, "bboxes": boxes, "windows": len(windows)}

@@ -269,17 +269,56 @@ def test_no_proposals_and_no_detections(tmp_path):
         assert got["bboxes"].shape == (0, 4) and got["scores"].shape == (0,) and got["labels"].shape == (0,), name
 
 
-@pytest.mark.parametrize("config", [TREES_FPN, TREES_C4], ids=["fpn", "c4"])
-def test_the_tree_detectors_give_mmdets_detections(config, tmp_path):
-    """The pretrained-backbone tree detectors (FPN; C4, one map at stride 16) on two 400 px
-    tiles of the held-out photograph and a 331 x 400 px crop (sizes the resize keeps)."""
+@pytest.fixture(scope="module", params=[TREES_FPN, TREES_C4], ids=["fpn", "c4"])
+def tree(request, tmp_path_factory):
+    """A pretrained-backbone tree detector (FPN; C4, one map at stride 16), exported:
+    (model, cfg, detector)."""
     from sppnet_runtime import OnnxDetector
 
+    model, cfg = _build(request.param)
+    return model, cfg, OnnxDetector(_export(model, cfg, tmp_path_factory.mktemp("trees") / "trees.onnx"))
+
+
+def test_the_tree_detectors_give_mmdets_detections(tree):
+    """Two 400 px tiles of the held-out photograph and a 331 x 400 px crop (sizes the resize
+    keeps)."""
+    model, _, detector = tree
     photo = _tree_photo()
-    model, cfg = _build(config)
-    detector = OnnxDetector(_export(model, cfg, tmp_path / "trees.onnx"))
     tiles = [np.ascontiguousarray(photo[y:y + 400, x:x + 400]) for y, x in ((0, 0), (400, 635))]
     _assert_same_detections(model, detector, tiles + [np.ascontiguousarray(photo[:331, :400])])
+
+
+def test_the_runtime_slices_a_photograph_as_tools_infer_does(tree, tmp_path):
+    """The whole held-out photograph (1249 x 1035 px) in windows: the runtime's
+    ``detect_sliced`` against mmdet_plugin's ``SlicedInferencer`` (tools/infer.py), both with
+    the windows the config chose, which travel in the model file. The merge code is shared,
+    so this checks the windows, their native resolution and the offsets: the same number of
+    boxes, and >= 99 % matched (>= 90 % where mmdet's kept scores tie, as above)."""
+    from PIL import Image
+
+    from mmdet_plugin.apis import SlicedInferencer
+    from mmdet_plugin.datasets.large_image import open_large_image
+    from mmdet_plugin.deploy.whole_detector import match_detections
+    from sppnet_runtime.windows import SliceSettings
+
+    from mmengine.config import Config
+
+    model, cfg, detector = tree
+    cfg = Config.fromfile(cfg.filename)  # mmdet's inference_detector rewrote the first one's pipeline for arrays
+    settings = SliceSettings.from_config(cfg)
+    assert settings is not None and detector.slicing == settings
+    photo = _tree_photo()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    with open_large_image(tmp_path / "photo.png") as image:
+        want = SlicedInferencer(model, cfg, settings)(image, progress=False)
+    calls = []
+    got = detector.detect_sliced(photo, settings, progress=lambda done, total: calls.append((done, total)))
+    assert got["windows"] == want["windows"] == 6 and calls[-1] == (6, 6)  # 3 x 2 windows of 600 px
+    assert len(got["scores"]) == len(want["scores"]) > 0
+    tied = len(np.unique(want["scores"])) < len(want["scores"])
+    assert match_detections(want, got) >= (0.9 if tied else 0.99)
+    whole = detector.detect_sliced(photo, None)
+    assert whole["windows"] == 1 and len(whole["scores"]) == len(detector(photo)["scores"])
 
 
 # --------------------------------------------------------------------------- the runner
@@ -320,6 +359,34 @@ def test_the_runner_needs_no_torch_and_names_a_bad_image(demo, tmp_path):
     missing = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(tmp_path / "nope.onnx"), str(folder)],
                              capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 2 and "nope.onnx: no such model file" in missing.stderr
+
+
+def test_the_runner_slices_with_the_command_lines_windows(demo, tmp_path):
+    """The demo model has no default windows: ``--tile 128 --overlap 16`` cuts a 300 x 260
+    image into 9 windows, and the JSON holds ``detect_sliced``'s boxes and how it was cut;
+    ``--overlap`` without ``--tile`` is a usage error (exit 2), named."""
+    from PIL import Image
+
+    from sppnet_runtime.windows import SliceSettings
+
+    model, detector, images, model_file = demo
+    assert detector.slicing is None
+    rgb = np.ascontiguousarray(np.tile(images[0], (2, 2, 1))[:260, :300])
+    Image.fromarray(rgb).save(tmp_path / "big.png")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(tmp_path / "big.png"),
+                           "--out-dir", str(tmp_path / "out"), "--threads", "1", "--tile", "128", "--overlap", "16"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "windows 9/9" in done.stdout
+    pred = json.loads((tmp_path / "out" / "preds" / "big.json").read_text())
+    assert pred["sliced"] == dict(tile=128, overlap=16, merge="nms", merge_thr=0.5, windows=9)
+    want = detector.detect_sliced(rgb, SliceSettings(128, 16))
+    assert want["windows"] == 9 and len(pred["scores"]) == len(want["scores"]) > 0
+    np.testing.assert_allclose(np.array(pred["bboxes"]).reshape(-1, 4), want["bboxes"], rtol=0, atol=1e-4)
+    orphan = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(tmp_path / "big.png"),
+                             "--overlap", "16"], capture_output=True, text=True, env=env, timeout=300)
+    assert orphan.returncode == 2 and "--overlap need --tile" in orphan.stderr
 
 
 # --------------------------------------------------------------------------- refusals

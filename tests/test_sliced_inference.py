@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mmdet_plugin.apis import SlicedInferencer, SliceSettings, merge_detections, window_grid
-from mmdet_plugin.apis.merge_detections import overlapping_pairs
+from sppnet_runtime.merge_detections import overlapping_pairs
 from mmdet_plugin.apis.outputs import geojson, prediction_record
 from mmdet_plugin.datasets.large_image import ImageReadError, open_large_image
 

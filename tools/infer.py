@@ -95,24 +95,16 @@ def slice_settings(cfg, tile, overlap, merge, merge_thr, no_slicing: bool):
     """The windows to cut: ``--tile``, ``--overlap``, ``--merge``, ``--merge-thr`` over the
     config's ``sliced_infer_cfg``; None (every image whole) with ``--no-slicing``, or when
     neither the command line nor the config gives a tile."""
-    from mmdet_plugin.apis.sliced_inference import SliceSettings
+    from sppnet_runtime.windows import SliceSettings, choose_slicing
 
-    if no_slicing:
-        return None
     try:
-        base = SliceSettings.from_config(cfg)
+        default = None if no_slicing else SliceSettings.from_config(cfg)
     except ValueError as e:
         raise UsageError(f"CONFIG: {e}") from None
-    if base is None and tile is None:
-        given = [f for f, v in (("--overlap", overlap), ("--merge", merge), ("--merge-thr", merge_thr)) if v is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} need --tile: the config has no sliced_infer_cfg")
-        return None
-    chosen = {k: v for k, v in dict(tile=tile, overlap=overlap, merge=merge, merge_thr=merge_thr).items() if v is not None}
     try:
-        return SliceSettings(**{**(base.__dict__ if base else {}), **chosen})
+        return choose_slicing(default, tile, overlap, merge, merge_thr, no_slicing)
     except ValueError as e:
-        raise UsageError(f"--{str(e).replace('_', '-')}") from None
+        raise UsageError(str(e)) from None
 
 
 def infer(config: Path, checkpoint: Path, inputs: Path, out_dir: Path, score_thr: float = 0.3,

@@ -20,52 +20,12 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
+from sppnet_runtime.merge_detections import merge_detections
+from sppnet_runtime.windows import SliceSettings, window_grid
+
 from ..datasets.large_image import LargeImage
-from ..datasets.tile_voc import tile_origins
-from .merge_detections import MERGE_RULES, merge_detections
-
-
-@dataclass(frozen=True)
-class SliceSettings:
-    """Window size and stride, and how boxes are merged across seams."""
-
-    tile: int
-    overlap: int = 0
-    merge: str = "nms"
-    merge_thr: float = 0.5
-
-    def __post_init__(self):
-        if not isinstance(self.tile, int) or self.tile <= 0:
-            raise ValueError(f"tile must be a positive number of pixels, got {self.tile!r}")
-        if not isinstance(self.overlap, int) or not 0 <= self.overlap < self.tile:
-            raise ValueError(f"overlap must be in [0, tile) = [0, {self.tile}), got {self.overlap!r}")
-        if self.merge not in MERGE_RULES:
-            raise ValueError(f"merge must be one of {MERGE_RULES}, got {self.merge!r}")
-        if not 0.0 <= self.merge_thr <= 1.0:
-            raise ValueError(f"merge_thr must be in [0, 1], got {self.merge_thr!r}")
-
-    @classmethod
-    def from_config(cls, cfg) -> "SliceSettings | None":
-        """The config's ``sliced_infer_cfg``, or None if it has none."""
-        got = cfg.get("sliced_infer_cfg")
-        if got is None:
-            return None
-        try:
-            return cls(**dict(got))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"sliced_infer_cfg: {e}") from None
-
-
-def window_grid(width: int, height: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(x0, y0, w, h) of every window, row by row: ``tile_voc``'s grid (full-sized windows,
-    the last ones ending at the edge; one window as wide or tall as the image where it is
-    smaller than ``tile``)."""
-    w, h = min(tile, width), min(tile, height)
-    return [(x0, y0, w, h) for y0 in tile_origins(height, tile, overlap) for x0 in tile_origins(width, tile, overlap)]
 
 
 def _native_resolution(steps: list) -> list:

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from sppnet_runtime.windows import tile_origins
+
 from .large_image import open_large_image
 
 
@@ -132,20 +134,6 @@ def check_boxes(boxes: list[Box], width: int, height: int, source: Path) -> tupl
             clipped += (inside.x1, inside.y1, inside.x2, inside.y2) != coords
             usable.append(inside)
     return usable, refused, clipped
-
-
-def tile_origins(length: int, size: int, overlap: int) -> list[int]:
-    """Start offsets along one axis: every ``size - overlap`` pixels, the last one moved
-    back to end at the edge."""
-    if size <= 0 or not 0 <= overlap < size:
-        raise ValueError(f"need size > 0 and 0 <= overlap < size, got size={size}, overlap={overlap}")
-    if length <= size:
-        return [0]
-    step = size - overlap
-    starts = list(range(0, length - size + 1, step))
-    if starts[-1] + size < length:
-        starts.append(length - size)
-    return starts
 
 
 def tile_boxes(boxes: list[Box], x0: int, y0: int, width: int, height: int, min_visible: float = 0.5) -> list[Box]:

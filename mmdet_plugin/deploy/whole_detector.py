@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sppnet_runtime.detector import pad_to
+from sppnet_runtime.windows import SliceSettings
 
 from .nms_op import batched_nms
 
@@ -274,12 +275,15 @@ def static_same_padding(model: nn.Module):
 
 
 def metadata(cfg, model: nn.Module, classes, palette=None) -> dict[str, str]:
-    """What the runtime needs besides the graph, stored as the ONNX model's metadata."""
+    """What the runtime needs besides the graph, stored as the ONNX model's metadata (the
+    config's ``sliced_infer_cfg``, its default windows for large images, too)."""
+    slicing = SliceSettings.from_config(cfg)
     extra = {"palette": json.dumps([list(map(int, c)) for c in palette])} if palette else {}
     return {**extra, "format": METADATA_FORMAT, "classes": json.dumps(list(classes)),
             "resize": json.dumps(resize_rule(cfg)),
             "pad_size_divisor": json.dumps(int(model.data_preprocessor.pad_size_divisor)),
-            "score_thr": json.dumps(float(model.test_cfg["rcnn"]["score_thr"]))}
+            "score_thr": json.dumps(float(model.test_cfg["rcnn"]["score_thr"])),
+            "slicing": json.dumps(slicing.as_dict() if slicing else None)}
 
 
 def export(model: nn.Module, cfg, path, classes, palette=None, example: np.ndarray | None = None,
