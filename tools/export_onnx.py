@@ -5,7 +5,8 @@
 
 ``--whole``: the whole detector, image in, boxes, scores and labels out, in one standard
 ONNX graph (``mmdet_plugin.deploy.whole_detector``), run by ``python -m sppnet_runtime`` with
-onnxruntime, numpy and Pillow only. The check runs mmdet's ``DetInferencer`` and the
+onnxruntime, numpy and Pillow only; the config's windows for large images
+(``sliced_infer_cfg``) travel in the file, so the runtime slices as ``tools/infer.py`` does. The check runs mmdet's ``DetInferencer`` and the
 runtime on the first N held-out images (the config's test split) and prints the share of
 mmdet's boxes that ONNX Runtime also gives (same label, IoU >= 0.99, score within 1e-3).
 
@@ -116,12 +117,17 @@ def export_whole(args) -> int:
         print(f"export_onnx: cannot export {args.config} whole: {err}", file=sys.stderr)
         return 2
     print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
+    runtime = OnnxDetector(out)
+    s = runtime.slicing
+    print(f"large images: {s.tile} px windows, overlap {s.overlap} px, merged by {s.merge} > {s.merge_thr} (the "
+          "config's sliced_infer_cfg, stored in the model)" if s else
+          "large images: run whole, resized by the config's rule (no sliced_infer_cfg; the runtime's --tile cuts "
+          "windows)")
     from mmdet.registry import DATASETS
 
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     paths = [dataset.get_data_info(i)["img_path"] for i in range(min(args.num_images, len(dataset)))]
     reference = DetInferencer(model=cfg, weights=args.checkpoint, device="cpu", show_progress=False)
-    runtime = OnnxDetector(out)
     shares, boxes = [], 0
     for path in paths:
         want = reference(path, no_save_vis=True)["predictions"][0]

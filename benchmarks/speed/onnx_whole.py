@@ -11,6 +11,11 @@ the config's test split, decoded once:
   PyTorch eager, float32, no grad;
 * ONNX Runtime: ``sppnet_runtime.OnnxDetector`` (its numpy resize, then the graph).
 
+For a detector whose config has windows for large images (``sliced_infer_cfg``: the tree
+detector), the same on the whole held-out photograph (1249 x 1035 px, 279 crowns) in those
+windows: mmdet_plugin's ``SlicedInferencer`` (``tools/infer.py``) against the runtime's
+``OnnxDetector.detect_sliced`` (the windows travel in the model file).
+
 It reports the share of mmdet's boxes that ONNX Runtime also gives (same label, IoU >=
 0.99, score within 1e-3), test AP from each (mmdet's ``eval_map`` as VOCMetric calls it,
 area mode; IoU 0.4 and 0.5), and the time per image at 1 and 2 threads (torch's intra-op
@@ -33,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 import common
 from common import RESULTS, ROOT
 
-MODELS = {"trees": ("work_dirs/demo-real/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real"),
+MODELS = {"trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real"),
           "demo": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo")}
 
 
@@ -56,7 +61,63 @@ def ground_truth(info: dict) -> dict:
                 labels_ignore=labels[ignored])
 
 
-def run(name: str, reps: int) -> dict:
+def timed(fns: dict, inputs: list, reps: int, label: str) -> dict:
+    """{key: median over ``inputs`` of each input's median time over ``reps``} of every
+    function in ``fns``, interleaved input by input, each warmed up once."""
+    times = {key: [] for key in fns}
+    for i, x in enumerate(inputs):
+        for key, fn in fns.items():
+            fn(x)  # warm-up
+            times[key].append(common.median_time(lambda: fn(x), reps, warmup=0))
+        print(f"  {label}: {i + 1}/{len(inputs)}", end="\r", flush=True)
+    print()
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+def with_times(row: dict, threads: int, times: dict) -> dict:
+    row[f"torch_ms_{threads}t"] = f"{1e3 * times['torch']:.1f}"
+    row[f"onnx_ms_{threads}t"] = f"{1e3 * times['onnx']:.1f}"
+    row[f"onnx_over_torch_{threads}t"] = f"{times['onnx'] / times['torch']:.2f}"
+    return row
+
+
+def run_sliced(model, cfg, sessions: dict, checkpoint: Path, reps: int) -> dict:
+    """The whole held-out tree photograph in the config's windows, mmdet against the runtime."""
+    import sliced_trees
+
+    from mmdet_plugin.apis import SlicedInferencer
+    from mmdet_plugin.datasets.large_image import open_large_image
+    from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
+    from mmdet_plugin.deploy import whole_detector
+    from sppnet_runtime import load_image
+    from sppnet_runtime.windows import SliceSettings
+
+    photo = deepforest_data() / TEST_IMAGE
+    settings = SliceSettings.from_config(cfg)
+    inferencer, rgb, gt = SlicedInferencer(model, cfg, settings), load_image(photo), sliced_trees.ground_truth(photo)
+    assert sessions[1].slicing == settings, (sessions[1].slicing, settings)
+
+    def eager(_):
+        with open_large_image(photo) as image:
+            return inferencer(image, progress=False)
+
+    torch.set_num_threads(1)
+    want, got = eager(None), sessions[1].detect_sliced(rgb, sessions[1].slicing)
+    row = dict(model="trees, whole photograph in windows", config=Path(cfg.filename).name,
+               checkpoint=str(checkpoint.relative_to(ROOT)), images=1, windows=got["windows"],
+               mmdet_boxes=len(want["scores"]), onnx_boxes=len(got["scores"]),
+               matched=f"{whole_detector.match_detections(want, got):.4f}")
+    for thr in (0.4, 0.5):
+        row[f"mmdet_AP{round(thr * 100)}"] = f"{sliced_trees.average_precision([want], [gt], thr):.4f}"
+        row[f"onnx_AP{round(thr * 100)}"] = f"{sliced_trees.average_precision([got], [gt], thr):.4f}"
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with_times(row, threads, timed({"torch": eager, "onnx": lambda x: sessions[threads].detect_sliced(
+            x, sessions[threads].slicing)}, [rgb], reps, f"whole photograph, {threads} thread(s)"))
+    return row
+
+
+def run(name: str, reps: int) -> list[dict]:
     import mmdet_plugin  # noqa: F401
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import DATASETS
@@ -102,24 +163,19 @@ def run(name: str, reps: int) -> dict:
         row[f"onnx_{key}"] = f"{average_precision(got, gts, meta['classes'], thr):.4f}"
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        times = {"torch": [], "onnx": []}
-        for i, rgb in enumerate(images):
-            for key, fn in (("torch", eager), ("onnx", sessions[threads])):
-                fn(rgb)  # warm-up
-                times[key].append(common.median_time(lambda: fn(rgb), reps, warmup=0))
-            print(f"  {name} {threads} thread(s): image {i + 1}/{len(images)}", end="\r", flush=True)
-        row[f"torch_ms_{threads}t"] = f"{1e3 * statistics.median(times['torch']):.1f}"
-        row[f"onnx_ms_{threads}t"] = f"{1e3 * statistics.median(times['onnx']):.1f}"
-        row[f"onnx_over_torch_{threads}t"] = f"{statistics.median(times['onnx']) / statistics.median(times['torch']):.2f}"
-    print()
-    return row
+        with_times(row, threads, timed({"torch": eager, "onnx": sessions[threads]}, images, reps,
+                                       f"{name} {threads} thread(s), image"))
+    rows = [row]
+    if cfg.get("sliced_infer_cfg"):
+        rows.append(run_sliced(model, Config.fromfile(str(config)), sessions, checkpoint, reps))
+    return rows
 
 
 def main() -> None:
     p = common.parser(__doc__, reps=3)
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["trees", "demo"])
     args = p.parse_args()
-    rows = [run(name, args.reps) for name in args.models]
+    rows = [row for name in args.models for row in run(name, args.reps)]
     common.write_csv(RESULTS / "onnx_whole.csv", rows)
     lines = [f"Whole detector, ONNX Runtime against mmdet (PyTorch eager) on the test split, {common.machine()}; "
              f"time per image: medians over images of each image's median of {args.reps} runs, interleaved.", "",
