@@ -167,7 +167,7 @@ def tables(data: str, done: dict) -> None:
 # the base SPP-net and the rows that change the cost (seed 0 of each).
 TIMED = {"trees": ("rcnn-fc", "spp1-fc", "spp1-fc-s8", "spp1-fc-align-ctx", "spp1-fc-align-ctx-s8",
                    "spp1-fc-align-ctx-2x", "spp3-fc-3x"),
-         "synth": ("rcnn-fc", "spp1-fc", "spp1-fc-2x", "spp1-fc-align-2x", "spp3-fc-3x")}
+         "synth": ("rcnn-fc", "spp1-fc", "spp1-fc-align", "spp1-fc-s8", "spp1-fc-2x", "spp1-fc-align-2x", "spp3-fc-3x")}
 
 
 def time_rows(data: str) -> None:
