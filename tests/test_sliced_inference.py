@@ -116,6 +116,25 @@ def test_slice_settings_refuse_an_overlap_as_large_as_the_tile():
         SliceSettings(tile=0)
 
 
+def test_the_command_line_chooses_over_the_models_windows():
+    """``choose_slicing`` (tools/infer.py and the ONNX runtime): options override the stored
+    windows one by one; without a tile from either, images run whole, and an option that
+    needs a tile is named."""
+    from sppnet_runtime.windows import choose_slicing
+
+    stored = SliceSettings(600, 50, "nms", 0.5)
+    assert choose_slicing(stored) == stored
+    assert choose_slicing(stored, merge="join") == SliceSettings(600, 50, "join", 0.5)
+    assert choose_slicing(stored, tile=400, overlap=0) == SliceSettings(400, 0, "nms", 0.5)
+    assert choose_slicing(stored, tile=400, no_slicing=True) is None
+    assert choose_slicing(None) is None
+    assert choose_slicing(None, tile=256) == SliceSettings(256)
+    with pytest.raises(ValueError, match="--overlap, --merge-thr need --tile"):
+        choose_slicing(None, overlap=16, merge_thr=0.3)
+    with pytest.raises(ValueError, match=r"--overlap must be in \[0, tile\) = \[0, 600\)"):
+        choose_slicing(stored, overlap=600)
+
+
 # --- No box lost or duplicated at seams ---------------------------------------------------
 
 class ComponentDetector:
