@@ -20,6 +20,8 @@ config that inherits from its base row's config and changes one thing:
   spp3-fc-3x     the conv layers at 1x, 2x and 3x, each window pooled where it comes closest to
                  R-CNN's 64 px crop (spp3-fc-3x-224: the paper's 224 px rule)
   spp1-fc-24e    (synthetic set) 24 epochs instead of 6, to rule out under-training
+  spp1-full-...  the best one-pass row with every layer fine-tuned, against the fine-tuned
+                 SPP-net row (the table's R-CNN fine-tunes every layer too)
 
 Val chooses, test reports. The table shows val and test AP40 (AP50 for the synthetic set),
 each row's delta against its base, seeds, and AP by size on both splits.
@@ -98,6 +100,13 @@ TABLE_ROWS = [("spp1-full", "table row: SPP-net 1 scale, every layer fine-tuned"
               ("rcnn", "table row: R-CNN, every layer fine-tuned", "rcnn_effnet-lite0-c4_ss")]
 for _data, _suffix in (("trees", "_36e_trees-voc"), ("synth", "_6e_synth-voc")):
     ABLATIONS[_data] += [(rid, what, None, stem + _suffix, [], (0,)) for rid, what, stem in TABLE_ROWS]
+# The best one-pass row of each set with every layer fine-tuned, against the fine-tuned
+# SPP-net row: the fine-tuned systems side by side with the table's R-CNN.
+ABLATIONS["trees"].append(("spp1-full-align-ctx-s8", "val's one-pass choice (bilinear, context, stride 8), every layer "
+                           "fine-tuned", "spp1-full", "sppnet-align-max-context-stride8" + C4[6:].replace("_fc-only", ""),
+                           [], (0,)))
+ABLATIONS["synth"].append(("spp1-full-align-2x", "val's one-pass choice (bilinear, 2x input), every layer fine-tuned",
+                           "spp1-full", "sppnet-align-max-2x" + C4_SYNTH[6:].replace("_fc-only", ""), [], (0,)))
 
 
 def split_metrics(flat: dict) -> dict:
