@@ -104,7 +104,7 @@ for _data, _suffix in (("trees", "_36e_trees-voc"), ("synth", "_6e_synth-voc")):
 # SPP-net row: the fine-tuned systems side by side with the table's R-CNN.
 ABLATIONS["trees"].append(("spp1-full-align-ctx-s8", "val's one-pass choice (bilinear, context, stride 8), every layer "
                            "fine-tuned", "spp1-full", "sppnet-align-max-context-stride8" + C4[6:].replace("_fc-only", ""),
-                           [], (0,)))
+                           [], (0, 1, 2)))
 ABLATIONS["synth"].append(("spp1-full-align-2x", "val's one-pass choice (bilinear, 2x input), every layer fine-tuned",
                            "spp1-full", "sppnet-align-max-2x" + C4_SYNTH[6:].replace("_fc-only", ""), [], (0,)))
 
