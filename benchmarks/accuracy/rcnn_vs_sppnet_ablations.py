@@ -106,7 +106,7 @@ ABLATIONS["trees"].append(("spp1-full-align-ctx-s8", "val's one-pass choice (bil
                            "fine-tuned", "spp1-full", "sppnet-align-max-context-stride8" + C4[6:].replace("_fc-only", ""),
                            [], (0, 1, 2)))
 ABLATIONS["synth"].append(("spp1-full-align-2x", "val's one-pass choice (bilinear, 2x input), every layer fine-tuned",
-                           "spp1-full", "sppnet-align-max-2x" + C4_SYNTH[6:].replace("_fc-only", ""), [], (0,)))
+                           "spp1-full", "sppnet-align-max-2x" + C4_SYNTH[6:].replace("_fc-only", ""), [], (0, 1, 2)))
 
 
 def split_metrics(flat: dict) -> dict:
