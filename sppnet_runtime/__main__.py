@@ -26,7 +26,7 @@ from pathlib import Path
 from .detector import ImageReadError, ModelFileError, OnnxDetector, load_image
 from .outputs import draw_record, list_images, prediction_record, shrink, vis_name, write_json
 from .merge_detections import MERGE_RULES
-from .windows import choose_slicing
+from .windows import check_tile_fits, choose_slicing
 
 
 class WindowProgress:
@@ -74,21 +74,20 @@ def main(argv=None) -> int:
     except ValueError as err:
         p.error(str(err))
     if slicing:
-        print(f"sliced inference: {slicing.tile} px windows, overlap {slicing.overlap} px, merged by {slicing.merge} "
-              f"> {slicing.merge_thr} (from {'the command line' if args.tile else 'the model'}); images no larger "
-              "than a window run whole")
+        print(f"sliced inference: {slicing.describe()} (from {'the command line' if args.tile else 'the model'}); "
+              "images no larger than a window run whole")
     failed = []
     for i, path in enumerate(images, 1):
         print(f"[{i}/{len(images)}] {path}", flush=True)
         try:
             rgb = load_image(path)
+            check_tile_fits(args.tile, rgb.shape[1], rgb.shape[0])
         except ImageReadError as err:
             print(f"sppnet_runtime: {err}", file=sys.stderr)
             failed.append(path)
             continue
-        if args.tile is not None and rgb.shape[1] < args.tile and rgb.shape[0] < args.tile:
-            print(f"sppnet_runtime: {path}: --tile {args.tile} is larger than the image ({rgb.shape[1]} x "
-                  f"{rgb.shape[0]} px): give a smaller --tile, or leave it out to run the image whole", file=sys.stderr)
+        except ValueError as err:
+            print(f"sppnet_runtime: {path}: {err}", file=sys.stderr)
             failed.append(path)
             continue
         start = time.perf_counter()
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - start
         record = prediction_record(pred, detector.classes, path)
         if pred["windows"] > 1:
-            record["sliced"] = dict(slicing.as_dict(), windows=pred["windows"])
+            record["sliced"] = slicing.record(pred["windows"])
         write_json(record, args.out_dir / "preds" / f"{path.stem}.json")
         rgb, scale = shrink(rgb, args.vis_max_side)
         draw_record(rgb, record, args.out_dir / "vis" / vis_name(path), args.score_thr, detector.palette, scale)

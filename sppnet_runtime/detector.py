@@ -124,12 +124,12 @@ class OnnxDetector:
         Returns:
             ``__call__``'s dict plus ``windows``, the number of windows run."""
         h, w = rgb.shape[:2]
-        if settings is None or (w <= settings.tile and h <= settings.tile):
+        if settings is None or settings.fits_one_window(w, h):
             return dict(self(rgb), windows=1)
         windows = window_grid(w, h, settings.tile, settings.overlap)
         parts = []
         for k, (x0, y0, ww, wh) in enumerate(windows, 1):
-            pred = self(np.ascontiguousarray(rgb[y0:y0 + wh, x0:x0 + ww]), native=True)
+            pred = self(rgb[y0:y0 + wh, x0:x0 + ww], native=True)  # prepare copies the view once (padding)
             pred["bboxes"] = pred["bboxes"] + np.array([x0, y0, x0, y0], np.float32)
             parts.append(pred)
             if progress is not None:

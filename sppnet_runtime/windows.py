@@ -41,6 +41,26 @@ class SliceSettings:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for the tools' logs: "600 px windows, overlap 50 px, merged by nms > 0.5"."""
+        return f"{self.tile} px windows, overlap {self.overlap} px, merged by {self.merge} > {self.merge_thr}"
+
+    def fits_one_window(self, width: int, height: int) -> bool:
+        """Whether an image of this size runs whole (no larger than a window)."""
+        return width <= self.tile and height <= self.tile
+
+    def record(self, windows: int) -> dict:
+        """The prediction JSON's ``sliced`` member: how an image was cut."""
+        return dict(self.as_dict(), windows=windows)
+
+
+def check_tile_fits(tile: int | None, width: int, height: int) -> None:
+    """An explicit ``--tile`` larger than the image on both sides is a mistake the tools
+    report for that image (a ValueError naming the sizes); None (the model's windows) passes."""
+    if tile is not None and width < tile and height < tile:
+        raise ValueError(f"--tile {tile} is larger than the image ({width} x {height} px): give a smaller --tile, "
+                         "or leave it out to run the image whole")
+
 
 def choose_slicing(default: SliceSettings | None, tile: int | None = None, overlap: int | None = None,
                    merge: str | None = None, merge_thr: float | None = None,

@@ -119,8 +119,7 @@ def export_whole(args) -> int:
     print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
     runtime = OnnxDetector(out)
     s = runtime.slicing
-    print(f"large images: {s.tile} px windows, overlap {s.overlap} px, merged by {s.merge} > {s.merge_thr} (the "
-          "config's sliced_infer_cfg, stored in the model)" if s else
+    print(f"large images: {s.describe()} (the config's sliced_infer_cfg, stored in the model)" if s else
           "large images: run whole, resized by the config's rule (no sliced_infer_cfg; the runtime's --tile cuts "
           "windows)")
     from mmdet.registry import DATASETS

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from sppnet_runtime.outputs import list_images as images_of
 from sppnet_runtime.outputs import vis_name
+from sppnet_runtime.windows import check_tile_fits
 
 
 
@@ -147,22 +148,18 @@ def infer(config: Path, checkpoint: Path, inputs: Path, out_dir: Path, score_thr
     classes, palette = list(meta.get("classes", ())), meta.get("palette")
     inferencer = SlicedInferencer(model, cfg, settings, batch_size)
     if settings:
-        print(f"sliced inference: {settings.tile} px windows, overlap {settings.overlap} px, merged by "
-              f"{settings.merge} > {settings.merge_thr} (from {'the command line' if tile else 'the config'}); "
+        print(f"sliced inference: {settings.describe()} (from {'the command line' if tile else 'the config'}); "
               "images no larger than a window run whole", flush=True)
     written, failed = [], {}
     for k, path in enumerate(images, 1):
         print(f"[{k}/{len(images)}] {path}", flush=True)
         try:
             with open_large_image(path) as image:
-                if tile is not None and image.width < tile and image.height < tile:
-                    raise ValueError(f"--tile {tile} is larger than the image ({image.width} x {image.height} px): "
-                                     "give a smaller --tile, or leave it out to run the image whole")
+                check_tile_fits(tile, image.width, image.height)
                 pred = inferencer(image)
                 record = prediction_record(pred, classes, path)
                 if pred["windows"] > 1:
-                    record["sliced"] = dict(tile=settings.tile, overlap=settings.overlap, merge=settings.merge,
-                                            merge_thr=settings.merge_thr, windows=pred["windows"])
+                    record["sliced"] = settings.record(pred["windows"])
                 written.append(write_json(record, out_dir / "preds" / f"{path.stem}.json"))
                 draw_boxes(image, record, out_dir / "vis" / vis_name(path), score_thr, palette, vis_max_side)
                 geo = write_geojson(record, image, out_dir / "preds" / f"{path.stem}.geojson")

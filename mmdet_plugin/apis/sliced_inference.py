@@ -78,8 +78,7 @@ class SlicedInferencer:
         self.whole_pipeline = inference_pipeline(cfg, native=False)
 
     def fits_one_window(self, image: LargeImage) -> bool:
-        s = self.settings
-        return s is None or (image.width <= s.tile and image.height <= s.tile)
+        return self.settings is None or self.settings.fits_one_window(image.width, image.height)
 
     def _detect(self, arrays: list[np.ndarray], pipeline, native: bool) -> list:
         import torch
