@@ -3,6 +3,7 @@ meter that checks it, and compile_check's reuse of a verified result (keyed so t
 changed kernel always compiles again)."""
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,18 @@ def test_dots_within_a_line_do_not_hold_the_heartbeat_back():
     beats = [ln for ln in out.splitlines() if "dots:" in ln and "still running" in ln]
     assert beats and all(ln.startswith("    ... dots:") for ln in beats)  # on a line of its own
     assert out.count(".") - sum(ln.count(".") for ln in beats) >= 12
+
+
+def test_importing_compile_check_leaves_the_interpreter_on():
+    """Importing the module (as the tests above do) must not turn TRITON_INTERPRET off for
+    the process: the Triton tests that run after it in the same process need it (a fresh
+    machine's `make test` with TEST_WORKERS=0 once failed 25 of them that way)."""
+    code = ("import os, spp_triton.devtools.compile_check as cc; "
+            "assert os.environ.get('TRITON_INTERPRET') == '1', 'popped on import'; "
+            "import spp_triton.triton_backend.shared_kernels; "
+            "cc.main(['--jobs', '1'])")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "popped on import" not in done.stderr
+    # main() in a process whose kernels were decorated for the interpreter refuses, naming the way out.
+    assert done.returncode != 0 and "run it in a process of its own" in done.stderr, done.stderr[-2000:]

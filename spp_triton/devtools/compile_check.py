@@ -28,7 +28,10 @@ compile failure, spill, local-memory load or store, or fma. (A stack frame alone
 local loads or stores in the PTX, is the call frame of ptxas' IEEE division slow path
 that the bilinear kernels' ``tl.div_rn`` uses; it is reported, not failed.)
 
-TRITON_INTERPRET is removed from the environment first: this must compile, not interpret.
+It must compile, not interpret: ``main()`` drops TRITON_INTERPRET from its own process's
+environment before the kernels are first imported (importing this module changes nothing,
+so tests that read its variants keep their interpreter), and refuses to run in a process
+whose kernels were already decorated for the interpreter.
 
 A variant whose inputs (Triton's and ptxas' versions, the sources of the kernels,
 geometry.py and this file, the variant's signature, constexprs, compile options and
@@ -43,17 +46,14 @@ every 15 s.
 """
 from __future__ import annotations
 
+import argparse
 import os
-
-os.environ.pop("TRITON_INTERPRET", None)  # before triton is imported (here or in workers)
-
-import argparse  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 TARGETS = (80, 90)
 DTYPES = ("fp32", "fp16", "bf16")
@@ -381,7 +381,21 @@ def _save_cache(path: str, cache: dict) -> None:
     os.replace(tmp, path)  # atomic: a concurrent run sees the old file or the new one
 
 
+def _leave_the_interpreter() -> None:
+    """Drops TRITON_INTERPRET for this process and its compile workers (which inherit the
+    environment); the kernels read it when they are decorated, at their first import."""
+    if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        return
+    kernels = [m for m in sys.modules if m.startswith("spp_triton.triton_backend.")]
+    if kernels:
+        raise SystemExit(f"compile_check: TRITON_INTERPRET={os.environ['TRITON_INTERPRET']} and {kernels[0]} is "
+                         "already imported for the interpreter: run it in a process of its own "
+                         "(python -m spp_triton.devtools.compile_check)")
+    os.environ.pop("TRITON_INTERPRET")
+
+
 def main(argv=None) -> int:
+    _leave_the_interpreter()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel compile processes")
     p.add_argument("--levels", type=int, default=4, help="feature levels in the signatures (FPN: 4)")
