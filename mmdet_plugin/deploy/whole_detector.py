@@ -12,11 +12,13 @@ and ``torch.onnx`` writes standard ONNX (opset 18) with no custom-op library:
    (H, W, A) order, the top ``nms_pre`` (``TopK``), the anchors of mmdet's
    ``AnchorGenerator``, ``delta2bbox`` clipped to the image, the ``min_bbox_size`` filter,
    NMS per level (``spp_deploy::batched_nms`` -> ``NonMaxSuppression``), ``max_per_img``.
+   Both stages' NMS take every setting of the config's ``nms`` that changes the result
+   (``nms_settings``; ``check_exportable`` refuses the others by name).
 4. ``StandardRoIHead.predict_bbox``: the SPP extractor (``spp_triton.export.onnx_export``'s
    translation: the cells exact, SPP-Align within float32 rounding) and the fc head,
    softmax, ``delta2bbox`` per class clipped to the image, division by ``scale_factor``
    (so boxes come back in the original image's pixels), ``multiclass_nms`` (score
-   threshold, class-aware NMS, ``max_per_img``).
+   threshold, class-aware or class-agnostic NMS, ``max_per_img``).
 
 What stays outside the graph, in ``sppnet_runtime`` (numpy + Pillow): decoding the file,
 the test pipeline's ``Resize`` (its rule travels in the model's metadata) and the zero
@@ -30,12 +32,14 @@ Graph inputs and outputs:
     image_size    (2,) int64: (h, w) of the resized image before padding
     scale_factor  (2,) float64: (new_w / w, new_h / h) of that resize (mmdet's ``scale_factor``)
     -> boxes (D, 4) float32 x1, y1, x2, y2 in the original image's pixels,
-       scores (D,) float32, labels (D,) int64; D <= rcnn ``max_per_img``, descending score.
+       scores (D,) float32, labels (D,) int64; D <= rcnn ``max_per_img`` (or nms ``max_num``,
+       whichever is smaller; the metadata's ``max_per_img``), descending score.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import types
 from typing import Any
 
@@ -104,11 +108,98 @@ def check_exportable(model: nn.Module, cfg) -> None:
         raise ExportError(f"model.data_preprocessor.pad_size_divisor={pre.pad_size_divisor}: the backbone's "
                           "'same'-padded convolutions export only on inputs padded to a multiple of 32 "
                           "(see static_same_padding)")
+    rpn_max = model.test_cfg["rpn"].get("max_per_img")
+    if not isinstance(rpn_max, int) or isinstance(rpn_max, bool) or rpn_max <= 0:
+        # mmdet's RPN keeps results[:max_per_img]: -1 drops the last proposal, 0 all of them.
+        raise ExportError(f"model.test_cfg.rpn.max_per_img={rpn_max!r}: mmdet's RPN keeps "
+                          "results[:max_per_img], which only a positive int makes a cap; the export needs one")
     for stage in ("rpn", "rcnn"):
-        nms = model.test_cfg[stage]["nms"]
-        if nms.get("type", "nms") != "nms":
-            raise ExportError(f"model.test_cfg.{stage}.nms.type={nms.get('type')!r}: only 'nms' is exported")
+        nms_settings(model, stage)
     resize_rule(cfg)  # raises on a pipeline the runtime cannot reproduce
+
+
+# The keys mmcv 2.1's batched_nms and nms read from an nms config; any other key is a
+# TypeError in mmcv, so mmdet itself would fail on it.
+NMS_KEYS = ("type", "iou_threshold", "iou_thr", "class_agnostic", "split_thr", "offset", "score_threshold",
+            "max_num")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _boxes_into_nms(model, stage: str) -> tuple[int | None, str]:
+    """The most boxes that can enter ``stage``'s NMS in mmdet (None: no bound), and how
+    that follows from the config."""
+    rpn = model.test_cfg["rpn"]
+    levels = model.rpn_head.prior_generator.num_levels
+    nms_pre = rpn.get("nms_pre", -1)
+    rpn_most = nms_pre * levels if nms_pre > 0 else None
+    if stage == "rpn":
+        return rpn_most, (f"rpn nms_pre={nms_pre} x {levels} levels" if rpn_most else
+                          f"rpn nms_pre={nms_pre} keeps every anchor")
+    proposals = min(_max_num(rpn, nms_settings(model, "rpn", check_split=False)["max_num"]), rpn_most or NO_CAP)
+    classes = model.roi_head.bbox_head.num_classes
+    return proposals * classes, f"{proposals} proposals x {classes} classes"
+
+
+def nms_settings(model, stage: str, check_split: bool = True) -> dict:
+    """``model.test_cfg.<stage>.nms`` (stage "rpn" or "rcnn") as the graph carries it:
+    ``{"iou_threshold": float, "class_agnostic": bool, "score_threshold": float (mmcv's
+    filter inside NMS, kept where > 0), "max_num": int (a cap where > 0)}``.
+
+    Raises ``ExportError`` naming the key and value the graph cannot reproduce: a ``type``
+    but ``'nms'``, ``offset`` 1, an IoU threshold outside [0, 1], unknown keys, and
+    ``class_agnostic=True`` where ``split_thr`` could be reached (mmcv then runs NMS per
+    class id instead; ``check_split=False`` skips this check). ``split_thr`` only changes
+    how mmcv loops otherwise, so it is not carried."""
+    where = f"model.test_cfg.{stage}.nms"
+    nms = model.test_cfg[stage].get("nms")
+    if nms is None:
+        raise ExportError(f"{where} is missing or None (mmcv then skips NMS); the export needs an NMS config")
+    if not isinstance(nms, dict):
+        raise ExportError(f"{where}={nms!r}: expected a dict of mmcv nms settings")
+    for key, value in nms.items():
+        if key not in NMS_KEYS:
+            raise ExportError(f"{where}.{key}={value!r}: not a setting of mmcv's nms "
+                              f"(it reads {', '.join(NMS_KEYS)}); mmdet would fail on it too")
+    kind = nms.get("type", "nms")
+    if kind != "nms":
+        raise ExportError(f"{where}.type={kind!r}: only 'nms' is exported")
+    if "iou_thr" in nms and "iou_threshold" in nms:
+        raise ExportError(f"{where}: both iou_thr and iou_threshold; mmcv refuses that too")
+    iou_key = "iou_thr" if "iou_thr" in nms else "iou_threshold"  # mmcv renames the deprecated iou_thr
+    iou = nms.get(iou_key)
+    if not _is_number(iou) or not 0 <= iou <= 1:
+        # ONNX Runtime's NonMaxSuppression rejects a threshold outside [0, 1] at run time.
+        raise ExportError(f"{where}.{iou_key}={iou!r}: the export needs an IoU threshold in [0, 1]")
+    offset = nms.get("offset", 0)
+    if offset != 0:
+        # offset 1 adds 1 to widths and heights; NonMaxSuppression has no such term.
+        raise ExportError(f"{where}.offset={offset!r}: only offset 0 is exported")
+    score_threshold, max_num = nms.get("score_threshold", 0.0), nms.get("max_num", -1)
+    split_thr = nms.get("split_thr", 10000)
+    for key, value, ok in (("score_threshold", score_threshold, _is_number(score_threshold)),
+                           ("max_num", max_num, isinstance(max_num, int) and not isinstance(max_num, bool)),
+                           ("split_thr", split_thr, _is_number(split_thr))):
+        if not ok:
+            raise ExportError(f"{where}.{key}={value!r}: expected {'an int' if key == 'max_num' else 'a number'}")
+    agnostic = nms.get("class_agnostic", False)
+    if not isinstance(agnostic, bool):
+        raise ExportError(f"{where}.class_agnostic={agnostic!r}: expected True or False")
+    groups = model.rpn_head.prior_generator.num_levels if stage == "rpn" else model.roi_head.bbox_head.num_classes
+    if agnostic and groups > 1 and check_split:
+        # mmcv's batched_nms runs one NMS only while fewer than split_thr boxes enter it;
+        # from there on it loops over the class ids (levels), ignoring class_agnostic.
+        most, why = _boxes_into_nms(model, stage)
+        if most is None or not most < split_thr:
+            bound = f"up to {most} boxes can ({why})" if most else f"their number has no bound ({why})"
+            default = "" if "split_thr" in nms else " (mmcv's default)"
+            raise ExportError(f"{where}.split_thr={split_thr!r}{default} with class_agnostic=True: once split_thr "
+                              f"boxes enter NMS, mmcv runs it per class id, and {bound}; the graph reproduces "
+                              "class-agnostic NMS only" + (f", so set split_thr above {most}" if most else ""))
+    return {"iou_threshold": float(iou), "class_agnostic": agnostic, "score_threshold": float(score_threshold),
+            "max_num": max_num}
 
 
 def resize_rule(cfg) -> dict:
@@ -159,10 +250,15 @@ def decode_deltas(rois: Tensor, deltas: Tensor, coder, height: Tensor, width: Te
                         x2.clamp(min=0).minimum(w), y2.clamp(min=0).minimum(h)], -1)
 
 
-def _max_num(stage_cfg) -> int:
-    """A test_cfg stage's ``max_per_img``; mmdet's "no limit" (<= 0) as a count no image reaches."""
-    max_num = int(stage_cfg.get("max_per_img", -1))
-    return max_num if max_num > 0 else 1 << 30
+NO_CAP = 1 << 30  # a count of detections no image reaches
+
+
+def _max_num(stage_cfg, nms_max_num: int) -> int:
+    """The cap on a stage's detections: the smaller of its ``max_per_img`` and its nms's
+    ``max_num`` (mmcv cuts there first); mmdet's "no limit" (<= 0 for both) as a count
+    no image reaches."""
+    caps = [int(c) for c in (stage_cfg.get("max_per_img", -1), nms_max_num) if c > 0]
+    return min(caps) if caps else NO_CAP
 
 
 class WholeDetector(nn.Module):
@@ -176,6 +272,8 @@ class WholeDetector(nn.Module):
         self.pad_divisor = int(model.data_preprocessor.pad_size_divisor)
         self.rpn_cfg = model.test_cfg["rpn"]
         self.rcnn_cfg = model.test_cfg["rcnn"]
+        self.rpn_nms = nms_settings(model, "rpn")
+        self.rcnn_nms = nms_settings(model, "rcnn")
 
     def preprocess(self, image: Tensor, image_size: Tensor) -> Tensor:
         """(Hp, Wp, 3) uint8 RGB, zero-padded to ``pad_size_divisor`` -> (1, 3, Hp, Wp)
@@ -215,7 +313,7 @@ class WholeDetector(nn.Module):
         if min_size >= 0:  # mmdet drops the others before NMS
             w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
             scores = torch.where((w > min_size) & (h > min_size), scores, torch.full_like(scores, -torch.inf))
-        keep = batched_nms(boxes, scores, levels, float(cfg["nms"]["iou_threshold"]), -float("inf"), _max_num(cfg))
+        keep = self.nms(boxes, scores, levels, self.rpn_nms, cfg, -float("inf"))
         return boxes[keep]
 
     def detections(self, feats, proposals: Tensor, height, width, scale_factor: Tensor):
@@ -235,9 +333,17 @@ class WholeDetector(nn.Module):
         boxes = boxes.reshape(-1, num_classes, 4).expand(-1, head.num_classes, 4).reshape(-1, 4)
         class_scores = scores[:, :-1].reshape(-1)
         labels = torch.arange(head.num_classes, device=scores.device).repeat(scores.shape[0])
-        keep = batched_nms(boxes, class_scores, labels, float(cfg["nms"]["iou_threshold"]), float(cfg["score_thr"]),
-                           _max_num(cfg))
+        keep = self.nms(boxes, class_scores, labels, self.rcnn_nms, cfg, float(cfg["score_thr"]))
         return boxes[keep], class_scores[keep], labels[keep]
+
+    @staticmethod
+    def nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms: dict, stage_cfg, score_threshold: float) -> Tensor:
+        """mmcv's ``batched_nms`` with a stage's ``nms_settings`` after mmdet's filter
+        ``score > score_threshold``, capped as ``_max_num`` says: the kept indices."""
+        if nms["class_agnostic"]:  # one class id: offsets of 0, NMS on the unshifted boxes, as mmcv's
+            idxs = torch.zeros_like(idxs)
+        return batched_nms(boxes, scores, idxs, nms["iou_threshold"], score_threshold,
+                           _max_num(stage_cfg, nms["max_num"]), nms["score_threshold"])
 
     def forward(self, image: Tensor, image_size: Tensor, scale_factor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         height, width = image_size[0].float(), image_size[1].float()
@@ -276,13 +382,18 @@ def static_same_padding(model: nn.Module):
 
 def metadata(cfg, model: nn.Module, classes, palette=None) -> dict[str, str]:
     """What the runtime needs besides the graph, stored as the ONNX model's metadata (the
-    config's ``sliced_infer_cfg``, its default windows for large images, too)."""
+    config's ``sliced_infer_cfg``, its default windows for large images, too).
+    ``max_per_img``: the most detections the graph returns per image (window), the rcnn
+    ``max_per_img`` or its nms's smaller ``max_num``; -1: no cap."""
     slicing = SliceSettings.from_config(cfg)
+    rcnn = model.test_cfg["rcnn"]
+    cap = _max_num(rcnn, nms_settings(model, "rcnn", check_split=False)["max_num"])
     extra = {"palette": json.dumps([list(map(int, c)) for c in palette])} if palette else {}
     return {**extra, "format": METADATA_FORMAT, "classes": json.dumps(list(classes)),
             "resize": json.dumps(resize_rule(cfg)),
             "pad_size_divisor": json.dumps(int(model.data_preprocessor.pad_size_divisor)),
-            "score_thr": json.dumps(float(model.test_cfg["rcnn"]["score_thr"])),
+            "score_thr": json.dumps(float(rcnn["score_thr"])),
+            "max_per_img": json.dumps(cap if cap != NO_CAP else -1),
             "slicing": json.dumps(slicing.as_dict() if slicing else None)}
 
 
