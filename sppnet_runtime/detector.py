@@ -7,39 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .merge_detections import merge_detections
+from imagery.read import ArrayImage, Image
+from imagery.windows import SliceSettings, detect_in_windows
+
 from .resize import rescale_size, resize_bilinear
-from .windows import SliceSettings, window_grid
 
 FORMAT = "sppnet-whole-detector/1"
 
 
 class ModelFileError(ValueError):
     """The file is not a detector exported whole by tools/export_onnx.py --whole."""
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be read; the message names it."""
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, decoded by Pillow (as mmcv's OpenCV decodes
-    JPEG and PNG: the same pixels on the files tested)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty")
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ImageReadError(f"{path}: cannot read the image ({err})") from None
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ImageReadError(f"{path}: the image has no pixels")
-    return rgb
 
 
 def pad_to(image: np.ndarray, divisor: int) -> np.ndarray:
@@ -80,13 +57,20 @@ class OnnxDetector:
         if meta.get("format") != FORMAT:
             raise ModelFileError(f"{path}: not a whole detector exported by tools/export_onnx.py --whole "
                                  f"(metadata format {meta.get('format')!r}, expected {FORMAT!r})")
-        self.classes = json.loads(meta["classes"])
-        self.resize = json.loads(meta["resize"])
-        self.pad_divisor = json.loads(meta["pad_size_divisor"])
-        self.score_thr = json.loads(meta["score_thr"])
+        try:
+            self.classes = json.loads(meta["classes"])
+            self.resize = json.loads(meta["resize"])
+            self.pad_divisor = json.loads(meta["pad_size_divisor"])
+            self.score_thr = json.loads(meta["score_thr"])
+        except KeyError as err:
+            raise ModelFileError(f"{path}: its metadata lacks {err.args[0]!r}: export it again with "
+                                 "tools/export_onnx.py --whole") from None
         self.palette = json.loads(meta["palette"]) if "palette" in meta else None
-        slicing = json.loads(meta.get("slicing", "null"))  # files exported before slicing have none
+        # Files exported before these keys have none: no windows, no known cap.
+        slicing = json.loads(meta.get("slicing", "null"))
         self.slicing = SliceSettings(**slicing) if slicing else None
+        cap = json.loads(meta.get("max_per_img", "null"))
+        self.max_per_img = cap if cap and cap > 0 else None
 
     def prepare(self, rgb: np.ndarray, native: bool = False) -> dict[str, np.ndarray]:
         """The graph's inputs for an (H, W, 3) uint8 RGB image: the test pipeline's resize
@@ -109,33 +93,21 @@ class OnnxDetector:
         boxes, scores, labels = self.session.run(None, self.prepare(rgb, native))
         return {"labels": labels, "scores": scores, "bboxes": boxes}
 
-    def detect_sliced(self, rgb: np.ndarray, settings: SliceSettings | None, progress=None) -> dict:
-        """Detections on a large image in windows at its own resolution, as
-        ``mmdet_plugin.apis.SlicedInferencer`` (``tools/infer.py``) does: ``settings.tile``
-        px windows every ``tile - overlap`` px (the last ones ending at the edge), each
-        window's boxes moved into the image's pixels, merged across seams by
-        ``settings.merge``. An image no larger than a tile, or ``settings`` None, runs whole
-        through ``__call__``.
+    def detect_sliced(self, image: np.ndarray | Image, settings: SliceSettings | None, progress=None) -> dict:
+        """Detections on an image of any size in windows at its own resolution, exactly as
+        ``tools/infer.py`` cuts and merges them (``imagery.windows.detect_in_windows``): an
+        image no larger than a window runs as one window, unresized; ``settings`` None runs
+        it whole through ``__call__`` (resized by the model's rule).
 
         Args:
-            rgb: (H, W, 3) uint8 RGB.
+            image: (H, W, 3) uint8 RGB, or an ``imagery.read.Image`` (a GeoTIFF is then read
+                window by window, and windows without data are skipped).
             settings: the windows (``self.slicing`` is the model's default).
             progress: called as ``progress(done, total)`` after each window, or None.
         Returns:
-            ``__call__``'s dict plus ``windows``, the number of windows run."""
-        h, w = rgb.shape[:2]
-        if settings is None or settings.fits_one_window(w, h):
-            return dict(self(rgb), windows=1)
-        windows = window_grid(w, h, settings.tile, settings.overlap)
-        parts = []
-        for k, (x0, y0, ww, wh) in enumerate(windows, 1):
-            pred = self(rgb[y0:y0 + wh, x0:x0 + ww], native=True)  # prepare copies the view once (padding)
-            pred["bboxes"] = pred["bboxes"] + np.array([x0, y0, x0, y0], np.float32)
-            parts.append(pred)
-            if progress is not None:
-                progress(k, len(windows))
-        boxes, scores, labels = merge_detections(np.concatenate([p["bboxes"] for p in parts]).reshape(-1, 4),
-                                                 np.concatenate([p["scores"] for p in parts]),
-                                                 np.concatenate([p["labels"] for p in parts]),
-                                                 settings.merge, settings.merge_thr)
-        return {"labels": labels, "scores": scores, "bboxes": boxes, "windows": len(windows)}
+            ``__call__``'s dict plus ``windows`` (run), ``skipped`` (without data),
+            ``capped`` (windows that returned ``max_per_img`` boxes) and ``seconds``."""
+        if isinstance(image, np.ndarray):
+            image = ArrayImage(image)
+        return detect_in_windows(image, settings, lambda windows, native: [self(w, native) for w in windows],
+                                 progress=progress, max_per_window=self.max_per_img)

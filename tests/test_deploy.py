@@ -122,6 +122,15 @@ def _tree_photo():
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def _matched_both_ways(want: dict, got: dict) -> float:
+    """The smaller of the shares of ``want``'s boxes found in ``got`` and of ``got``'s found
+    in ``want`` (one to one, same label, IoU >= 0.99, score within 1e-3): a box either side
+    lacks counts against it, without asserting equal counts between two float paths."""
+    from mmdet_plugin.deploy.whole_detector import match_detections
+
+    return min(match_detections(want, got), match_detections(got, want))
+
+
 def _assert_same_detections(model, detector, images):
     """mmdet and ONNX Runtime on the same images: as many boxes, and >= 99 % of mmdet's
     matched one to one (same label, IoU >= 0.99, score within 1e-3) over the images where
@@ -131,15 +140,13 @@ def _assert_same_detections(model, detector, images):
     torch's unstable sort gives them (mmcv's NMS sorts with it; ONNX Runtime takes the lower
     index first), and SPP's cells make such ties common: proposals that pool the same cells
     get the same features, hence the same score but different boxes, and NMS keeps the
-    other one. On such an image only the box count is exact, and >= 90 % match (measured
-    0.96-0.98 on textured images; 0.23 on an all-black one, whose windows all tie)."""
-    from mmdet_plugin.deploy.whole_detector import match_detections
-
+    other one. On such an image >= 90 % match (measured 0.96-0.98 on textured images; 0.23
+    on an all-black one, whose windows all tie). Counts are not compared: a score within
+    float noise of a threshold may keep a box in one and not the other."""
     matched = total = untied_images = 0
     for rgb in images:
         want, got = _mmdet(model, rgb), detector(rgb)
-        assert len(got["scores"]) == len(want["scores"]), rgb.shape
-        share = match_detections(want, got)
+        share = _matched_both_ways(want, got)
         if len(np.unique(want["scores"])) < len(want["scores"]):
             assert share >= 0.9, (rgb.shape, share)
             continue
@@ -242,6 +249,73 @@ def test_the_demo_detector_gives_mmdets_detections(demo):
     _assert_same_detections(model, detector, images)
 
 
+def _users_files(rgb: np.ndarray, folder: Path) -> list[Path]:
+    """``rgb`` saved as users' files come: a phone's portrait JPEG (EXIF orientation 6), a
+    16-bit greyscale PNG, a palette PNG, an RGBA PNG, a CMYK JPEG; with rasterio a palette
+    GeoTIFF, one with a transform but no CRS, and one with a nodata border (last)."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(folder / "phone.jpg", exif=exif, quality=95)
+    Image.fromarray((rgb[..., 1].astype(np.uint16) * 257 + 128)).save(folder / "grey16.png")
+    im.convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(folder / "rgba.png")
+    im.convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    files = [folder / n for n in ("phone.jpg", "grey16.png", "palette.png", "rgba.png", "cmyk.jpg")]
+    try:
+        import rasterio
+        from affine import Affine
+    except ImportError:
+        return files
+    pal = im.convert("P", palette=Image.Palette.ADAPTIVE)
+    table = np.array(pal.getpalette()[:768], np.uint8).reshape(-1, 3)
+    with rasterio.open(folder / "palette.tif", "w", driver="GTiff", width=rgb.shape[1], height=rgb.shape[0], count=1,
+                       dtype="uint8", photometric="palette", crs="EPSG:32617",
+                       transform=Affine(0.1, 0, 404000.0, 0, -0.1, 3285000.0)) as dst:
+        dst.write(np.asarray(pal)[None])
+        dst.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(table)})
+    border = rgb.copy()
+    border[:, :40] = 0
+    for name, pixels in (("no-crs.tif", rgb), ("border.tif", border)):
+        with rasterio.open(folder / name, "w", driver="GTiff", width=rgb.shape[1], height=rgb.shape[0], count=3,
+                           dtype="uint8", photometric="RGB", nodata=0,
+                           transform=Affine(0.5, 0, 10.0, 0, -0.5, 20.0)) as dst:
+            dst.write(pixels.transpose(2, 0, 1))
+    return files + [folder / "palette.tif", folder / "no-crs.tif", folder / "border.tif"]
+
+
+def test_users_files_give_the_boxes_mmdet_gives_them(demo, tmp_path):
+    """Files as phones and GIS tools write them, given by path: mmdet's ``inference_detector``
+    (OpenCV decodes, as ``mim test``) against ``tools/infer.py``'s path (``imagery.read`` +
+    ``SlicedInferencer``) and the runtime's (``imagery.read`` + ``OnnxDetector``), both whole
+    as mmdet runs them: >= 99 % of boxes matched both ways (>= 90 % where scores tie). The
+    nodata border (40 black columns) is compared on the tool's path only: its flat black
+    makes ties that two float implementations break differently (0.8 matched in ONNX
+    Runtime; an all-black image: 0.23, see _assert_same_detections), whatever the reader."""
+    from mmcv.transforms import Compose
+    from mmdet.apis import inference_detector
+    from mmengine.config import Config
+
+    from imagery.read import open_image
+    from mmdet_plugin.apis import SlicedInferencer
+
+    model, detector, images, _ = demo
+    cfg = Config.fromfile(str(DEMO))
+    from_file = Compose(cfg.test_dataloader.dataset.pipeline)  # LoadImageFromFile: OpenCV, as mim test reads
+    tool = SlicedInferencer(model, cfg, None)
+    for path in _users_files(images[0], tmp_path):
+        pred = inference_detector(model, str(path), test_pipeline=from_file).pred_instances
+        want = {"bboxes": pred.bboxes.numpy(), "scores": pred.scores.numpy(), "labels": pred.labels.numpy()}
+        assert len(want["scores"]) > 0, path.name
+        floor = 0.9 if len(np.unique(want["scores"])) < len(want["scores"]) else 0.99
+        with open_image(path) as image:
+            assert _matched_both_ways(want, tool(image)) >= floor, path.name
+            if path.name != "border.tif":
+                assert _matched_both_ways(want, detector.detect_sliced(image, None)) >= floor, path.name
+
+
 def test_the_smallest_and_largest_inputs_the_config_allows(demo):
     """One graph for every size the config's resize gives (at most 256 x 256 px): 5 x 256 px
     (one 32 px padding block high, 1 x 4 cells at stride 64), 256 x 7 px, and 256 x 256 px
@@ -292,14 +366,13 @@ def test_the_runtime_slices_a_photograph_as_tools_infer_does(tree, tmp_path):
     """The whole held-out photograph (1249 x 1035 px) in windows: the runtime's
     ``detect_sliced`` against mmdet_plugin's ``SlicedInferencer`` (tools/infer.py), both with
     the windows the config chose, which travel in the model file. The merge code is shared,
-    so this checks the windows, their native resolution and the offsets: the same number of
-    boxes, and >= 99 % matched (>= 90 % where mmdet's kept scores tie, as above)."""
+    so this checks the windows, their native resolution and the offsets: >= 99 % of the boxes
+    matched both ways (>= 90 % where mmdet's kept scores tie, as above)."""
     from PIL import Image
 
     from mmdet_plugin.apis import SlicedInferencer
-    from mmdet_plugin.datasets.large_image import open_large_image
-    from mmdet_plugin.deploy.whole_detector import match_detections
-    from sppnet_runtime.windows import SliceSettings
+    from imagery.read import open_image
+    from imagery.windows import SliceSettings
 
     from mmengine.config import Config
 
@@ -309,14 +382,14 @@ def test_the_runtime_slices_a_photograph_as_tools_infer_does(tree, tmp_path):
     assert settings is not None and detector.slicing == settings
     photo = _tree_photo()
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    with open_large_image(tmp_path / "photo.png") as image:
-        want = SlicedInferencer(model, cfg, settings)(image, progress=False)
+    with open_image(tmp_path / "photo.png") as image:
+        want = SlicedInferencer(model, cfg, settings)(image)
     calls = []
     got = detector.detect_sliced(photo, settings, progress=lambda done, total: calls.append((done, total)))
-    assert got["windows"] == want["windows"] == 6 and calls[-1] == (6, 6)  # 3 x 2 windows of 600 px
-    assert len(got["scores"]) == len(want["scores"]) > 0
+    assert got["windows"] == want["windows"] == 6 and calls[-1] == (6, 6)  # 3 x 2 windows of 450 x 543 px
+    assert len(want["scores"]) > 0
     tied = len(np.unique(want["scores"])) < len(want["scores"])
-    assert match_detections(want, got) >= (0.9 if tied else 0.99)
+    assert _matched_both_ways(want, got) >= (0.9 if tied else 0.99)
     whole = detector.detect_sliced(photo, None)
     assert whole["windows"] == 1 and len(whole["scores"]) == len(detector(photo)["scores"])
 
@@ -352,13 +425,58 @@ def test_the_runner_needs_no_torch_and_names_a_bad_image(demo, tmp_path):
     assert done.returncode == 1, done.stderr[-2000:]
     assert f"{folder / 'broken.jpg'}: cannot read the image" in done.stderr and "Traceback" not in done.stderr
     pred = json.loads((tmp_path / "out" / "preds" / "a.json").read_text())
-    want = detector(images[0])
-    np.testing.assert_allclose(np.array(pred["bboxes"]).reshape(-1, 4), want["bboxes"], rtol=0, atol=1e-4)
-    assert pred["labels"] == want["labels"].tolist() and pred["classes"][0].startswith("c")
+    want = detector(images[0])  # every core here, one in the runner
+    assert _matched_both_ways(want, pred) >= 0.99 and pred["classes"][0].startswith("c")
     assert (tmp_path / "out" / "vis" / "a.png").is_file()
     missing = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(tmp_path / "nope.onnx"), str(folder)],
                              capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 2 and "nope.onnx: no such model file" in missing.stderr
+
+
+def test_a_model_file_without_a_metadata_key_is_named(demo, tmp_path):
+    import onnx
+
+    from sppnet_runtime import ModelFileError, OnnxDetector
+
+    proto = onnx.load(str(demo[3]))
+    keep = [p for p in proto.metadata_props if p.key != "classes"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    with pytest.raises(ModelFileError, match="old.onnx: its metadata lacks 'classes'"):
+        OnnxDetector(tmp_path / "old.onnx")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("rasterio") is None, reason="needs rasterio")
+def test_the_runner_reads_a_geotiff_window_by_window_and_writes_geojson(demo, tmp_path):
+    """A GeoTIFF whose left third is nodata, cut into 128 px windows by the runner without
+    torch: the nodata windows are skipped (and said in the JSON), the boxes come in pixels
+    and, through the raster's transform, as GeoJSON in its CRS."""
+    import rasterio
+    from affine import Affine
+
+    model, detector, images, model_file = demo
+    rgb = np.ascontiguousarray(np.tile(images[0], (1, 2, 1))[:, :384])  # 256 x 384
+    rgb[:, :128] = 0
+    with rasterio.open(tmp_path / "ortho.tif", "w", driver="GTiff", width=384, height=256, count=3, dtype="uint8",
+                       photometric="RGB", nodata=0, crs="EPSG:32633",
+                       transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0)) as dst:
+        dst.write(rgb.transpose(2, 0, 1))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(tmp_path / "ortho.tif"),
+                           "--out-dir", str(tmp_path / "out"), "--threads", "1", "--tile", "128", "--overlap", "0",
+                           "--score-thr", "0"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pred = json.loads((tmp_path / "out" / "preds" / "ortho.json").read_text())
+    assert pred["sliced"]["windows"] == 4 and pred["sliced"]["skipped_no_data"] == 2  # 3 x 2 windows, 2 empty
+    geo = json.loads((tmp_path / "out" / "preds" / "ortho.geojson").read_text())
+    assert geo["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32633"
+    assert len(geo["features"]) == len(pred["bboxes"]) > 0
+    x1, y1, _, _ = pred["bboxes"][0]
+    assert x1 >= 128 - 1e-3  # nothing from the nodata third
+    np.testing.assert_allclose(geo["features"][0]["geometry"]["coordinates"][0][0],
+                               [500000.0 + 0.5 * x1, 4100000.0 - 0.5 * y1])
+    assert (tmp_path / "out" / "vis" / "ortho.png").is_file()
 
 
 def test_the_runner_slices_with_the_command_lines_windows(demo, tmp_path):
@@ -367,7 +485,7 @@ def test_the_runner_slices_with_the_command_lines_windows(demo, tmp_path):
     ``--overlap`` without ``--tile`` is a usage error (exit 2), named."""
     from PIL import Image
 
-    from sppnet_runtime.windows import SliceSettings
+    from imagery.windows import SliceSettings
 
     model, detector, images, model_file = demo
     assert detector.slicing is None
@@ -381,9 +499,9 @@ def test_the_runner_slices_with_the_command_lines_windows(demo, tmp_path):
     assert "windows 9/9" in done.stdout
     pred = json.loads((tmp_path / "out" / "preds" / "big.json").read_text())
     assert pred["sliced"] == dict(tile=128, overlap=16, merge="nms", merge_thr=0.5, windows=9)
-    want = detector.detect_sliced(rgb, SliceSettings(128, 16))
-    assert want["windows"] == 9 and len(pred["scores"]) == len(want["scores"]) > 0
-    np.testing.assert_allclose(np.array(pred["bboxes"]).reshape(-1, 4), want["bboxes"], rtol=0, atol=1e-4)
+    want = detector.detect_sliced(rgb, SliceSettings(128, 16))  # all threads here, one in the runner
+    assert want["windows"] == 9 and len(want["scores"]) > 0
+    assert _matched_both_ways(want, pred) >= 0.99
     orphan = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(tmp_path / "big.png"),
                              "--overlap", "16"], capture_output=True, text=True, env=env, timeout=300)
     assert orphan.returncode == 2 and "--overlap need --tile" in orphan.stderr

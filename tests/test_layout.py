@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("spp_triton", "mmdet_plugin")
+PACKAGES = ("spp_triton", "mmdet_plugin", "imagery", "sppnet_runtime")
 
 
 def _module_name(path: Path) -> str:
@@ -79,13 +79,27 @@ def test_the_import_graph_reader_sees_relative_and_lazy_imports():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-def test_no_import_circle_in_either_package():
+def test_no_import_circle_in_any_package():
     known = _modules()
     graph = {name: _imports(name, path, known) for name, path in known.items()}
     assert _cycle(graph) is None
 
 
+@pytest.mark.parametrize("package", ["imagery", "sppnet_runtime"])
+def test_the_torch_free_packages_import_no_torch_mmdet_or_opencv(package):
+    """What the ONNX runtime deploys: every import of every module, lazy ones too."""
+    heavy = {"torch", "mmdet", "mmcv", "mmengine", "cv2", "spp_triton", "mmdet_plugin", "triton"}
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found.update({n.split(".")[0]: path.name for n in names if n.split(".")[0] in heavy})
+    assert not found, found
+
+
 @pytest.mark.parametrize("folder, holds", [
+    ("imagery", {"read.py", "windows.py", "merge.py", "outputs.py", "cli.py"}),
     ("spp_triton/triton_backend", {"launch.py", "cells_kernels.py", "align_kernels.py", "shared_kernels.py"}),
     ("spp_triton/torch_backend", {"dispatch.py", "cpp_kernel.py", "fallback.py", "fallback_cells.py",
                                   "fallback_align.py"}),

@@ -1,6 +1,7 @@
-"""Sliced inference on large images (``mmdet_plugin.apis``): the merge rules against a plain
-greedy reference and mmcv's NMS, the window grid, no box lost or duplicated at seams, and
-image reading (truncated, empty, GeoTIFF windows and the GeoJSON round trip).
+"""Sliced inference on large images (``imagery.windows``, ``imagery.merge`` and
+``mmdet_plugin.apis.SlicedInferencer``): the merge rules against a plain greedy reference
+and mmcv's NMS, merging across seams only, the window grid, and no box lost or duplicated
+at seams. Reading images is tests/test_imagery.py's.
 
 The seam test runs the real test pipeline, batching, offsets and merge with an exact
 detector: connected components of the non-black pixels of each window (scipy), scoring
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from imagery.merge import overlapping_pairs
+from imagery.read import ArrayImage
+from imagery.windows import GridError, axis_windows, choose_slicing
 from mmdet_plugin.apis import SlicedInferencer, SliceSettings, merge_detections, window_grid
-from sppnet_runtime.merge_detections import overlapping_pairs
-from mmdet_plugin.apis.outputs import geojson, prediction_record
-from mmdet_plugin.datasets.large_image import ImageReadError, open_large_image
 
 
 def random_boxes(n, seed, extent=500.0, max_side=60.0, labels=2):
@@ -97,16 +98,48 @@ def test_merge_refuses_unknown_rules_and_thresholds():
         merge_detections(bboxes, scores, labels, "nms", 1.5)
 
 
-@pytest.mark.parametrize("width,height,tile,overlap", [(1249, 1035, 400, 0), (1249, 1035, 400, 100),
-                                                       (1000, 300, 400, 50), (400, 400, 400, 0)])
-def test_windows_are_full_sized_inside_the_image_and_cover_it(width, height, tile, overlap):
-    windows = window_grid(width, height, tile, overlap)
-    covered = np.zeros((height, width), bool)
-    for x0, y0, w, h in windows:
-        assert (w, h) == (min(tile, width), min(tile, height))
-        assert x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height
-        covered[y0:y0 + h, x0:x0 + w] = True
-    assert covered.all()
+def test_merging_across_seams_keeps_what_one_window_decided():
+    """A small box inside a big box of the same label, both from one window, stays: the
+    detector's NMS decided there. The same pair from two windows is a seam's duplicate."""
+    bboxes = np.array([[0, 0, 100, 100], [40, 40, 60, 60]], np.float32)
+    scores, labels = np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)
+    same = merge_detections(bboxes, scores, labels, "ios", 0.5, windows=np.array([3, 3]))
+    assert len(same[0]) == 2
+    two = merge_detections(bboxes, scores, labels, "ios", 0.5, windows=np.array([3, 4]))
+    np.testing.assert_array_equal(two[0], bboxes[:1])
+    assert len(merge_detections(bboxes, scores, labels, "ios", 0.5)[0]) == 1  # no windows: every pair
+    with pytest.raises(ValueError, match="one window per box"):
+        merge_detections(bboxes, scores, labels, "ios", 0.5, windows=np.array([1]))
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(1249, 600, 50), (1035, 600, 50), (601, 600, 50), (650, 600, 50),
+                                                 (651, 600, 50), (10000, 600, 50), (1249, 400, 0), (400, 400, 0),
+                                                 (399, 400, 100), (2000, 256, 255)])
+def test_windows_are_the_fewest_that_share_the_overlap_and_never_near_copies(length, tile, overlap):
+    """Along an axis: windows inside it, covering it, none larger than ``tile``, all of one
+    size, neighbours sharing at least ``overlap`` px and no more than needed (one pixel of
+    rounding): no fewer windows could share ``overlap``."""
+    windows = axis_windows(length, tile, overlap)
+    starts, sizes = zip(*windows)
+    assert len(set(sizes)) == 1 and sizes[0] <= tile
+    assert starts[0] == 0 and starts[-1] + sizes[-1] == length
+    shared = [a + sizes[0] - b for a, b in zip(starts, starts[1:])]
+    assert all(overlap <= s <= overlap + 2 for s in shared), shared
+    # n - 1 windows of the full tile, sharing exactly ``overlap``, would fall short of the edge
+    assert len(windows) == 1 if length <= tile else (len(windows) - 1) * (tile - overlap) + overlap < length
+    # tile_voc's fixed tiles: full-sized, the last one ending at the edge.
+    fixed = axis_windows(length, tile, overlap, fixed=True)
+    assert all(size == min(tile, length) for _, size in fixed) and fixed[-1][0] + fixed[-1][1] == length
+
+
+def test_a_601_px_photo_is_two_windows_that_share_the_overlap_not_two_near_copies():
+    assert window_grid(601, 600, 600, 50) == [(0, 0, 326, 600), (275, 0, 326, 600)]
+    assert window_grid(600, 600, 600, 50) == [(0, 0, 600, 600)]
+
+
+def test_an_absurd_grid_is_refused_with_its_numbers():
+    with pytest.raises(GridError, match=r"10000 x 10000 px into [\d,]+ windows"):
+        window_grid(10000, 10000, 600, 599)
 
 
 def test_slice_settings_refuse_an_overlap_as_large_as_the_tile():
@@ -118,17 +151,19 @@ def test_slice_settings_refuse_an_overlap_as_large_as_the_tile():
 
 def test_the_command_line_chooses_over_the_models_windows():
     """``choose_slicing`` (tools/infer.py and the ONNX runtime): options override the stored
-    windows one by one; without a tile from either, images run whole, and an option that
-    needs a tile is named."""
-    from sppnet_runtime.windows import choose_slicing
-
+    windows one by one; ``--tile`` alone on a model without windows gets an eighth of it as
+    overlap; without a tile from either, images run whole; an option that needs a tile, or
+    that ``--no-slicing`` contradicts, is named."""
     stored = SliceSettings(600, 50, "nms", 0.5)
     assert choose_slicing(stored) == stored
     assert choose_slicing(stored, merge="join") == SliceSettings(600, 50, "join", 0.5)
     assert choose_slicing(stored, tile=400, overlap=0) == SliceSettings(400, 0, "nms", 0.5)
-    assert choose_slicing(stored, tile=400, no_slicing=True) is None
+    assert choose_slicing(stored, tile=800) == SliceSettings(800, 50, "nms", 0.5)
+    assert choose_slicing(stored, no_slicing=True) is None
+    with pytest.raises(ValueError, match="--no-slicing runs every image whole: it takes no --tile"):
+        choose_slicing(stored, tile=400, no_slicing=True)
     assert choose_slicing(None) is None
-    assert choose_slicing(None, tile=256) == SliceSettings(256)
+    assert choose_slicing(None, tile=256) == SliceSettings(256, 32)
     with pytest.raises(ValueError, match="--overlap, --merge-thr need --tile"):
         choose_slicing(None, overlap=16, merge_thr=0.3)
     with pytest.raises(ValueError, match=r"--overlap must be in \[0, tile\) = \[0, 600\)"):
@@ -164,28 +199,15 @@ class ComponentDetector:
         return out
 
 
-class ArrayImage:
-    """A LargeImage over an array (for the seam test's generated picture)."""
-
-    def __init__(self, rgb):
-        from pathlib import Path
-
-        self.path, self.rgb = Path("generated.png"), rgb
-        self.height, self.width = rgb.shape[:2]
-
-    def read(self, x0, y0, w, h):
-        return np.ascontiguousarray(self.rgb[y0:y0 + h, x0:x0 + w, ::-1])
-
-
 def seam_picture(width, height, tile, overlap, side):
     """Squares of ``side`` px on black: astride every seam of the window grid (jittered by
     up to 5 px) and centred on every overlap zone, each crossing the seams of one axis only
     (a corner piece a few pixels wide is a different problem). Returns (image, boxes)."""
     rng = np.random.default_rng(0)
     windows = window_grid(width, height, tile, overlap)
-    starts = [sorted({w[0] for w in windows}), sorted({w[1] for w in windows})]
-    edges = [sorted({a + tile for a in st[:-1]} | set(st[1:])) for st in starts]
-    zones = [[(b + a + tile) / 2 for a, b in zip(st, st[1:])] for st in starts]
+    spans = [sorted({(w[0], w[2]) for w in windows}), sorted({(w[1], w[3]) for w in windows})]
+    edges = [sorted({a + n for a, n in sp[:-1]} | {a for a, _ in sp[1:]}) for sp in spans]
+    zones = [[(b + a + n) / 2 for (a, n), (b, _) in zip(sp, sp[1:])] for sp in spans]
 
     def spaced(length, axis):  # positions along ``axis`` whose squares cross none of its seams
         out = []
@@ -235,8 +257,8 @@ def test_objects_astride_seams_come_out_once_and_whole(pipeline_cfg, rule, side)
     tile, overlap = 256, 64
     img, truth = seam_picture(900, 700, tile, overlap, side)
     inferencer = SlicedInferencer(ComponentDetector(), pipeline_cfg, SliceSettings(tile, overlap, rule, 0.3), 3)
-    pred = inferencer(ArrayImage(img), progress=False)
-    assert pred["windows"] == len(window_grid(900, 700, tile, overlap)) == 20  # x: 0 192 384 576 644; y: 0 192 384 444
+    pred = inferencer(ArrayImage(img))
+    assert pred["windows"] == len(window_grid(900, 700, tile, overlap)) == 20  # x: 5 of 232 px; y: 4 of 223 px
     got = pred["bboxes"]
     for box in truth:  # each object found exactly, by exactly one box
         assert (np.abs(got - box).max(1) < 1e-3).sum() == 1, box
@@ -244,115 +266,26 @@ def test_objects_astride_seams_come_out_once_and_whole(pipeline_cfg, rule, side)
     if rule != "nms":
         assert extra == [], extra
     else:  # slivers: inside an object, cut off by a window edge, under 0.3 of it
-        edges = {x for w in window_grid(900, 700, tile, overlap) for x in (w[0], w[0] + tile)}
+        edges = {x for w in window_grid(900, 700, tile, overlap) for x in (w[0], w[0] + w[2])}
         for b in extra:
             inside = [t for t in truth if t[0] <= b[0] and t[1] <= b[1] and b[2] <= t[2] and b[3] <= t[3]]
             assert len(inside) == 1 and (b[0] in edges or b[2] in edges), b
             assert (b[2] - b[0]) * (b[3] - b[1]) < 0.3 * side * side, b
 
 
-def test_a_small_image_runs_whole_through_the_configs_pipeline(pipeline_cfg):
-    """An image no larger than a tile is one window, resized by the config's Resize as
-    without slicing (here 100 -> 256 px); its boxes come back in its own pixels."""
+def test_a_small_image_is_one_window_at_its_own_resolution(pipeline_cfg):
+    """With windows, an image no larger than one runs unresized as one window (the
+    detector sees it at the tiles' resolution); without, it runs whole through the config's
+    Resize as mmdet's DetInferencer runs it (here 100 -> 256 px); either way its boxes come
+    back in its own pixels."""
     from mmengine.registry import init_default_scope
 
     init_default_scope("mmdet")
     img = np.zeros((100, 100, 3), np.uint8)
     img[10:30, 40:70] = 255
-    pred = SlicedInferencer(ComponentDetector(), pipeline_cfg, SliceSettings(256, 64))(ArrayImage(img), progress=False)
-    assert pred["windows"] == 1
-    np.testing.assert_allclose(pred["bboxes"], [[40, 10, 70, 30]], atol=1.5)  # ComponentDetector saw 256 px
-
-
-# --- Reading images --------------------------------------------------------------------
-
-def test_unreadable_truncated_and_empty_images_are_named(tmp_path):
-    from PIL import Image
-
-    good = tmp_path / "good.png"
-    Image.fromarray(np.full((64, 80, 3), 90, np.uint8)).save(good)
-    truncated = tmp_path / "truncated.png"
-    truncated.write_bytes(good.read_bytes()[:-40])
-    empty = tmp_path / "empty.jpg"
-    empty.write_bytes(b"")
-    text = tmp_path / "notes.png"
-    text.write_text("not an image")
-    for path, why in ((truncated, "cannot read"), (empty, "empty"), (text, "cannot read"),
-                      (tmp_path / "missing.png", "no such file"), (tmp_path / "bad.tif", "no such file")):
-        with pytest.raises(ImageReadError, match=why) as err:
-            open_large_image(path)
-        assert str(path) in str(err.value)
-    with open_large_image(good) as image:
-        assert (image.width, image.height) == (80, 64)
-        with pytest.raises(ValueError, match="not inside"):
-            image.read(60, 0, 40, 10)
-
-
-try:
-    import rasterio
-except ImportError:
-    rasterio = None
-needs_rasterio = pytest.mark.skipif(rasterio is None, reason="needs rasterio (requirements/geo.txt)")
-
-
-def write_geotiff(path, rgb, transform, crs="EPSG:32617"):
-    h, w = rgb.shape[:2]
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=crs,
-                       transform=transform, tiled=True, blockxsize=64, blockysize=64) as dst:
-        dst.write(rgb.transpose(2, 0, 1))
-
-
-@needs_rasterio
-def test_geotiff_windows_equal_the_array_and_carry_crs_and_transform(tmp_path):
-    from affine import Affine
-
-    rgb = np.random.default_rng(1).integers(0, 256, (300, 420, 3), dtype=np.uint8)
-    transform = Affine(0.1, 0, 404000.0, 0, -0.1, 3285000.0)
-    write_geotiff(tmp_path / "ortho.tif", rgb, transform)
-    with open_large_image(tmp_path / "ortho.tif") as image:
-        assert (image.width, image.height) == (420, 300)
-        assert image.crs.to_epsg() == 32617 and image.transform == transform
-        np.testing.assert_array_equal(image.read(37, 101, 256, 150), rgb[101:251, 37:293, ::-1])
-        thumb, scale = image.thumbnail(210)
-        assert thumb.shape == (150, 210, 3) and scale == 0.5
-
-
-@needs_rasterio
-def test_geojson_boxes_map_back_to_the_pixel_boxes(tmp_path):
-    """Round trip: pixel boxes -> GeoJSON in the raster's CRS -> through the inverse
-    transform of the raster (read back by rasterio) -> the same pixel boxes."""
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    transform = Affine(0.1, 0, 404000.0, 0, -0.1, 3285000.0)
-    write_geotiff(tmp_path / "ortho.tif", np.zeros((200, 200, 3), np.uint8), transform)
-    pred = dict(bboxes=np.array([[10.5, 20.0, 50.0, 61.25], [0, 0, 200, 200]]), scores=[0.9, 0.4], labels=[0, 0])
-    record = prediction_record(pred, ["Tree"], tmp_path / "ortho.tif")
-    with open_large_image(tmp_path / "ortho.tif") as image:
-        collection = json.loads(json.dumps(geojson(record, image.crs, image.transform)))
-    with rasterio.open(tmp_path / "ortho.tif") as src:
-        inverse = ~src.transform
-        assert CRS.from_user_input(collection["crs"]["properties"]["name"]) == src.crs
-    for feature, box in zip(collection["features"], record["bboxes"]):
-        ring = feature["geometry"]["coordinates"][0]
-        cols, rows = zip(*(inverse * tuple(p) for p in ring))
-        np.testing.assert_allclose([min(cols), min(rows), max(cols), max(rows)], box, atol=1e-6)
-        assert feature["properties"]["class"] == "Tree"
-    # map y grows northwards: the box's top edge (row 20) is the larger northing
-    first = np.array(collection["features"][0]["geometry"]["coordinates"][0])
-    assert first[:, 1].max() == pytest.approx(3285000.0 - 0.1 * 20.0)
-
-
-@needs_rasterio
-def test_the_deepforest_geotiff_reads_with_its_crs():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("deepforest")
-    if spec is None:
-        pytest.skip("needs the deepforest wheel (requirements/data-nodeps.txt)")
-    tif = Path(list(spec.submodule_search_locations)[0]) / "data" / "OSBS_029.tif"
-    with open_large_image(tif) as image:
-        assert image.crs is not None and image.width > 0
-        window = image.read(0, 0, min(64, image.width), min(64, image.height))
-        assert window.dtype == np.uint8 and window.shape[2] == 3
+    native = SlicedInferencer(ComponentDetector(), pipeline_cfg, SliceSettings(256, 64))(ArrayImage(img))
+    assert native["windows"] == 1
+    np.testing.assert_array_equal(native["bboxes"], [[40, 10, 70, 30]])  # exact: no resampling
+    whole = SlicedInferencer(ComponentDetector(), pipeline_cfg, None)(ArrayImage(img))
+    assert whole["windows"] == 1
+    np.testing.assert_allclose(whole["bboxes"], [[40, 10, 70, 30]], atol=1.5)  # ComponentDetector saw 256 px

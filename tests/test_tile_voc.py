@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from mmdet_plugin.datasets import tile_voc
-from mmdet_plugin.datasets.tile_voc import Box, Tile, make_tiles, split_tiles, tile_boxes, tile_origins
+from imagery.windows import axis_windows
+from mmdet_plugin.datasets.tile_voc import Box, Tile, make_tiles, split_tiles, tile_boxes
+
+
+def tile_origins(length, size, overlap):
+    """tile_voc's fixed-size tiles along one axis (imagery.windows' grid, fixed=True)."""
+    return [start for start, _ in axis_windows(length, size, overlap, fixed=True)]
 
 
 @pytest.mark.parametrize("length, size, overlap, want", [
@@ -24,7 +30,7 @@ def test_tile_origins_cover_every_pixel_with_full_tiles(length, size, overlap, w
 
 
 def test_tile_origins_refuse_bad_sizes():
-    with pytest.raises(ValueError, match="overlap < size"):
+    with pytest.raises(ValueError, match="overlap < tile"):
         tile_origins(1000, 400, 400)
 
 

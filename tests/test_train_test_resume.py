@@ -205,13 +205,14 @@ def _infer(args, **kwargs):
 
 
 def test_unsliced_inference_equals_det_inferencer(run, tmp_path):
-    """The array-fed pipeline of tools/infer.py (Pillow decodes, LoadImageFromNDArray) gives
-    DetInferencer's boxes for an image that runs whole."""
+    """The array-fed pipeline of tools/infer.py (imagery.read decodes, LoadImageFromNDArray)
+    gives DetInferencer's boxes for an image that runs whole: the same pixels, pipeline and
+    model in one process."""
     from mmdet.apis import DetInferencer, init_detector
     from mmengine.config import Config
 
+    from imagery.read import open_image
     from mmdet_plugin.apis import SlicedInferencer
-    from mmdet_plugin.datasets.large_image import open_large_image
 
     image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[1]
     checkpoint = str(run["work"] / "epoch_2.pth")
@@ -219,16 +220,16 @@ def test_unsliced_inference_equals_det_inferencer(run, tmp_path):
     want = DetInferencer(model=str(config), weights=checkpoint, device="cpu", show_progress=False)(
         str(image), no_save_vis=True)["predictions"][0]
     cfg = Config.fromfile(str(config))
-    with open_large_image(image) as im:
-        got = SlicedInferencer(init_detector(cfg, checkpoint, device="cpu"), cfg, None)(im, progress=False)
+    with open_image(image) as im:
+        got = SlicedInferencer(init_detector(cfg, checkpoint, device="cpu"), cfg, None)(im)
     assert len(want["scores"]) == len(got["scores"]) > 0
     np.testing.assert_allclose(got["bboxes"], np.array(want["bboxes"]), atol=1e-3)
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
 
 
 def test_the_infer_tool_slices_a_large_image_into_native_windows(run, tmp_path):
-    """Four test images side by side (512 x 512) in 256 px windows every 192 px: 9 windows,
-    boxes in the large image's pixels, the objects at their own size."""
+    """Four test images side by side (512 x 512) in windows of at most 256 px sharing 64:
+    3 x 3 windows of 214 px, boxes in the large image's pixels, the objects at their own size."""
     from PIL import Image
 
     sources = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[:4]
@@ -238,7 +239,7 @@ def test_the_infer_tool_slices_a_large_image_into_native_windows(run, tmp_path):
     done = _infer([_keeping_every_box(tmp_path), run["work"] / "epoch_2.pth", big, "--out-dir", tmp_path / "out", "--tile", 256,
                    "--overlap", 64, "--merge", "ios"])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "4 windows" not in done.stdout and "9 windows of 256 px" in done.stdout
+    assert "in 9 windows" in done.stdout and "windows 9/9" in done.stdout
     pred = json.loads((tmp_path / "out" / "preds" / "big.json").read_text())
     assert pred["sliced"] == dict(tile=256, overlap=64, merge="ios", merge_thr=0.5, windows=9)
     boxes = np.array(pred["bboxes"]).reshape(-1, 4)
@@ -270,9 +271,20 @@ def test_the_infer_tool_refuses_bad_tiles(run, tmp_path):
     orphan = _infer([CONFIG, checkpoint, image, "--overlap", 32])
     assert orphan.returncode == 2 and "--overlap need --tile" in orphan.stderr
     merge = _infer([CONFIG, checkpoint, image, "--tile", 128, "--merge", "wbf"])
-    assert merge.returncode == 2 and "--merge must be one of ('nms', 'ios', 'join'), got 'wbf'" in merge.stderr
-    larger = _infer([CONFIG, checkpoint, image, "--tile", 400, "--out-dir", tmp_path / "out"])
-    assert larger.returncode == 1 and "--tile 400 is larger than the image (256 x 256 px)" in larger.stderr
+    assert merge.returncode == 2 and "--merge: invalid choice: 'wbf'" in merge.stderr
+    both = _infer([CONFIG, checkpoint, image, "--tile", 128, "--no-slicing"])
+    assert both.returncode == 2 and "--no-slicing runs every image whole: it takes no --tile" in both.stderr
+
+
+def test_an_image_no_larger_than_the_tile_is_one_native_window(run, tmp_path):
+    """--tile 400 on a 256 px image: one window at the image's own resolution, not a failure
+    and not the config's Resize."""
+    image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]
+    done = _infer([_keeping_every_box(tmp_path), run["work"] / "epoch_2.pth", image, "--tile", 400,
+                   "--out-dir", tmp_path / "out"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    pred = json.loads((tmp_path / "out" / "preds" / f"{image.stem}.json").read_text())
+    assert "sliced" not in pred and len(pred["scores"]) > 0
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("rasterio") is None, reason="needs rasterio (requirements/geo.txt)")

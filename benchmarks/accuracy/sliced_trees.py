@@ -6,8 +6,11 @@
    (the union of the 10 val tiles, which no train tile overlaps): a ground-truth box
    counts if at least half of it lies in the area (less: ignored, the tile set's rule for
    cut boxes), a detection if its centre does. Every window size and overlap is run once;
-   every merge rule and threshold is scored on its boxes. The best val AP40 is chosen
-   (ties: fewer windows, then the simpler rule).
+   every merge rule and threshold is scored on its boxes, merging boxes of different
+   windows only (what the tools do) and, for comparison, every pair (before 2026-12-07).
+   Of the settings within 0.005 of the best val AP40 of each (a tie: one checkpoint's val
+   AP moves more than that between training runs), the one with the fewest windows wins,
+   then the simpler rule.
 2. Test: the whole held-out photograph (1249 x 1035, 279 crowns) with the chosen settings,
    beside the same checkpoint on the 12 test tiles (mmengine's Runner.test: the figure
    `mim test` prints) and on the whole photograph resized to 400 px as before slicing.
@@ -21,6 +24,7 @@ Writes benchmarks/results/sliced_trees.{csv,md} and sliced_trees_test.jpg.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import statistics
@@ -38,6 +42,11 @@ from common import RESULTS, ROOT, machine, parser, setup_threads, write_csv, wri
 CONFIG = "configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
 TILES, OVERLAPS = (400, 600), (0, 50, 100, 150)
 RULES = [(rule, thr) for rule in ("nms", "ios", "join") for thr in (0.3, 0.5, 0.7)]
+# Val AP40 this close to the best counts as a tie, won by fewer windows (speed), then the
+# simpler rule: one checkpoint's val AP moves by more than this between training runs.
+VAL_TIE = 0.005
+# Which boxes the merge compares: those of different windows (the tools' rule), or every pair.
+PAIRS = ("across windows", "every pair")
 WORK = ROOT / "work_dirs" / "sliced_trees"
 
 
@@ -47,12 +56,12 @@ def ground_truth(image: Path) -> tuple[np.ndarray, np.ndarray]:
     minus one, difficult boxes ignored)."""
     from mmdet.registry import DATASETS
 
-    from mmdet_plugin.datasets.large_image import open_large_image
+    from imagery.read import open_image
     from mmdet_plugin.datasets.tile_voc import tile_sources
 
     root = WORK / "whole" / image.stem
     if not (root / "ImageSets" / "Main" / "whole.txt").exists():
-        with open_large_image(image) as im:
+        with open_image(image, max_pixels=None) as im:
             side = max(im.width, im.height)
         tile_sources([image], root, size=side, split="whole", progress=False)
     ds = DATASETS.build(dict(type="CheckedVOCDataset", data_root=str(root.parent) + "/", metainfo=dict(classes=("Tree",)),
@@ -102,15 +111,15 @@ def tile_set_predictions(model, cfg, inferencer_cls) -> tuple[list[dict], list]:
     truth: this script's evaluation on the tile set, to check against Runner.test."""
     from mmdet.registry import DATASETS
 
-    from mmdet_plugin.datasets.large_image import open_large_image
+    from imagery.read import open_image
 
     ds = DATASETS.build(dict(cfg.test_dataloader.dataset, pipeline=[]))
     inferencer = inferencer_cls(model, cfg, None)
     preds, gts = [], []
     for k in range(len(ds)):
         info = ds.get_data_info(k)
-        with open_large_image(info["img_path"]) as image:
-            preds.append(inferencer(image, progress=False))
+        with open_image(info["img_path"]) as image:
+            preds.append(inferencer(image))
         gts.append((np.array([i["bbox"] for i in info["instances"]], np.float32).reshape(-1, 4),
                     np.array([bool(i["ignore_flag"]) for i in info["instances"]])))
     return preds, gts
@@ -181,8 +190,9 @@ def main():
     from mmengine.registry import init_default_scope
 
     import mmdet_plugin  # noqa: F401
-    from mmdet_plugin.apis import SlicedInferencer, SliceSettings, draw_boxes, merge_detections, prediction_record
-    from mmdet_plugin.datasets.large_image import open_large_image
+    from imagery.outputs import draw_boxes, prediction_record
+    from imagery.read import open_image
+    from mmdet_plugin.apis import SlicedInferencer, SliceSettings, merge_detections
     from mmdet_plugin.datasets.trees import TEST_IMAGE, TRAIN_IMAGE, deepforest_data, prepare
 
     init_default_scope("mmdet")
@@ -195,24 +205,29 @@ def main():
     tiles, overlaps, rules = (TILES[:1], OVERLAPS[1:2], RULES[1::3]) if a.quick else (TILES, OVERLAPS, RULES)
 
     # 1. val: every window size and overlap once, every merge rule on its boxes
-    with open_large_image(data / TRAIN_IMAGE) as image:
+    with open_image(data / TRAIN_IMAGE, max_pixels=None) as image:
         gt, region = ground_truth(data / TRAIN_IMAGE), val_area(image, ROOT / "data/trees/VOCtrees/ImageSets/Main/val.txt")
         for tile in tiles:
             for overlap in overlaps:
-                raw = SlicedInferencer(model, cfg, SliceSettings(tile, overlap)).detect_windows(image)
-                for rule, thr in rules:
-                    merged = dict(zip(("bboxes", "scores", "labels"),
-                                      merge_detections(raw["bboxes"], raw["scores"], raw["labels"], rule, thr)))
+                raw = SlicedInferencer(model, cfg, SliceSettings(tile, overlap))(image, merge=False)
+                for (rule, thr), pairs in itertools.product(rules, PAIRS):
+                    windows = raw["window"] if pairs == PAIRS[0] else None
+                    merged = dict(zip(("bboxes", "scores", "labels"), merge_detections(
+                        raw["bboxes"], raw["scores"], raw["labels"], rule, thr, windows=windows)))
                     rows.append(dict(split="val", what="whole photograph, val area", tile=tile, overlap=overlap,
-                                     merge=rule, merge_thr=thr, windows=raw["windows"],
+                                     merge=rule, merge_thr=thr, pairs=pairs, windows=raw["windows"],
                                      AP40=average_precision([merged], [gt], 0.4, region),
                                      AP50=average_precision([merged], [gt], 0.5, region)))
                     print(rows[-1], flush=True)
     simple = {r: k for k, r in enumerate(("nms", "ios", "join"))}
-    best = max((r for r in rows if r["split"] == "val"),
-               key=lambda r: (round(r["AP40"], 4), -r["windows"], -simple[r["merge"]], -abs(r["merge_thr"] - 0.5)))
-    chosen = SliceSettings(best["tile"], best["overlap"], best["merge"], best["merge_thr"])
-    print(f"chosen on val: {chosen}", flush=True)
+    chosen = {}
+    for pairs in PAIRS:
+        candidates = [r for r in rows if r["split"] == "val" and r["pairs"] == pairs]
+        top = max(r["AP40"] for r in candidates)
+        best = min((r for r in candidates if r["AP40"] >= top - VAL_TIE),
+                   key=lambda r: (r["windows"], simple[r["merge"]], abs(r["merge_thr"] - 0.5), -r["AP40"]))
+        chosen[pairs] = SliceSettings(best["tile"], best["overlap"], best["merge"], best["merge_thr"])
+        print(f"chosen on val, merging {pairs}: {chosen[pairs]}", flush=True)
 
     # 2. test: sliced, the tiles (Runner.test), and the whole photograph resized as before
     runner_metrics = tile_test_ap(cfg, checkpoint)
@@ -221,17 +236,24 @@ def main():
     preds, gts = tile_set_predictions(model, cfg, SlicedInferencer)
     rows.append(dict(split="test", what="12 test tiles (this script's evaluation)", windows=12,
                      AP40=average_precision(preds, gts, 0.4), AP50=average_precision(preds, gts, 0.5)))
-    with open_large_image(data / TEST_IMAGE) as image:
+    with open_image(data / TEST_IMAGE) as image:
         gt = ground_truth(data / TEST_IMAGE)
-        resized = SlicedInferencer(model, cfg, None)(image, progress=False)
+        resized = SlicedInferencer(model, cfg, None)(image)
         rows.append(dict(split="test", what="whole photograph resized to 400 px (no slicing)", windows=1,
                          AP40=average_precision([resized], [gt], 0.4), AP50=average_precision([resized], [gt], 0.5)))
+        for pairs in PAIRS[::-1]:  # the shipped rule last: its boxes are drawn and timed
+            settings = chosen[pairs]
+            raw = SlicedInferencer(model, cfg, settings)(image, merge=False)
+            merged = merge_detections(raw["bboxes"], raw["scores"], raw["labels"], settings.merge, settings.merge_thr,
+                                      windows=raw["window"] if pairs == PAIRS[0] else None)
+            pred = dict(zip(("bboxes", "scores", "labels"), merged), windows=raw["windows"])
+            rows.append(dict(split="test", what="whole photograph, sliced (settings chosen on val)",
+                             tile=settings.tile, overlap=settings.overlap, merge=settings.merge,
+                             merge_thr=settings.merge_thr, pairs=pairs, windows=pred["windows"],
+                             AP40=average_precision([pred], [gt], 0.4), AP50=average_precision([pred], [gt], 0.5),
+                             boxes=len(pred["scores"]), boxes_above_0_3=int((pred["scores"] > 0.3).sum())))
+        chosen = chosen[PAIRS[0]]
         sliced = SlicedInferencer(model, cfg, chosen)
-        pred = sliced(image, progress=False)
-        rows.append(dict(split="test", what="whole photograph, sliced (settings chosen on val)", tile=chosen.tile,
-                         overlap=chosen.overlap, merge=chosen.merge, merge_thr=chosen.merge_thr, windows=pred["windows"],
-                         AP40=average_precision([pred], [gt], 0.4), AP50=average_precision([pred], [gt], 0.5),
-                         boxes=len(pred["scores"]), boxes_above_0_3=int((pred["scores"] > 0.3).sum())))
         draw_boxes(image, prediction_record(pred, ["Tree"], data / TEST_IMAGE), RESULTS / "sliced_trees_test.jpg",
                    score_thr=0.3, palette=[(255, 255, 0)])
 
@@ -242,7 +264,7 @@ def main():
         for _ in range(a.reps):
             for n in times:
                 torch.set_num_threads(n)
-                times[n].append(sliced(image, progress=False)["seconds"])
+                times[n].append(sliced(image)["seconds"])
         megapixels = image.width * image.height / 1e6
     for n, t in times.items():
         rows.append(dict(split="test", what=f"time, {n} thread(s)", tile=chosen.tile, overlap=chosen.overlap,
@@ -254,24 +276,27 @@ def main():
                          overlap=chosen.overlap, seconds=big["wall_s"], s_per_megapixel=big["s_per_mp"],
                          peak_rss_mb=big["peak_rss_mb"], boxes=big["boxes"]))
 
-    fields = ["split", "what", "tile", "overlap", "merge", "merge_thr", "windows", "AP40", "AP50", "boxes",
+    fields = ["split", "what", "tile", "overlap", "merge", "merge_thr", "pairs", "windows", "AP40", "AP50", "boxes",
               "boxes_above_0_3", "seconds", "s_per_megapixel", "peak_rss_mb"]
     write_csv(RESULTS / "sliced_trees.csv", rows, fields)
     head = f"Checkpoint {checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint}; " \
            f"{machine()}.\n\n"
-    top = sorted((r for r in rows if r["split"] == "val"), key=lambda r: -r["AP40"])[:10]
-    table = "| split | what | tile | overlap | merge | windows | AP40 | AP50 | s / MP | peak RSS |\n" + \
-            "|---|---|---|---|---|---|---|---|---|---|\n"
+    top = [r for pairs in PAIRS for r in sorted((r for r in rows if r["split"] == "val" and r["pairs"] == pairs),
+                                                 key=lambda r: -r["AP40"])[:5]]
+    table = "| split | what | tile | overlap | merge | pairs merged | windows | AP40 | AP50 | s / MP | peak RSS |\n" + \
+            "|---|---|---|---|---|---|---|---|---|---|---|\n"
     def cell(r, key, fmt):
         return fmt.format(r[key]) if r.get(key) is not None else ""
 
     for r in top + [r for r in rows if r["split"] != "val"]:
         merge = f"{r['merge']} > {r['merge_thr']}" if r.get("merge") else ""
         table += (f"| {r['split']} | {r['what']} | {cell(r, 'tile', '{}')} | {cell(r, 'overlap', '{}')} | {merge} | "
+                  f"{cell(r, 'pairs', '{}')} | "
                   f"{cell(r, 'windows', '{}')} | {cell(r, 'AP40', '{:.3f}')} | {cell(r, 'AP50', '{:.3f}')} | "
                   f"{cell(r, 's_per_megapixel', '{:.2f}')} | {cell(r, 'peak_rss_mb', '{:.0f} MB')} |\n")
-    write_text(RESULTS / "sliced_trees.md", head + "Val: the ten best of " +
-               f"{sum(r['split'] == 'val' for r in rows)} settings; test: the chosen one.\n\n" + table)
+    write_text(RESULTS / "sliced_trees.md", head + "Val: the five best of " +
+               f"{sum(r['split'] == 'val' for r in rows) // 2} settings for each way of merging; test: the chosen "
+               "ones.\n\n" + table)
 
 
 if __name__ == "__main__":

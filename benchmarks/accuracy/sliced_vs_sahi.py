@@ -50,7 +50,7 @@ def main():
 
     import mmdet_plugin  # noqa: F401
     from mmdet_plugin.apis import SlicedInferencer, SliceSettings
-    from mmdet_plugin.datasets.large_image import open_large_image
+    from imagery.read import open_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
     init_default_scope("mmdet")
@@ -72,10 +72,10 @@ def main():
     ratio = settings.overlap / settings.tile
 
     def run_ours(image):
-        return ours(image, progress=False)
+        return ours(image)
 
     def run_ours_join(image):
-        return ours_join(image, progress=False)
+        return ours_join(image)
 
     def run_sahi(postprocess, metric):
         def run(_):
@@ -95,7 +95,7 @@ def main():
                  "sahi (NMS, IOU > 0.5)": run_sahi("NMS", "IOU")}
     times = {k: [] for k in providers}
     preds = {}
-    with open_large_image(image_path) as image:
+    with open_image(image_path) as image:
         for k, fn in providers.items():  # warm-up, and the boxes scored
             preds[k] = fn(image)
         for _ in range(a.reps):

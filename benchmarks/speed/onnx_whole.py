@@ -85,12 +85,11 @@ def run_sliced(model, cfg, sessions: dict, checkpoint: Path, reps: int) -> dict:
     """The whole held-out tree photograph in the config's windows, mmdet against the runtime."""
     import sliced_trees
 
+    from imagery.read import load_image, open_image
+    from imagery.windows import SliceSettings
     from mmdet_plugin.apis import SlicedInferencer
-    from mmdet_plugin.datasets.large_image import open_large_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
     from mmdet_plugin.deploy import whole_detector
-    from sppnet_runtime import load_image
-    from sppnet_runtime.windows import SliceSettings
 
     photo = deepforest_data() / TEST_IMAGE
     settings = SliceSettings.from_config(cfg)
@@ -98,8 +97,8 @@ def run_sliced(model, cfg, sessions: dict, checkpoint: Path, reps: int) -> dict:
     assert sessions[1].slicing == settings, (sessions[1].slicing, settings)
 
     def eager(_):
-        with open_large_image(photo) as image:
-            return inferencer(image, progress=False)
+        with open_image(photo) as image:
+            return inferencer(image)
 
     torch.set_num_threads(1)
     want, got = eager(None), sessions[1].detect_sliced(rgb, sessions[1].slicing)

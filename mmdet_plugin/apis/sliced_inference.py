@@ -1,31 +1,26 @@
-"""Sliced inference: detect on an image of any size in windows at native resolution.
+"""Sliced inference with an mmdet detector: detect on an image of any size in windows at
+its own resolution.
 
 A detector trained on 400 px tiles of aerial photographs sees objects at the tiles'
 resolution. Given the whole 1249 x 1035 photograph, mmdet's test pipeline resizes it to
-400 px and the objects shrink three times. ``SlicedInferencer`` instead cuts the image
-into ``tile`` x ``tile`` windows every ``tile - overlap`` pixels (``tile_voc``'s grid:
-the last row and column end at the image's edge, so every window is full-sized), runs the
-detector on batches of windows at scale 1, moves each window's boxes into the image's
-pixels and merges them across seams (``merge_detections``).
-
-Memory stays bounded: windows are read one batch at a time (from disk, for TIFFs; see
-``datasets.large_image``), and only their boxes are kept. An image no larger than one
-tile runs whole through the config's own test pipeline, exactly as without slicing.
+400 px and the objects shrink three times. ``SlicedInferencer`` instead runs the windows of
+``imagery.windows`` (the grid, the loop, the merge across seams, shared with the ONNX
+runtime) through the config's test pipeline at scale 1. This module is only "windows in,
+boxes out" for an mmdet model.
 
 Settings come from the config's ``sliced_infer_cfg = dict(tile=..., overlap=..., merge=...,
 merge_thr=...)`` when it has one (the tree configs do: chosen on val), else from the
-caller (``tools/infer.py --tile``).
+caller (``tools/infer.py --tile``). With none, an image runs whole through the config's own
+test pipeline, as mmdet's ``DetInferencer`` runs it.
 """
 from __future__ import annotations
 
 import copy
-import time
+
 import numpy as np
 
-from sppnet_runtime.merge_detections import merge_detections
-from sppnet_runtime.windows import SliceSettings, window_grid
-
-from ..datasets.large_image import LargeImage
+from imagery.read import Image
+from imagery.windows import SliceSettings, detect_in_windows
 
 
 def _native_resolution(steps: list) -> list:
@@ -57,12 +52,19 @@ def inference_pipeline(cfg, native: bool):
     return Compose(_native_resolution(steps) if native else steps)
 
 
+def max_per_img(cfg) -> int | None:
+    """The config's cap on boxes per image (``test_cfg.rcnn.max_per_img``), or None."""
+    rcnn = ((cfg.get("model") or {}).get("test_cfg") or {}).get("rcnn") or {}
+    cap = rcnn.get("max_per_img")
+    return int(cap) if cap and cap > 0 else None
+
+
 class SlicedInferencer:
-    """Runs a detector on windows of large images and merges their boxes.
+    """Runs an mmdet detector on images of any size (``imagery.windows.detect_in_windows``).
 
     Args:
         model: an mmdet detector in eval mode (``mmdet.apis.init_detector``).
-        cfg: its config (the test pipeline is taken from it).
+        cfg: its config (the test pipeline and ``max_per_img`` are taken from it).
         settings: window size, overlap and merge rule; None runs every image whole
             through the config's pipeline (as mmdet's ``DetInferencer`` does).
         batch_size: windows per forward pass (1 is fastest on a CPU: measured 6.3 s against
@@ -74,17 +76,18 @@ class SlicedInferencer:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model, self.settings, self.batch_size = model, settings, batch_size
-        self.window_pipeline = inference_pipeline(cfg, native=True)
-        self.whole_pipeline = inference_pipeline(cfg, native=False)
+        self.max_per_img = max_per_img(cfg)
+        self.pipelines = {True: inference_pipeline(cfg, native=True), False: inference_pipeline(cfg, native=False)}
 
-    def fits_one_window(self, image: LargeImage) -> bool:
-        return self.settings is None or self.settings.fits_one_window(image.width, image.height)
-
-    def _detect(self, arrays: list[np.ndarray], pipeline, native: bool) -> list:
+    def detect(self, windows: list[np.ndarray], native: bool) -> list[dict]:
+        """Each (h, w, 3) uint8 RGB window's boxes in its own pixels (``bboxes``, ``scores``,
+        ``labels`` as numpy), through the test pipeline: at scale 1 if ``native``."""
         import torch
         from mmengine.dataset import pseudo_collate
 
-        data = [pipeline(dict(img=a, img_id=k)) for k, a in enumerate(arrays)]
+        # mmcv's pipelines take OpenCV's channel order.
+        data = [self.pipelines[native](dict(img=np.ascontiguousarray(w[..., ::-1]), img_id=k))
+                for k, w in enumerate(windows)]
         if native:
             for d in data:  # a window must reach the detector unscaled, or its boxes are not in pixels
                 meta = d["data_samples"].metainfo
@@ -92,53 +95,13 @@ class SlicedInferencer:
                     raise RuntimeError(f"the test pipeline resized a window {meta['ori_shape']} -> "
                                        f"{meta['img_shape']}; sliced inference needs scale 1")
         with torch.no_grad():
-            return self.model.test_step(pseudo_collate(data))
+            results = self.model.test_step(pseudo_collate(data))
+        return [dict(bboxes=r.pred_instances.bboxes.numpy(), scores=r.pred_instances.scores.numpy(),
+                     labels=r.pred_instances.labels.numpy()) for r in results]
 
-    def __call__(self, image: LargeImage, progress: bool = True) -> dict:
-        """Detect on the whole ``image``.
-
-        Returns a dict: ``bboxes`` (N, 4) float32 x1, y1, x2, y2 in the image's pixels,
-        ``scores`` (N,) float32, ``labels`` (N,) int64 (merged, by descending score),
-        ``windows`` (the number of windows run; 1 for an image that fits one tile) and
-        ``seconds``."""
-        start = time.perf_counter()
-        raw = self.detect_windows(image, progress)
-        if raw["windows"] > 1:
-            s = self.settings
-            merged = merge_detections(raw["bboxes"], raw["scores"], raw["labels"], s.merge, s.merge_thr)
-            raw.update(zip(("bboxes", "scores", "labels"), merged))
-        raw["seconds"] = time.perf_counter() - start
-        return raw
-
-    def detect_windows(self, image: LargeImage, progress: bool = True) -> dict:
-        """Every window's boxes in the image's pixels, not merged: ``bboxes``, ``scores``,
-        ``labels`` as ``__call__`` returns them, and ``windows``. An image that fits one
-        tile runs whole through the config's pipeline (one window, nothing to merge)."""
-        if self.fits_one_window(image):
-            windows, pipeline, native = [(0, 0, image.width, image.height)], self.whole_pipeline, False
-        else:
-            s = self.settings
-            windows, pipeline, native = window_grid(image.width, image.height, s.tile, s.overlap), \
-                self.window_pipeline, True
-        bar = None
-        if progress and len(windows) > 1:
-            from mmengine.utils import ProgressBar
-
-            print(f"{image.path.name}: {image.width} x {image.height} px in {len(windows)} windows of {s.tile} px "
-                  f"(overlap {s.overlap}, merge {s.merge} > {s.merge_thr})", flush=True)
-            bar = ProgressBar(len(windows))
-        boxes, scores, labels = [], [], []
-        for first in range(0, len(windows), self.batch_size):
-            batch = windows[first:first + self.batch_size]
-            for (x0, y0, _, _), result in zip(batch, self._detect([image.read(*w) for w in batch], pipeline, native)):
-                pred = result.pred_instances
-                boxes.append(pred.bboxes.numpy().astype(np.float32) + np.array([x0, y0, x0, y0], np.float32))
-                scores.append(pred.scores.numpy().astype(np.float32))
-                labels.append(pred.labels.numpy().astype(np.int64))
-            if bar is not None:
-                for _ in batch:
-                    bar.update()
-        if bar is not None:
-            print(flush=True)
-        return dict(bboxes=np.concatenate(boxes).reshape(-1, 4), scores=np.concatenate(scores),
-                    labels=np.concatenate(labels), windows=len(windows))
+    def __call__(self, image: Image, progress=None, merge: bool = True) -> dict:
+        """Detections on the whole ``image`` (an ``imagery.read.Image``): the dict of
+        ``imagery.windows.detect_in_windows`` (``bboxes`` (N, 4) float32 x1, y1, x2, y2 in
+        the image's pixels, ``scores``, ``labels``, ``windows``, ``skipped``, ``capped``,
+        ``seconds``); ``progress(done, total)`` after each batch of windows."""
+        return detect_in_windows(image, self.settings, self.detect, self.batch_size, progress, self.max_per_img, merge)

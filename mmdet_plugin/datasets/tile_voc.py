@@ -28,8 +28,9 @@ empty file stops the tool with its name); every box is checked against its image
 with a non-finite coordinate, an inverted or empty box, or one entirely outside the image
 stops the tool with a list naming each (file, object index, class, coordinates), or, with
 ``--skip-bad-boxes``, is dropped with a warning line each; a box partly outside the image
-is clipped to it. Both counts are printed. Images are read by ``large_image`` (TIFFs
-window by window through rasterio).
+is clipped to it. Both counts are printed. Images are read by ``imagery.read`` as mmdet
+reads them (EXIF orientation applied, as the XML's pixels are mmdet's; TIFFs window by
+window through rasterio), and cut by ``imagery.windows``' grid with fixed-size tiles.
 
 Splits. ``--split`` names the split every tile goes to; with ``--val-fraction f`` that
 fraction of the tiles (whole tiles, chosen by ``--seed``) goes to ``val`` and the rest to
@@ -51,9 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from sppnet_runtime.windows import tile_origins
-
-from .large_image import open_large_image
+from imagery.read import open_image
+from imagery.windows import window_grid
 
 
 @dataclass
@@ -152,12 +152,8 @@ def tile_boxes(boxes: list[Box], x0: int, y0: int, width: int, height: int, min_
 
 def make_tiles(image: Path, size: int, width: int, height: int, boxes: list[Box], overlap: int = 0,
                min_visible: float = 0.5) -> list[Tile]:
-    tiles = []
-    for y0 in tile_origins(height, size, overlap):
-        for x0 in tile_origins(width, size, overlap):
-            w, h = min(size, width), min(size, height)
-            tiles.append(Tile(image, x0, y0, w, h, tile_boxes(boxes, x0, y0, w, h, min_visible)))
-    return tiles
+    return [Tile(image, x0, y0, w, h, tile_boxes(boxes, x0, y0, w, h, min_visible))
+            for x0, y0, w, h in window_grid(width, height, size, overlap, fixed=True)]
 
 
 def split_tiles(tiles: list[Tile], val_fraction: float, seed: int) -> dict[str, list[Tile]]:
@@ -200,10 +196,10 @@ def write_tiles(splits: dict[str, list[Tile]], out: Path, progress: bool = True)
             if tile.image not in opened:
                 for source in opened.values():
                     source.close()
-                opened = {tile.image: open_large_image(tile.image)}  # one source image open at a time
-            bgr = opened[tile.image].read(tile.x0, tile.y0, tile.width, tile.height)
+                opened = {tile.image: open_image(tile.image, max_pixels=None)}  # one source image open at a time
+            rgb = opened[tile.image].read(tile.x0, tile.y0, tile.width, tile.height)
             filename = f"{tile.tile_id}.png"
-            Image.fromarray(bgr[..., ::-1]).save(out / "JPEGImages" / filename)
+            Image.fromarray(rgb).save(out / "JPEGImages" / filename)
             (out / "Annotations" / f"{tile.tile_id}.xml").write_text(voc_xml(tile, filename))
             names.append(tile.tile_id)
             done += 1
@@ -232,7 +228,7 @@ def tile_sources(images: list[Path], out: Path, size: int = 400, overlap: int = 
         for path, what in ((image, "image"), (xml, "annotation (VOC XML beside the image)")):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: the {what} is missing")
-        with open_large_image(image) as im:  # decodes it: a truncated file fails here, before any tile is written
+        with open_image(image, max_pixels=None) as im:  # decodes it: a truncated file fails here, before any tile is written
             width, height = im.width, im.height
         boxes, bad, n_clipped = check_boxes(read_voc(xml), width, height, xml)
         refused += bad

@@ -48,12 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sppnet_runtime.detector import FORMAT as METADATA_FORMAT  # one name for the format, the runtime's
 from sppnet_runtime.detector import pad_to
-from sppnet_runtime.windows import SliceSettings
+from imagery.windows import SliceSettings
 
 from .nms_op import batched_nms
 
-METADATA_FORMAT = "sppnet-whole-detector/1"
 
 
 class ExportError(ValueError):

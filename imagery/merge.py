@@ -2,7 +2,10 @@
 
 An object on a seam between two windows is found twice: whole (or nearly) in one window,
 cut by the edge in the other, or cut in both. ``merge_detections`` resolves such groups
-greedily, highest score first, among boxes of the same label:
+greedily, highest score first, among boxes of the same label and, given each box's
+window, only between boxes of different windows: inside a window the detector's own NMS
+has decided already (a small crown inside a big crown's box stays), and the merge
+threshold tunes the seams alone.
 
 * ``'nms'``: a box is dropped if its IoU with a kept, higher-scoring box exceeds ``thr``
   (mmdet's NMS, applied across windows);
@@ -72,7 +75,8 @@ def overlapping_pairs(bboxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def merge_detections(bboxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, rule: str = "nms",
-                     thr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     thr: float = 0.5, windows: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy merge of overlapping same-label boxes, highest score first (module docstring).
 
     Args:
@@ -82,6 +86,8 @@ def merge_detections(bboxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
         rule: ``'nms'``, ``'ios'`` or ``'join'``.
         thr: a lower-scoring box matches a kept box when their IoU (``'nms'``) or
             intersection over the smaller area (``'ios'``, ``'join'``) is above ``thr``.
+        windows: (N,) int, the window each box came from: only boxes of different windows
+            match. None: every pair may match (one set of boxes, as plain NMS).
 
     Returns:
         (bboxes, scores, labels) of the kept boxes, by descending score (ties: input
@@ -105,6 +111,11 @@ def merge_detections(bboxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     else:
         overlap = inter / np.maximum(np.minimum(area[i], area[j]), 1e-12)
     match = (overlap > thr) & (labels[i] == labels[j])
+    if windows is not None:
+        windows = np.asarray(windows).reshape(-1)
+        if len(windows) != n:
+            raise ValueError(f"windows must give one window per box ({n}), got {len(windows)}")
+        match &= windows[i] != windows[j]
     i, j = i[match], j[match]
     higher = np.where(rank[i] < rank[j], i, j)
     lower = np.where(rank[i] < rank[j], j, i)

@@ -1,0 +1,123 @@
+"""What ``tools/infer.py`` and ``python -m sppnet_runtime`` share on the command line: the
+options for images, windows and outputs (``add_arguments``, ``slicing_from``) and the
+loop over IMAGE_OR_FOLDER (``run_images``), so that both tools read, cut, merge, write and
+fail alike. The tools differ only in the detector they hand the loop.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from .merge import MERGE_RULES
+from .outputs import draw_boxes, list_images, prediction_record, vis_name, write_geojson, write_json
+from .read import DEFAULT_MAX_PIXELS, ImageReadError, open_image
+from .windows import DEFAULT_OVERLAP_FRACTION, GridError, SliceSettings, WindowProgress, choose_slicing
+
+
+def add_arguments(p: argparse.ArgumentParser, out_dir: Path) -> None:
+    """IMAGE_OR_FOLDER's options: outputs, decoding limit and sliced inference."""
+    p.add_argument("inputs", type=Path, metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--out-dir", type=Path, default=out_dir, help=f"where preds/ and vis/ go (default {out_dir})")
+    p.add_argument("--score-thr", type=float, default=0.3, help="boxes drawn above this score (all are in the JSON)")
+    p.add_argument("--vis-max-side", type=int, default=4096, help="longest side of the pictures drawn")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="largest image decoded whole, in pixels (default: Pillow's decompression-bomb limit; "
+                        "TIFFs read window by window have none)")
+    g = p.add_argument_group("sliced inference (default: the model's windows, sliced_infer_cfg, if it has them)")
+    g.add_argument("--tile", type=int, help="largest window in pixels; windows run at the image's resolution")
+    g.add_argument("--overlap", type=int, help="pixels neighbouring windows share at least (< --tile; with --tile "
+                                               f"alone: the model's, else --tile / {round(1 / DEFAULT_OVERLAP_FRACTION)})")
+    g.add_argument("--merge", choices=MERGE_RULES, help="how boxes of different windows are merged: nms by IoU, ios "
+                                                        "by intersection over the smaller box, join unites them")
+    g.add_argument("--merge-thr", type=float, help="IoU (nms) or intersection over the smaller box (ios, join)")
+    g.add_argument("--no-slicing", action="store_true", help="run every image whole, resized by the config's rule")
+
+
+def check_arguments(args) -> str | None:
+    """The first bad value among ``add_arguments``' options, as a message naming it."""
+    if not 0.0 <= args.score_thr <= 1.0:
+        return f"--score-thr must be in [0, 1], got {args.score_thr}"
+    if args.vis_max_side <= 0:
+        return f"--vis-max-side must be positive, got {args.vis_max_side}"
+    if args.max_pixels <= 0:
+        return f"--max-pixels must be positive, got {args.max_pixels}"
+    return None
+
+
+def slicing_from(args, default: SliceSettings | None) -> SliceSettings | None:
+    """The windows to cut: the options over the model's ``default`` (ValueError naming the option)."""
+    return choose_slicing(default, args.tile, args.overlap, args.merge, args.merge_thr, args.no_slicing)
+
+
+def describe_slicing(settings: SliceSettings | None, from_command_line: bool) -> str:
+    if settings is None:
+        return "every image whole, resized by the model's rule"
+    return (f"sliced inference: {settings.describe()} (from {'the command line' if from_command_line else 'the model'}); "
+            "an image no larger than a window runs as one window at its own resolution")
+
+
+class ImageFailed(Exception):
+    """One image's failure, as the summary lists it."""
+
+
+def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_thr: float = 0.3,
+               vis_max_side: int = 4096, max_pixels: int | None = DEFAULT_MAX_PIXELS, palette=None,
+               settings: SliceSettings | None = None, max_per_window: int | None = None,
+               prog: str = "infer") -> dict[Path, str]:
+    """Runs ``detect_image(image, progress)`` (an ``imagery.read.Image`` in, the dict of
+    ``windows.detect_in_windows`` out) on every image and writes its outputs. An image
+    that cannot be read is reported with its file and reason; an error of the detector is
+    reported as one, with its traceback; either way the other images are still written.
+    Returns {image: why it failed}."""
+    failed = {}
+    for k, path in enumerate(images, 1):
+        print(f"[{k}/{len(images)}] {path}", flush=True)
+        try:
+            with open_image(path, max_pixels) as image:
+                for note in image.notes:
+                    print(f"    note: {note}", flush=True)
+                if settings is not None and not settings.fits_one_window(image.width, image.height):
+                    print(f"    {image.size}", flush=True)
+                try:
+                    pred = detect_image(image, WindowProgress())
+                except (ImageReadError, GridError):
+                    raise
+                except Exception as e:  # the model, not the file: say so, with where it broke
+                    traceback.print_exc()
+                    raise ImageFailed(f"the detector failed on it ({type(e).__name__}: {e})") from None
+                record = prediction_record(pred, classes, path)
+                if pred["windows"] > 1 or pred.get("skipped"):
+                    record["sliced"] = settings.record(pred["windows"], pred.get("skipped", 0))
+                write_json(record, out_dir / "preds" / f"{path.stem}.json")
+                draw_boxes(image, record, out_dir / "vis" / vis_name(path), score_thr, palette, vis_max_side)
+                geo = write_geojson(record, image, out_dir / "preds" / f"{path.stem}.geojson")
+        except ImageReadError as e:
+            print(f"{prog}: {e}", file=sys.stderr, flush=True)
+            failed[path] = str(e).removeprefix(f"{path}: ")
+            continue
+        except (ImageFailed, GridError) as e:
+            print(f"{prog}: {path}: {e}", file=sys.stderr, flush=True)
+            failed[path] = str(e)
+            continue
+        above = sum(s > score_thr for s in record["scores"])
+        how = f" in {pred['windows']} windows" if pred["windows"] > 1 else ""
+        skipped = f" ({pred['skipped']} windows without data skipped)" if pred.get("skipped") else ""
+        print(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.1f} s{how}{skipped}"
+              + (f"; map coordinates ({image.crs}) in {geo}" if geo else ""), flush=True)
+        if pred.get("capped"):
+            print(f"    warning: {pred['capped']} of {pred['windows']} window(s) returned the model's cap of "
+                  f"{max_per_window} boxes (max_per_img): more objects may be there; use smaller windows "
+                  "(--tile) or raise max_per_img (test_cfg.rcnn) and export again", flush=True)
+    return failed
+
+
+def report(failed: dict[Path, str], written: int, out_dir: Path, prog: str) -> int:
+    """The closing lines; the exit status: 0, or 1 if any image failed."""
+    print(f"{written} image(s): pictures with boxes in {out_dir / 'vis'}, predictions as JSON in {out_dir / 'preds'}")
+    if failed:
+        print(f"{prog}: {len(failed)} image(s) failed:\n" + "\n".join(f"  {p}: {why}" for p, why in failed.items()),
+              file=sys.stderr)
+        return 1
+    return 0
