@@ -386,7 +386,7 @@ def test_the_runtime_slices_a_photograph_as_tools_infer_does(tree, tmp_path):
         want = SlicedInferencer(model, cfg, settings)(image)
     calls = []
     got = detector.detect_sliced(photo, settings, progress=lambda done, total: calls.append((done, total)))
-    assert got["windows"] == want["windows"] == 6 and calls[-1] == (6, 6)  # 3 x 2 windows of 450 x 543 px
+    assert got["windows"] == want["windows"] == 6 and calls[-1] == (6, 6)  # 3 x 2 windows of 483 x 568 px
     assert len(want["scores"]) > 0
     tied = len(np.unique(want["scores"])) < len(want["scores"])
     assert _matched_both_ways(want, got) >= (0.9 if tied else 0.99)
