@@ -65,15 +65,24 @@ class ImageFailed(Exception):
 def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_thr: float = 0.3,
                vis_max_side: int = 4096, max_pixels: int | None = DEFAULT_MAX_PIXELS, palette=None,
                settings: SliceSettings | None = None, max_per_window: int | None = None,
-               prog: str = "infer") -> dict[Path, str]:
+               prog: str = "infer", model: str = "") -> dict[Path, str]:
     """Runs ``detect_image(image, progress)`` (an ``imagery.read.Image`` in, the dict of
     ``windows.detect_in_windows`` out) on every image and writes its outputs. An image
     that cannot be read is reported with its file and reason; an error of the detector is
     reported as one, with its traceback; either way the other images are still written.
+
+    A killed run resumes: the JSON is written last, atomically, with a ``run`` member
+    naming ``model`` and every setting that shapes the outputs; an image whose JSON in
+    ``out_dir`` names the same image and run is done, and is skipped with a line saying so.
     Returns {image: why it failed}."""
     failed = {}
+    run = dict(model=model, slicing=settings.as_dict() if settings else None, score_thr=score_thr,
+               vis_max_side=vis_max_side)
     for k, path in enumerate(images, 1):
         print(f"[{k}/{len(images)}] {path}", flush=True)
+        if _done_before(out_dir / "preds" / f"{path.stem}.json", path, run):
+            print(f"    done by an earlier run into {out_dir} with the same model and settings: skipped", flush=True)
+            continue
         try:
             with open_image(path, max_pixels) as image:
                 for note in image.notes:
@@ -90,9 +99,9 @@ def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_t
                 record = prediction_record(pred, classes, path)
                 if pred["windows"] > 1 or pred.get("skipped"):
                     record["sliced"] = settings.record(pred["windows"], pred.get("skipped", 0))
-                write_json(record, out_dir / "preds" / f"{path.stem}.json")
                 draw_boxes(image, record, out_dir / "vis" / vis_name(path), score_thr, palette, vis_max_side)
                 geo = write_geojson(record, image, out_dir / "preds" / f"{path.stem}.geojson")
+                write_json(dict(record, run=run), out_dir / "preds" / f"{path.stem}.json")  # last: the image is done
         except ImageReadError as e:
             print(f"{prog}: {e}", file=sys.stderr, flush=True)
             failed[path] = str(e).removeprefix(f"{path}: ")
@@ -111,6 +120,27 @@ def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_t
                   f"{max_per_window} boxes (max_per_img): more objects may be there; use smaller windows "
                   "(--tile) or raise max_per_img (test_cfg.rcnn) and export again", flush=True)
     return failed
+
+
+def model_id(*files: Path) -> str:
+    """What names a model for ``run_images``' resume: each file's path, size and time of
+    change (a checkpoint trained again at the same path is another model)."""
+    parts = []
+    for f in files:
+        st = Path(f).stat()
+        parts.append(f"{Path(f).resolve()}@{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(parts)
+
+
+def _done_before(json_path: Path, image: Path, run: dict) -> bool:
+    """Whether ``json_path`` holds a finished result of ``image`` by the same ``run``."""
+    import json
+
+    try:
+        record = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("image") == str(image) and record.get("run") == run
 
 
 def report(failed: dict[Path, str], written: int, out_dir: Path, prog: str) -> int:

@@ -30,7 +30,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(path: Path) -> list[Path]:
-    """The image (by suffix) or the folder's images, sorted; ValueError naming IMAGE_OR_FOLDER."""
+    """The image (by suffix) or the folder's images, sorted; ValueError naming IMAGE_OR_FOLDER
+    (or two images whose outputs would overwrite each other: a.jpg and a.png)."""
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"IMAGE_OR_FOLDER {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
@@ -39,6 +40,12 @@ def list_images(path: Path) -> list[Path]:
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise ValueError(f"IMAGE_OR_FOLDER {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        seen = {}
+        for image in images:
+            if image.stem in seen:
+                raise ValueError(f"IMAGE_OR_FOLDER {path}: {seen[image.stem].name} and {image.name} would both write "
+                                 f"preds/{image.stem}.json: rename one, or run them apart")
+            seen[image.stem] = image
         return images
     raise ValueError(f"IMAGE_OR_FOLDER {path} does not exist")
 

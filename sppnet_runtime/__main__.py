@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     print(cli.describe_slicing(slicing, args.tile is not None), flush=True)
     failed = cli.run_images(images, lambda image, progress: detector.detect_sliced(image, slicing, progress),
                             detector.classes, args.out_dir, args.score_thr, args.vis_max_side, args.max_pixels,
-                            detector.palette, slicing, detector.max_per_img, prog="sppnet_runtime")
+                            detector.palette, slicing, detector.max_per_img, prog="sppnet_runtime",
+                            model=cli.model_id(args.model))
     return cli.report(failed, len(images) - len(failed), args.out_dir, "sppnet_runtime")
 
 

@@ -327,3 +327,52 @@ def test_windows_without_data_are_skipped(tmp_path):
     pred = detect_in_windows(HalfEmpty(np.zeros((40, 160, 3), np.uint8)), SliceSettings(40, 0),
                              lambda ws, native: seen.extend(ws) or [_boxes(0) for _ in ws])
     assert pred["windows"] == 2 and pred["skipped"] == 2 and len(seen) == 2
+
+
+def test_a_killed_run_resumes_without_redoing_a_finished_image(tmp_path, capsys):
+    """Killed while detecting on the second of three images, run again into the same folder:
+    the first image is skipped (said in the log), and the outputs equal an uninterrupted
+    run's, byte for byte. Another model or other settings redo every image."""
+    from imagery.cli import run_images
+    from imagery.windows import SliceSettings, detect_in_windows
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(np.roll(RGB, 7 * k, axis=1)).save(folder / f"{k}.png")
+    images = sorted(folder.iterdir())
+    calls = []
+
+    def detect_image(kill_at=None):
+        def run(image, progress):
+            calls.append(image.path.name)
+            if image.path.name == kill_at:
+                raise KeyboardInterrupt  # the user's ^C, or the machine's end
+            return detect_in_windows(image, SliceSettings(40, 8), lambda ws, native: [_boxes(1 + k) for k in
+                                                                                     range(len(ws))])
+        return run
+
+    settings = SliceSettings(40, 8)
+    run_images(images, detect_image(), ["thing"], tmp_path / "whole", settings=settings, model="m")
+    with pytest.raises(KeyboardInterrupt):
+        run_images(images, detect_image(kill_at="1.png"), ["thing"], tmp_path / "again", settings=settings, model="m")
+    calls.clear()
+    run_images(images, detect_image(), ["thing"], tmp_path / "again", settings=settings, model="m")
+    assert calls == ["1.png", "2.png"] and "done by an earlier run" in capsys.readouterr().out
+    for sub in ("preds", "vis"):
+        whole, again = sorted((tmp_path / "whole" / sub).iterdir()), sorted((tmp_path / "again" / sub).iterdir())
+        assert [p.name for p in whole] == [p.name for p in again]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(whole, again))
+    calls.clear()
+    run_images(images, detect_image(), ["thing"], tmp_path / "again", settings=SliceSettings(40, 16), model="m")
+    run_images(images, detect_image(), ["thing"], tmp_path / "again", settings=settings, model="another")
+    assert len(calls) == 6
+
+
+def test_two_images_that_would_write_one_json_are_refused(tmp_path):
+    from imagery.outputs import list_images
+
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    Image.fromarray(RGB).save(tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match="a.jpg and a.png would both write preds/a.json"):
+        list_images(tmp_path)

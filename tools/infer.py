@@ -141,7 +141,8 @@ def infer(config: Path, checkpoint: Path, args) -> dict[Path, str]:
     meta = inferencer.model.dataset_meta or {}
     print(cli.describe_slicing(settings, args.tile is not None), flush=True)
     return cli.run_images(images, inferencer, list(meta.get("classes", ())), args.out_dir, args.score_thr,
-                          args.vis_max_side, args.max_pixels, meta.get("palette"), settings, inferencer.max_per_img)
+                          args.vis_max_side, args.max_pixels, meta.get("palette"), settings, inferencer.max_per_img,
+                          model=cli.model_id(config, checkpoint))
 
 
 def main(argv=None) -> int:
