@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export TORCH_SPEC
 STAMP := $(VENV)/.setup-done
-SETUP_INPUTS := pyproject.toml scripts/setup_venv.sh $(wildcard requirements/*.txt)
+SETUP_INPUTS := pyproject.toml scripts/setup_venv.sh scripts/unpack_wheel_data.py $(wildcard requirements/*.txt)
 
 # A different TORCH_SPEC than the one the venv was built with forces a refresh.
 ifneq ($(TORCH_SPEC),$(shell cat $(VENV)/.torch-spec 2>/dev/null))

