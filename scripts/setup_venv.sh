@@ -99,8 +99,11 @@ beat "opencv" -- $PIP install -q "$(grep -E '^opencv-python==' requirements/prop
 beat "opencv-contrib" -- $PIP install -q --no-deps --force-reinstall "$(grep -E '^opencv-contrib-python==' requirements/proposals.txt)"
 
 step "openmim without openxlab (its declared deps would downgrade setuptools)"
-$PIP install -q --no-deps -r requirements/mim.txt
+# Its imports first, then openmim itself with --no-deps: pip checks for conflicts only on
+# installs that resolve dependencies, so the opendatalab it declares and we leave out
+# (docs/setup.md) is not printed as a resolver error.
 $PIP install -q -r requirements/mim-deps.txt
+$PIP install -q --no-deps -r requirements/mim.txt
 
 step "this project (editable)"
 $PIP install -q --no-deps --no-build-isolation -e .
