@@ -113,7 +113,7 @@ def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_t
         above = sum(s > score_thr for s in record["scores"])
         how = f" in {pred['windows']} windows" if pred["windows"] > 1 else ""
         skipped = f" ({pred['skipped']} windows without data skipped)" if pred.get("skipped") else ""
-        print(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.1f} s{how}{skipped}"
+        print(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.2f} s{how}{skipped}"
               + (f"; map coordinates ({image.crs}) in {geo}" if geo else ""), flush=True)
         if pred.get("capped"):
             print(f"    warning: {pred['capped']} of {pred['windows']} window(s) returned the model's cap of "

@@ -433,6 +433,28 @@ def test_the_runner_needs_no_torch_and_names_a_bad_image(demo, tmp_path):
     assert missing.returncode == 2 and "nope.onnx: no such model file" in missing.stderr
 
 
+def test_the_runners_workers_give_one_process_output(demo, tmp_path):
+    """``--workers 2``: the 9 windows of a 300 x 260 image shared out over two processes of
+    one thread each give exactly the JSON of one process with one thread."""
+    from PIL import Image
+
+    model, detector, images, model_file = demo
+    rgb = np.ascontiguousarray(np.tile(images[0], (2, 2, 1))[:260, :300])
+    Image.fromarray(rgb).save(tmp_path / "big.png")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    got = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS, str(model_file), str(tmp_path / "big.png"),
+                               "--out-dir", str(out), "--threads", "1", "--workers", str(workers), "--tile", "128",
+                               "--overlap", "16"], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got[workers] = json.loads((out / "preds" / "big.json").read_text())
+    assert "2 worker processes of 1 thread(s) each" in done.stdout and "windows 9/9" in done.stdout
+    assert got[2]["sliced"]["windows"] == 9 and len(got[2]["scores"]) > 0
+    assert {k: v for k, v in got[2].items() if k != "run"} == {k: v for k, v in got[1].items() if k != "run"}
+
+
 def test_a_model_file_without_a_metadata_key_is_named(demo, tmp_path):
     import onnx
 
