@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from .merge import MERGE_RULES
-from .outputs import draw_boxes, list_images, prediction_record, vis_name, write_geojson, write_json
+from .outputs import draw_boxes, prediction_record, vis_name, write_geojson, write_json
 from .read import DEFAULT_MAX_PIXELS, ImageReadError, open_image
 from .windows import DEFAULT_OVERLAP_FRACTION, GridError, SliceSettings, WindowProgress, choose_slicing
 

@@ -3,7 +3,6 @@ OpenCV's pixels (what mmcv's ``LoadImageFromFile`` feeds a model: the independen
 here), the rest a one-line refusal naming the file; GeoTIFFs by colour interpretation, with
 nodata, palettes and a transform without a CRS; the GeoJSON round trip; atomic outputs."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ The seam test runs the real test pipeline, batching, offsets and merge with an e
 detector: connected components of the non-black pixels of each window (scipy), scoring
 boxes that touch the window's edge lower, as a CNN scores half-seen objects. Any box lost
 or duplicated there is then the slicing's fault, not the detector's."""
-import json
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Cutting annotated images into VOC tiles (mmdet_plugin.datasets.tile_voc), the tree set
 built from the deepforest wheel, and CheckedVOCDataset reading the result."""
-import importlib.util
 
 import numpy as np
 import pytest
