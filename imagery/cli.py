@@ -6,6 +6,7 @@ fail alike. The tools differ only in the detector they hand the loop.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -134,8 +135,6 @@ def model_id(*files: Path) -> str:
 
 def _done_before(json_path: Path, image: Path, run: dict) -> bool:
     """Whether ``json_path`` holds a finished result of ``image`` by the same ``run``."""
-    import json
-
     try:
         record = json.loads(json_path.read_text())
     except (OSError, ValueError):

@@ -144,20 +144,21 @@ def _cmyk_as_opencv(im) -> np.ndarray:
 
 
 def _to_rgb(im, path: Path):
-    """RGB of a decoded Pillow image as OpenCV's IMREAD_COLOR gives it: a Pillow "RGB" image
-    where Pillow's own conversion agrees with OpenCV (no second full-size buffer), else an
-    (H, W, 3) uint8 array; and the notes for the user."""
+    """A Pillow "RGB" image of a decoded one, with OpenCV's IMREAD_COLOR pixels (``im``
+    itself when it is RGB already), and the notes for the user."""
+    from PIL import Image as PILImage
+
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(im)
         if mode == "I" and (values.min() < 0 or values.max() > 65535):
             raise ImageReadError(f"{path}: 32-bit integer pixels are not read ({_CONVERT_HINT})")
-        grey = (values.astype(np.uint32) >> 8).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2), _sixteen_bit_note(path, int(values.max()))
+        grey = PILImage.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8))
+        return grey.convert("RGB"), _sixteen_bit_note(path, int(values.max()))
     if mode == "F":
         raise ImageReadError(f"{path}: floating-point pixels are not read ({_CONVERT_HINT})")
     if mode == "CMYK":
-        return _cmyk_as_opencv(im), []
+        return PILImage.fromarray(_cmyk_as_opencv(im)), []
     return (im if mode == "RGB" else im.convert("RGB")), []
 
 
@@ -168,7 +169,7 @@ def _sixteen_bit_note(path: Path, max_value: int | None) -> list[str]:
 
 
 class PillowImage(Image):
-    """Decoded whole by Pillow, once; windows are views of one RGB buffer."""
+    """Decoded whole by Pillow, once, into one RGB image; windows are cropped from it."""
 
     def __init__(self, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         from PIL import Image as PILImage
@@ -199,29 +200,23 @@ class PillowImage(Image):
             raise
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as e:
             raise ImageReadError(f"{path}: cannot read the image ({e})") from None
-        self._pil = rgb if isinstance(rgb, PILImage.Image) else None
-        self.rgb = rgb if self._pil is None else None
-        self.width, self.height = self._pil.size if self._pil is not None else rgb.shape[1::-1]
+        self._pil = rgb
+        self.width, self.height = rgb.size
         self._check_size()
 
     def read(self, x0, y0, w, h):
-        if self._pil is None:
-            return ArrayImage.read(self, x0, y0, w, h)
         self._check_window(x0, y0, w, h)
         return np.asarray(self._pil.crop((x0, y0, x0 + w, y0 + h)))
 
     def thumbnail(self, max_side):
         from PIL import Image as PILImage
 
-        if self._pil is None:
-            return ArrayImage.thumbnail(self, max_side)
         scale, size = _thumbnail_size(self.width, self.height, max_side)
         return np.asarray(self._pil if scale == 1.0 else self._pil.resize(size, PILImage.BILINEAR, reducing_gap=2.0)), \
             scale
 
     def close(self):
-        if self._pil is not None:
-            self._pil.close()
+        self._pil.close()
 
 
 class RasterioImage(Image):
@@ -241,7 +236,16 @@ class RasterioImage(Image):
         src = self._src
         self.width, self.height = src.width, src.height
         try:
-            self._bands, self._colormap = self._pick_bands()
+            self._bands, colormap = self._pick_bands()
+            # What every read needs, derived once: the distinct bands to read, where each
+            # picked band lies among them, and a palette as a lookup table.
+            self._distinct = sorted(set(self._bands))
+            self._planes = [self._distinct.index(b) for b in self._bands]
+            self._lut = None
+            if colormap is not None:
+                self._lut = np.zeros((max(256, max(colormap) + 1), 3), np.uint8)
+                for i, rgb in colormap.items():
+                    self._lut[i] = rgb
             dtype = src.dtypes[self._bands[0] - 1]
             if dtype not in ("uint8", "uint16"):
                 kind = "floating-point" if dtype.startswith("float") else dtype
@@ -282,22 +286,17 @@ class RasterioImage(Image):
         import rasterio
 
         try:
-            return self._src.read(sorted(set(self._bands)), **kwargs)
+            return self._src.read(self._distinct, **kwargs)
         except rasterio.errors.RasterioIOError as e:
             raise ImageReadError(f"{self.path}: cannot read the image ({e})") from None
 
     def _rgb(self, bands: np.ndarray) -> np.ndarray:
         """(bands, h, w) of the distinct picked bands -> (h, w, 3) uint8 RGB."""
-        index = {b: i for i, b in enumerate(sorted(set(self._bands)))}
-        planes = bands[[index[b] for b in self._bands]]
+        planes = bands[self._planes]
+        if self._lut is not None:  # palette indices, 8 or 16 bits, looked up unscaled
+            return self._lut[planes[0]]
         if planes.dtype == np.uint16:
             planes = (planes >> 8).astype(np.uint8)
-        if self._colormap is not None:
-            lut = np.zeros((256, 3), np.uint8)
-            for i, rgb in self._colormap.items():
-                if 0 <= i < 256:
-                    lut[i] = rgb
-            return lut[planes[0]]
         if len(planes) == 1:
             planes = np.repeat(planes, 3, axis=0)
         return np.ascontiguousarray(planes.transpose(1, 2, 0))
@@ -320,8 +319,8 @@ class RasterioImage(Image):
 
         scale, (tw, th) = _thumbnail_size(self.width, self.height, max_side)
         # Decimated read: bounded memory. A palette is looked up, never interpolated.
-        how = Resampling.nearest if self._colormap is not None else Resampling.bilinear
-        bands = self._read(out_shape=(len(set(self._bands)), th, tw), resampling=how)
+        how = Resampling.nearest if self._lut is not None else Resampling.bilinear
+        bands = self._read(out_shape=(len(self._distinct), th, tw), resampling=how)
         return self._rgb(bands), scale
 
     def close(self):

@@ -195,7 +195,9 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
     else:
         grid = window_grid(image.width, image.height, settings.tile, settings.overlap)
     todo = [w for w in grid if image.has_data(*w)]
-    boxes, scores, labels, origin = [], [], [], []
+    # Each list starts with an empty block, so that no window (or no box) concatenates too.
+    boxes, scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
+    labels, origin = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     capped = 0
     for first in range(0, len(todo), batch_size):
         batch = todo[first:first + batch_size]
@@ -208,11 +210,9 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
             origin.append(np.full(n, first + k, np.int64))
         if progress is not None and len(todo) > 1:
             progress(min(first + batch_size, len(todo)), len(todo))
-    out = dict(bboxes=np.concatenate(boxes).reshape(-1, 4) if boxes else np.zeros((0, 4), np.float32),
-               scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-               labels=np.concatenate(labels) if labels else np.zeros(0, np.int64))
+    out = dict(bboxes=np.concatenate(boxes), scores=np.concatenate(scores), labels=np.concatenate(labels))
     if not merge:
-        out["window"] = np.concatenate(origin) if origin else np.zeros(0, np.int64)
+        out["window"] = np.concatenate(origin)
     elif len(todo) > 1:
         merged = merge_detections(out["bboxes"], out["scores"], out["labels"], settings.merge, settings.merge_thr,
                                   windows=np.concatenate(origin))

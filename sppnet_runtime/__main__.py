@@ -56,15 +56,14 @@ def main(argv=None) -> int:
         p.error(str(err))
     print(cli.describe_slicing(slicing, args.tile is not None), flush=True)
     with contextlib.ExitStack() as stack:
+        detect = detector.detect
         if args.workers > 1:
-            pool = stack.enter_context(WindowPool(args.model, args.workers, args.threads or 1))
+            detect = stack.enter_context(WindowPool(args.model, args.workers, args.threads or 1)).detect
             print(f"{args.workers} worker processes of {args.threads or 1} thread(s) each", flush=True)
 
-            def detect_image(image, progress):  # a few windows per worker per batch: none waits long
-                return detect_in_windows(image, slicing, pool.detect, 2 * args.workers, progress, detector.max_per_img)
-        else:
-            def detect_image(image, progress):
-                return detector.detect_sliced(image, slicing, progress)
+        def detect_image(image, progress):  # two windows per worker a batch: none waits long
+            return detect_in_windows(image, slicing, detect, 2 * args.workers, progress, detector.max_per_img)
+
         failed = cli.run_images(images, detect_image, detector.classes, args.out_dir, args.score_thr,
                                 args.vis_max_side, args.max_pixels, detector.palette, slicing, detector.max_per_img,
                                 prog="sppnet_runtime", model=cli.model_id(args.model))

@@ -109,5 +109,9 @@ class OnnxDetector:
             ``capped`` (windows that returned ``max_per_img`` boxes) and ``seconds``."""
         if isinstance(image, np.ndarray):
             image = ArrayImage(image)
-        return detect_in_windows(image, settings, lambda windows, native: [self(w, native) for w in windows],
-                                 progress=progress, max_per_window=self.max_per_img)
+        return detect_in_windows(image, settings, self.detect, progress=progress, max_per_window=self.max_per_img)
+
+    def detect(self, windows: list[np.ndarray], native: bool) -> list[dict]:
+        """``__call__`` on each window: the ``detect`` of ``imagery.windows.detect_in_windows``
+        (``workers.WindowPool.detect`` is the same, over processes)."""
+        return [self(w, native) for w in windows]

@@ -95,9 +95,9 @@ def list_images(path: Path) -> list[Path]:
         raise UsageError(str(e)) from None
 
 
-def infer(config: Path, checkpoint: Path, args) -> dict[Path, str]:
+def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, str]]:
     """Runs the detector on ``args.inputs`` (the options of ``imagery.cli.add_arguments``
-    and ``--device``, ``--batch-size``); returns {image: why it failed}."""
+    and ``--device``, ``--batch-size``); returns (the images, {image: why it failed})."""
     for name, path in (("CONFIG", config), ("CHECKPOINT", checkpoint)):
         if not path.is_file():
             raise UsageError(f"{name} {path} does not exist")
@@ -133,16 +133,16 @@ def infer(config: Path, checkpoint: Path, args) -> dict[Path, str]:
     from mmdet_plugin.apis import SlicedInferencer
 
     init_default_scope("mmdet")  # as mim's tools do: the pipeline's names are mmdet's
-    try:
+    try:  # the pipelines before the model: a config whose pipeline cannot be built is refused first
         inferencer = SlicedInferencer(None, cfg, settings, args.batch_size)
     except ValueError as e:
         raise UsageError(f"CONFIG {config}: {e}") from None
     inferencer.model = init_detector(cfg, str(checkpoint), device=args.device)
     meta = inferencer.model.dataset_meta or {}
     print(cli.describe_slicing(settings, args.tile is not None), flush=True)
-    return cli.run_images(images, inferencer, list(meta.get("classes", ())), args.out_dir, args.score_thr,
-                          args.vis_max_side, args.max_pixels, meta.get("palette"), settings, inferencer.max_per_img,
-                          model=cli.model_id(config, checkpoint))
+    return images, cli.run_images(images, inferencer, list(meta.get("classes", ())), args.out_dir, args.score_thr,
+                                  args.vis_max_side, args.max_pixels, meta.get("palette"), settings,
+                                  inferencer.max_per_img, model=cli.model_id(config, checkpoint))
 
 
 def main(argv=None) -> int:
@@ -154,12 +154,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (1 is fastest on a CPU)")
     a = p.parse_args(argv)
     try:
-        failed = infer(a.config, a.checkpoint, a)
-        images = len(list_images(a.inputs))
+        images, failed = infer(a.config, a.checkpoint, a)
     except UsageError as e:
         print(f"infer: {e}", file=sys.stderr)
         return 2
-    return cli.report(failed, images - len(failed), a.out_dir, "infer")
+    return cli.report(failed, len(images) - len(failed), a.out_dir, "infer")
 
 
 if __name__ == "__main__":

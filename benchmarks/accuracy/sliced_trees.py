@@ -148,20 +148,28 @@ def tile_test_ap(cfg, checkpoint: Path) -> dict:
     return runner.test()
 
 
-def big_image_run(config: Path, checkpoint: Path, settings, threads: int) -> dict:
-    """tools/infer.py on a generated 10,000 x 10,000 JPEG in a subprocess: wall time, peak RSS."""
+def mirrored_photo(big: Path) -> Path:
+    """A 10,000 x 10,000 px JPEG at ``big`` (made once): the held-out photograph tiled,
+    mirrored at every seam so that no edge is cut."""
     from PIL import Image
 
+    from imagery.read import load_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
-    big = WORK / "big_10000.jpg"
     if not big.exists():
-        src = np.asarray(Image.open(deepforest_data() / TEST_IMAGE).convert("RGB"))
+        src = load_image(deepforest_data() / TEST_IMAGE)
         reps = (10000 // src.shape[0] + 2, 10000 // src.shape[1] + 2)
         rows = [np.concatenate([src if (r + c) % 2 == 0 else src[:, ::-1] for c in range(reps[1])], 1)
                 for r in range(reps[0])]
+        big.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate([row if r % 2 == 0 else row[::-1] for r, row in enumerate(rows)], 0)[:10000, :10000]
                         ).save(big, quality=90)
+    return big
+
+
+def big_image_run(config: Path, checkpoint: Path, settings, threads: int) -> dict:
+    """tools/infer.py on a generated 10,000 x 10,000 JPEG in a subprocess: wall time, peak RSS."""
+    big = mirrored_photo(WORK / "big_10000.jpg")
     out = WORK / "big_out"
     cmd = [sys.executable, str(ROOT / "tools" / "infer.py"), str(config), str(checkpoint), str(big), "--out-dir",
            str(out), "--tile", str(settings.tile), "--overlap", str(settings.overlap), "--merge", settings.merge,

@@ -27,11 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
 from common import RESULTS, ROOT, machine, parser, write_csv, write_text
+
+import sliced_trees  # noqa: E402  (benchmarks/accuracy/, on the path common.py sets)
 
 LAYOUTS = {"1 x 1 thread": (1, 1), "1 x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
 WORK = ROOT / "work_dirs" / "runtime_workers"
@@ -39,25 +40,6 @@ WORK = ROOT / "work_dirs" / "runtime_workers"
 # directly or through them (the runtime waits for its workers): one process's peak.
 PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
-
-
-def big_image() -> Path:
-    """The held-out photograph mirrored into 10,000 x 10,000 px (JPEG, as sliced_trees.py)."""
-    from PIL import Image
-
-    from imagery.read import load_image
-    from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
-
-    big = WORK / "big_10000.jpg"
-    if not big.exists():
-        WORK.mkdir(parents=True, exist_ok=True)
-        src = load_image(deepforest_data() / TEST_IMAGE)
-        reps = (10000 // src.shape[0] + 2, 10000 // src.shape[1] + 2)
-        rows = [np.concatenate([src if (r + c) % 2 == 0 else src[:, ::-1] for c in range(reps[1])], 1)
-                for r in range(reps[0])]
-        Image.fromarray(np.concatenate([row if r % 2 == 0 else row[::-1] for r, row in enumerate(rows)], 0)
-                        [:10000, :10000]).save(big, quality=90)
-    return big
 
 
 def run(model: Path, image: Path, workers: int, threads: int, out: Path) -> dict:
@@ -89,7 +71,7 @@ def main():
     from imagery.read import open_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
-    images = [deepforest_data() / TEST_IMAGE] + ([big_image()] if a.big else [])
+    images = [deepforest_data() / TEST_IMAGE] + ([sliced_trees.mirrored_photo(WORK / "big_10000.jpg")] if a.big else [])
     rows = []
     for image in images:
         with open_image(image, max_pixels=None) as im:

@@ -20,9 +20,7 @@ Writes benchmarks/results/window_limit.{csv,md}.
 """
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +28,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from common import RESULTS, ROOT, machine, parser, setup_threads, write_csv, write_text
+from common import RESULTS, ROOT, machine, median_time, parser, setup_threads, write_csv, write_text
 
 CONFIG = ROOT / "configs" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
 
 
-def median_s(fn, reps: int) -> float:
-    fn()  # warm-up: first-run allocations
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def matmul_peak(reps: int, n: int = 2048) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / median_s(lambda: torch.matmul(a, b), reps) / 1e9
+    return 2 * n ** 3 / median_time(lambda: torch.matmul(a, b), reps) / 1e9
 
 
 def main():
@@ -78,7 +66,7 @@ def main():
     model = init_detector(cfg, checkpoint, device="cpu").eval()
     settings = SliceSettings.from_config(cfg)
     photo_path = deepforest_data() / TEST_IMAGE
-    decode_s = median_s(lambda: load_image(photo_path), a.reps)
+    decode_s = median_time(lambda: load_image(photo_path), a.reps)
     photo = load_image(photo_path)
     grid = window_grid(photo.shape[1], photo.shape[0], settings.tile, settings.overlap)
     x0, y0, w, h = grid[0]
@@ -98,8 +86,8 @@ def main():
     # 2. time per window, 3. the peak, interleaved so the machine's drift hits each alike
     ort = OnnxDetector(a.model, threads=a.threads) if Path(a.model).is_file() else None
     peak = matmul_peak(a.reps)
-    torch_s = median_s(lambda: inferencer.detect([window], True), a.reps)
-    ort_s = median_s(lambda: ort(window, native=True), a.reps) if ort else float("nan")
+    torch_s = median_time(lambda: inferencer.detect([window], True), a.reps)
+    ort_s = median_time(lambda: ort(window, native=True), a.reps) if ort else float("nan")
     peak = max(peak, matmul_peak(a.reps))
 
     # 4. stages (PyTorch) on the window
@@ -109,13 +97,13 @@ def main():
         neck = model.neck(feats)
         proposals = model.rpn_head.predict(neck, samples, rescale=False)
         stages = {
-            "pipeline (to the model's input)": median_s(lambda: model.data_preprocessor(pseudo_collate(
+            "pipeline (to the model's input)": median_time(lambda: model.data_preprocessor(pseudo_collate(
                 [inferencer.pipelines[True](dict(img=np.ascontiguousarray(window[..., ::-1]), img_id=0))]), False),
                 a.reps),
-            "backbone": median_s(lambda: model.backbone(inputs), a.reps),
-            "neck": median_s(lambda: model.neck(feats), a.reps),
-            "RPN (head, decode, NMS)": median_s(lambda: model.rpn_head.predict(neck, samples, rescale=False), a.reps),
-            "RoI stage (SPP pooling, head, NMS)": median_s(
+            "backbone": median_time(lambda: model.backbone(inputs), a.reps),
+            "neck": median_time(lambda: model.neck(feats), a.reps),
+            "RPN (head, decode, NMS)": median_time(lambda: model.rpn_head.predict(neck, samples, rescale=False), a.reps),
+            "RoI stage (SPP pooling, head, NMS)": median_time(
                 lambda: model.roi_head.predict(neck, proposals, samples, rescale=True), a.reps),
         }
     raw = inferencer(ArrayImage(photo), merge=False)
@@ -125,11 +113,11 @@ def main():
     record = prediction_record(dict(zip(("bboxes", "scores", "labels"), merged)), ["Tree"], photo_path)
     photo_stages = {
         "decode the photograph (PNG, 1.3 MP)": decode_s,
-        f"merge ({len(raw['scores'])} boxes of {raw['windows']} windows)": median_s(lambda: merge_detections(
+        f"merge ({len(raw['scores'])} boxes of {raw['windows']} windows)": median_time(lambda: merge_detections(
             raw["bboxes"], raw["scores"], raw["labels"], settings.merge, settings.merge_thr, windows=raw["window"]),
             a.reps),
-        "write the JSON": median_s(lambda: write_json(record, out / "photo.json"), a.reps),
-        "draw the picture": median_s(lambda: draw_boxes(ArrayImage(photo), record, out / "photo.png", 0.3), a.reps),
+        "write the JSON": median_time(lambda: write_json(record, out / "photo.json"), a.reps),
+        "draw the picture": median_time(lambda: draw_boxes(ArrayImage(photo), record, out / "photo.png", 0.3), a.reps),
     }
 
     ops = 2 * macs
