@@ -56,7 +56,7 @@ demo-real: setup
 # demo's detector; CONFIG= and CHECKPOINT= pick another. Writes work_dirs/infer/{vis,preds}.
 # A config with sliced_infer_cfg (the tree detectors) runs large images in native-resolution
 # windows; INFER_ARGS="--tile 400 --overlap 50" (or --no-slicing) sets it for any config.
-CONFIG ?= configs/sppnet_r18-w16_fpn_24e_synth-voc.py
+CONFIG ?= configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py
 CHECKPOINT ?= $(shell cat work_dirs/demo/last_checkpoint 2>/dev/null)
 infer: setup
 	@test -n "$(IMAGES)" || { echo "usage: make infer IMAGES=path/to/image_or_folder [CONFIG=... CHECKPOINT=...]"; exit 2; }

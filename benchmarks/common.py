@@ -119,6 +119,17 @@ def save_figure(fig, path: Path, title: str | None = None) -> None:
     plt.close(fig)
 
 
+def config_path(config: str) -> Path:
+    """The config of that name in any folder of ``configs/`` (the runs' CSV rows name their
+    configs, not their folders); a path ending in ``.py`` (relative to the repository) as it is."""
+    if config.endswith(".py"):
+        return ROOT / config
+    found = [p for p in (ROOT / "configs").rglob(f"{config}.py") if "_base_" not in p.parts]
+    if len(found) != 1:
+        raise FileNotFoundError(f"config {config!r}: {len(found)} files named {config}.py under configs/")
+    return found[0]
+
+
 # --------------------------------------------------------------------------- synthetic-set trainings
 def ensure_synth_data() -> None:
     """Generates ``data/synth_voc`` (the demo's synthetic set) if it is missing."""

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # --data: (config, work dir, the file that exists once the data is prepared, the command that prepares it)
 DEMOS = {
-    "synth": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo",
+    "synth": ("configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo",
               "data/synth_voc/VOCsynth/ImageSets/Main/val.txt",
               ["-m", "mmdet_plugin.datasets.synthetic_voc", "data/synth_voc"]),
-    "trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real",
+    "trees": ("configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real",
               "data/trees/VOCtrees/ImageSets/Main/test.txt", ["-m", "mmdet_plugin.datasets.trees", "data/trees"]),
 }
 

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 pytest.importorskip("mmdet", reason="needs mmdet")
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
 
 
 def _free_port() -> int:

@@ -19,9 +19,9 @@ pytest.importorskip("onnxscript", reason="needs the [export] extra")
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
-TREES_FPN = ROOT / "configs" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
-TREES_C4 = ROOT / "configs" / "sppnet_effnet-lite0-c4_1scale_36e_trees-voc.py"
+DEMO = ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+TREES_FPN = ROOT / "configs" / "pretrained_effnet" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+TREES_C4 = ROOT / "configs" / "pretrained_effnet" / "sppnet_effnet-lite0-c4_1scale_36e_trees-voc.py"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -531,9 +531,9 @@ def test_the_runner_slices_with_the_command_lines_windows(demo, tmp_path):
 
 # --------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("config, message", [
-    ("rcnn_effnet-lite0-c4_ss_6e_synth-voc.py", "model 'RCNN' cannot be exported whole"),
-    ("sppnet_effnet-lite0-c4_3scale_ss_6e_synth-voc.py", "model 'MultiScaleSPPNet' is not supported"),
-    ("sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc.py", "has no rpn_head: its RoIs come from proposal files"),
+    ("rcnn_vs_sppnet/rcnn_effnet-lite0-c4_ss_6e_synth-voc.py", "model 'RCNN' cannot be exported whole"),
+    ("rcnn_vs_sppnet/sppnet_effnet-lite0-c4_3scale_ss_6e_synth-voc.py", "model 'MultiScaleSPPNet' is not supported"),
+    ("rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc.py", "has no rpn_head: its RoIs come from proposal files"),
 ])
 def test_the_export_names_what_it_cannot_export(config, message, tmp_path):
     from mmdet_plugin.deploy.whole_detector import ExportError
@@ -549,7 +549,7 @@ def test_the_export_tool_exits_2_naming_the_part(tmp_path):
     from mmdet.registry import MODELS
     from mmengine.config import Config
 
-    config = ROOT / "configs" / "rcnn_effnet-lite0-c4_ss_6e_synth-voc.py"
+    config = ROOT / "configs" / "rcnn_vs_sppnet" / "rcnn_effnet-lite0-c4_ss_6e_synth-voc.py"
     checkpoint = tmp_path / "rcnn.pth"
     torch.save({"state_dict": MODELS.build(Config.fromfile(str(config)).model).state_dict(), "meta": {}}, checkpoint)
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), str(config), str(checkpoint),

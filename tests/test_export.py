@@ -18,7 +18,7 @@ from spp_triton import SpatialPyramidRoIPool
 from spp_triton.devtools import workloads
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+DEMO_CONFIG = ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
 
 K = torch.export.Dim("K")
 

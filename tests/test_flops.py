@@ -21,7 +21,7 @@ from spp_triton import spp_roi_pool  # noqa: E402
 from cases import random_batch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+DEMO = ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
 
 register_all_modules()
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py"))
+# every config in every folder; _base_/ holds pieces, not configs
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.py") if "_base_" not in p.parts)
 
 mmdet = pytest.importorskip("mmdet", reason="the plugin needs mmdet")
 
@@ -23,7 +24,7 @@ from cases import random_batch, total_loss  # noqa: E402
 register_all_modules()
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_config_builds_and_runs_a_loss_forward(path):
     cfg = Config.fromfile(str(path))
     cfg.model.backbone.init_cfg = None  # no download: weights stay random
@@ -154,7 +155,7 @@ def test_channels_last_hook_converts_the_model_and_its_batches():
 
     from mmdet_plugin import ChannelsLastHook
 
-    cfg = Config.fromfile(str(ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"))
+    cfg = Config.fromfile(str(ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"))
     assert {"type": "ChannelsLastHook"} in [dict(h) for h in cfg.custom_hooks]
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -180,7 +181,7 @@ def test_channels_last_hook_keeps_mmcv_roi_align_right():
 
     from mmdet_plugin import ChannelsLastHook
 
-    cfg = Config.fromfile(str(ROOT / "configs" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py"))
+    cfg = Config.fromfile(str(ROOT / "configs" / "synth_demo" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py"))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     torch.manual_seed(1)

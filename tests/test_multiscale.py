@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MMDET_C4 = Path(mmdet.__file__).parent / ".mim" / "configs" / "faster_rcnn" / "faster-rcnn_r50-caffe_c4-1x_coco.py"
 
 
-def _model(config="sppnet_r18-w16-c4_3scale_24e_synth-voc.py"):
+def _model(config="synth_demo/sppnet_r18-w16-c4_3scale_24e_synth-voc.py"):
     cfg = Config.fromfile(str(ROOT / "configs" / config))
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def test_each_roi_is_pooled_from_its_scale_at_that_scale_s_true_spatial_scale():
 
 
 def test_multiscale_detector_refuses_bad_configs():
-    base = Config.fromfile(str(ROOT / "configs" / "sppnet_r18-w16-c4_3scale_24e_synth-voc.py")).model
+    base = Config.fromfile(str(ROOT / "configs" / "synth_demo" / "sppnet_r18-w16-c4_3scale_24e_synth-voc.py")).model
     base.backbone.init_cfg = None
     with pytest.raises(ValueError, match="base_scale"):
         MODELS.build(dict(base, base_scale=300))

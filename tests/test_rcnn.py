@@ -94,7 +94,7 @@ def test_rcnn_refuses_another_extractor_and_a_batch_without_proposals():
     from cases import random_batch
 
     register_all_modules()
-    cfg = Config.fromfile("configs/rcnn_effnet-lite0-c4_ss_36e_trees-voc.py")
+    cfg = Config.fromfile("configs/rcnn_vs_sppnet/rcnn_effnet-lite0-c4_ss_36e_trees-voc.py")
     cfg.model.backbone.pretrained = False
     bad = cfg.model.copy()
     bad.roi_head = dict(bad.roi_head, bbox_roi_extractor=dict(type="SPPRoIExtractor", featmap_strides=[16]))

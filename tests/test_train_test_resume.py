@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MIM = Path(sys.executable).parent / "mim"
-CONFIG = ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
+CONFIG = ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py"
 
 pytest.importorskip("mmdet", reason="needs mmdet")
 pytestmark = pytest.mark.slow
@@ -137,7 +137,7 @@ def test_the_infer_tool_refuses_bad_paths_and_proposal_models_without_loadpropos
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "IMAGE_OR_FOLDER" in missing.stderr and "does not exist" in missing.stderr
     no_step = tmp_path / "rcnn_without_loadproposals.py"
-    no_step.write_text(f"_base_ = ['{ROOT / 'configs/rcnn_effnet-lite0-c4_ss_6e_synth-voc.py'}']\n"
+    no_step.write_text(f"_base_ = ['{ROOT / 'configs/rcnn_vs_sppnet/rcnn_effnet-lite0-c4_ss_6e_synth-voc.py'}']\n"
                        "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
                        "dict(type='PackDetInputs')]))\n")
     image = sorted((run["base"] / "data" / "VOCsynth" / "JPEGImages").glob("*.jpg"))[0]

@@ -5,10 +5,10 @@
         [--tile PX --overlap PX --merge nms|ios|join --merge-thr T | --no-slicing] [--max-pixels N]
 
     # after `make demo`:
-    .venv/bin/python tools/infer.py configs/sppnet_r18-w16_fpn_24e_synth-voc.py \
+    .venv/bin/python tools/infer.py configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py \
         work_dirs/demo/epoch_24.pth data/synth_voc/VOCsynth/JPEGImages/000000.jpg
     # after `make demo-real`, on a whole aerial photograph at native resolution:
-    .venv/bin/python tools/infer.py configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py \
+    .venv/bin/python tools/infer.py configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py \
         $(cat work_dirs/demo-real/last_checkpoint) photo.png
 
 Images are read as mmdet's ``LoadImageFromFile`` reads them (EXIF orientation, grey,

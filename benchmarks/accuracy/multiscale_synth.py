@@ -44,7 +44,7 @@ RUNS = {  # config -> what the README calls it
 
 def _start(config: str, work_root: Path, epochs: int, extra: list[str]) -> subprocess.Popen:
     milestones = [round(epochs * 16 / 24), round(epochs * 22 / 24)]
-    cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", f"configs/{config}.py",
+    cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", str(common.config_path(config)),
            "--work-dir", str(work_root / config), "--cfg-options", f"train_cfg.max_epochs={epochs}",
            f"train_cfg.val_interval={epochs}", f"param_scheduler.1.end={epochs}",
            f"param_scheduler.1.milestones={milestones}", *extra]
@@ -82,7 +82,7 @@ def interleaved_speed(rounds: int = 7) -> dict:
     common.setup_threads(1)
     models, cfg = {}, None
     for name in RUNS:
-        cfg = Config.fromfile(str(ROOT / "configs" / f"{name}.py"))
+        cfg = Config.fromfile(str(common.config_path(name)))
         cfg.model.backbone.init_cfg = None  # timing only: random weights
         torch.manual_seed(0)
         models[name] = MODELS.build(cfg.model)

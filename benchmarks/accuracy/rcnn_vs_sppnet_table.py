@@ -8,7 +8,7 @@ if they are missing), the same 128-window batches per image (32 positives, IoU >
 the same schedule and seed. They differ in where a window's features come from:
 
   R-CNN        each window cropped with 16/227 context, warped to 64 x 64, through the
-               conv layers (mmdet_plugin's RCNN; configs/rcnn_effnet-lite0-c4_ss_*.py)
+               conv layers (mmdet_plugin's RCNN; configs/rcnn_vs_sppnet/rcnn_effnet-lite0-c4_ss_*.py)
   SPP-net      the conv layers once per image, each window pooled from the shared map:
                1 scale, or 3 scales with each window at the scale where it is closest to
                64 x 64 (R-CNN's crop); conv layers frozen (fc-only, the paper's recipe) or

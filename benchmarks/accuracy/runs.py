@@ -21,6 +21,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
+import common
 from common import ROOT
 
 RUN_FIELDS = ["id", "system", "head", "config", "options", "seed", "epochs"]
@@ -42,12 +43,6 @@ def expand(models) -> list[Run]:
     adds "-s<s>" to the id."""
     return [Run(rid if seed == 0 else f"{rid}-s{seed}", system, head, config, tuple(options), seed)
             for rid, system, head, config, options, seeds in models for seed in seeds]
-
-
-def config_path(config: str) -> Path:
-    """``configs/<config>.py`` for a config's name; a path ending in ``.py`` (relative to the
-    repository) as it is."""
-    return ROOT / config if config.endswith(".py") else ROOT / "configs" / f"{config}.py"
 
 
 def commit() -> str:
@@ -94,7 +89,7 @@ class RunTable:
         # A run's own options may set its epochs (and then its schedule's milestones).
         epochs = next((int(o.split("=", 1)[1]) for o in run.options if o.startswith("train_cfg.max_epochs=")),
                       self.epochs)
-        cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", str(config_path(run.config)), "--work-dir",
+        cmd = [str(Path(sys.executable).parent / "mim"), "train", "mmdet", str(common.config_path(run.config)), "--work-dir",
                str(work), "--cfg-options", f"randomness.seed={run.seed}", f"train_cfg.max_epochs={epochs}",
                f"train_cfg.val_interval={epochs}", *self.options, *run.options]
         if (work / "last_checkpoint").exists():
@@ -159,7 +154,7 @@ def model_cfg(config: str, options, own_data: bool = False):
     from mmengine.config import DictAction
 
     kwargs = dict(data_root=None) if own_data else {}
-    cfg = profile_detector.load_cfg(config_path(config), **kwargs)
+    cfg = profile_detector.load_cfg(common.config_path(config), **kwargs)
     if options:
         action = DictAction(option_strings=[], dest="o")
         ns = argparse.Namespace(o=None)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 
 from common import RESULTS, ROOT, machine, parser, setup_threads, write_csv, write_text
 
-CONFIG = "configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+CONFIG = "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
 TILES, OVERLAPS = (400, 600), (0, 50, 100, 150)
 RULES = [(rule, thr) for rule in ("nms", "ios", "join") for thr in (0.3, 0.5, 0.7)]
 # Val AP40 this close to the best counts as a tie, won by fewer windows (speed), then the

@@ -3,7 +3,7 @@
 The first try's recipe (400 px tiles, flips, AdamW lr 5e-4, 24 epochs) was borrowed from
 the synthetic set. Before the RoI heads are compared (``trees.py``), each candidate below
 fine-tunes the paper's head (SPP cells on the EfficientNet-Lite0 FPN,
-``configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py``) with seeds 0 and 1 and is validated
+``configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py``) with seeds 0 and 1 and is validated
 on ``val`` every 6 epochs (the curve says whether 24 epochs are too few or too many). The
 test split is never evaluated here. A candidate's config is the base config plus the
 snippet ``recipe()`` writes for it: every knob is spelled out, so a later change of the
@@ -33,7 +33,7 @@ from trees import METRICS, ensure_data, metrics, test_checkpoint
 
 EPOCHS = 24
 VAL_EVERY = 6
-BASE_CONFIG = "configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+BASE_CONFIG = "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
 CONFIG_DIR = ROOT / "work_dirs/trees_recipe/configs"
 SEEDS = (0, 1)
 

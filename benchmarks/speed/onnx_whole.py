@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 import common
 from common import RESULTS, ROOT
 
-MODELS = {"trees": ("configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real"),
-          "demo": ("configs/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo")}
+MODELS = {"trees": ("configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py", "work_dirs/demo-real"),
+          "demo": ("configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py", "work_dirs/demo")}
 
 
 def average_precision(preds: list[dict], gts: list[dict], classes, iou_thr: float) -> float:

@@ -1,7 +1,7 @@
 """Where a detector's time goes: per-iteration profile of training and inference, by part.
 
-Models: the demo detector ``configs/sppnet_r18-w16_fpn_24e_synth-voc.py`` (SPPRoIExtractor +
-SPPBBoxHead) and its baseline ``configs/faster-rcnn_r18-w16_fpn_24e_synth-voc.py``
+Models: the demo detector ``configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py`` (SPPRoIExtractor +
+SPPBBoxHead) and its baseline ``configs/synth_demo/faster-rcnn_r18-w16_fpn_24e_synth-voc.py``
 (SingleRoIExtractor + mmcv RoIAlign 7x7 + Shared2FCBBoxHead); identical otherwise (narrow
 ResNet-18 + FPN 64 ch, RPN). Built with mmengine ``Config`` + mmdet ``MODELS`` after
 ``import mmdet_plugin`` and ``register_all_modules()``, random init (``init_weights``, nothing
@@ -69,8 +69,8 @@ import common
 from common import ROOT
 
 CONFIGS = {
-    "SPPNet": ROOT / "configs" / "sppnet_r18-w16_fpn_24e_synth-voc.py",
-    "Faster R-CNN": ROOT / "configs" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py",
+    "SPPNet": ROOT / "configs" / "synth_demo" / "sppnet_r18-w16_fpn_24e_synth-voc.py",
+    "Faster R-CNN": ROOT / "configs" / "synth_demo" / "faster-rcnn_r18-w16_fpn_24e_synth-voc.py",
 }
 DATA_ROOT = ROOT / "data" / "synth_voc"
 BATCH = 4

@@ -66,7 +66,7 @@ def main():
     a = p.parse_args()
     model = Path(a.model)
     if not model.is_file():
-        sys.exit(f"{model}: no model; run `make export-onnx CONFIG=configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py "
+        sys.exit(f"{model}: no model; run `make export-onnx CONFIG=configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py "
                  "CHECKPOINT=$(cat work_dirs/demo-real/last_checkpoint)` first")
     from imagery.read import open_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data

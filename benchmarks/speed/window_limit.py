@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/speed/window_limit.py [--checkpoint CKPT] [--model M.onnx] [--reps 5]
 
-The tree detector (``configs/sppnet_effnet-lite0_fpn_36e_trees-voc.py``, the `make demo-real`
+The tree detector (``configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py``, the `make demo-real`
 checkpoint; its ONNX export, `make export-onnx`) on the first window the config cuts from the
 held-out photograph, one thread everywhere:
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 
 from common import RESULTS, ROOT, machine, median_time, parser, setup_threads, write_csv, write_text
 
-CONFIG = ROOT / "configs" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+CONFIG = ROOT / "configs" / "pretrained_effnet" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
 
 
 def matmul_peak(reps: int, n: int = 2048) -> float:

@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 DEMO_HINT = ("To try the detector without it, run `make demo`: it generates the embedded "
              "synthetic VOC-format set under data/synth_voc and trains "
-             "configs/sppnet_r18-w16_fpn_24e_synth-voc.py on CPU.")
+             "configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py on CPU.")
 
 
 def _dataset_cfgs(cfg):

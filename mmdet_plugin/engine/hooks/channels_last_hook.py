@@ -4,7 +4,7 @@ On CPU, PyTorch's oneDNN convolutions work in NHWC; an NCHW model has its inputs
 outputs reordered around every convolution. With the model's weights and the batch in
 ``torch.channels_last`` those reorders go away, and so does the SPP extractor's copy (it
 reads channels-last maps in place and returns channels-last gradients). Measured on the
-demo detector (``configs/sppnet_r18-w16_fpn_24e_synth-voc.py``, training steps on real
+demo detector (``configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py``, training steps on real
 batches, 2 threads, 2-core x86_64 CPU, two interleaved runs): 0.380 -> 0.322 and
 0.330 -> 0.268 s per iteration. The arithmetic is the same; sums may be ordered
 differently, so results match NCHW runs to float rounding, not bit for bit.

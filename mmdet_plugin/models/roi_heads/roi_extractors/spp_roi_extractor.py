@@ -138,7 +138,7 @@ SHARED_HEAD_MESSAGE = (
     "RoIPool, e.g. output_size=14) and set bbox_head=dict(type='SPPBBoxHead', "
     "in_channels=<the shared head's output channels>): SPPBBoxHead pools each RoI's map with the "
     "whole-map pyramid (the paper's SPP layer on the last conv layer). Or drop shared_head and "
-    "pool the backbone's map directly, as configs/sppnet_r50-c4_1scale_voc0712.py does.")
+    "pool the backbone's map directly, as configs/sppnet/sppnet_r50-c4_1scale_voc0712.py does.")
 
 
 def _refuse_shared_head() -> None:

@@ -1,5 +1,0 @@
-# The synthetic C4 winner's SPP-Align settings (avg, adaptive r, pyramid 1/2/4/8) on the
-# pretrained EfficientNet-Lite0 FPN and the tree tiles, to test whether it carries over.
-_base_ = ['./sppnet_effnet-lite0_fpn_36e_trees-voc.py', './_base_/models/spp_align.py']
-model = dict(roi_head=dict(bbox_roi_extractor={{_base_.spp_align_c4}},
-                           bbox_head=dict(pyramid={{_base_.spp_align_c4.pyramid}})))

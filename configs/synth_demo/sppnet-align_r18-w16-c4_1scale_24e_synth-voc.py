@@ -1,0 +1,5 @@
+# SPP-Align on SPP-net's single-scale system at demo size:
+# sppnet_r18-w16-c4_1scale_24e_synth-voc.py with the extractor's pyramid sampled
+# bilinearly (_base_/models/spp_align.py); nothing else differs.
+_base_ = ['./sppnet_r18-w16-c4_1scale_24e_synth-voc.py', '../_base_/models/spp_align.py']
+model = dict(roi_head=dict(bbox_roi_extractor={{_base_.spp_align}}))
