@@ -8,7 +8,7 @@ spp_align = dict(projection=None, sampling='bilinear', sampling_ratio=2, aligned
 # On one coarse C4 map (stride 16, objects 2-3 cells wide) the best SPP-Align head of the
 # synthetic table averages adaptive samples (r = ceil(size / 8) per RoI) into a pyramid
 # ending in 8 x 8: it beat mmdet's RoIAlign 7x7 head at every seed; on FPN max with
-# r = 2 won (docs/results.md#spp-align-in-the-detector). The bbox head takes the same
+# r = 2 won (configs/synth_demo/README.md#spp-align-in-the-detector). The bbox head takes the same
 # pyramid:
 #     model = dict(roi_head=dict(bbox_roi_extractor={{_base_.spp_align_c4}},
 #                                bbox_head=dict(pyramid={{_base_.spp_align_c4.pyramid}})))
