@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .merge import MERGE_RULES
 from .outputs import draw_boxes, prediction_record, vis_name, write_geojson, write_json
-from .read import DEFAULT_MAX_PIXELS, ImageReadError, open_image
-from .windows import DEFAULT_OVERLAP_FRACTION, GridError, SliceSettings, WindowProgress, choose_slicing
+from .read import DEFAULT_MAX_PIXELS, ImageReadError, open_image, peek_size
+from .windows import (DEFAULT_OVERLAP_FRACTION, ONE_PROCESS, GridError, JobProgress, SliceSettings, choose_slicing,
+                      window_grid)
 
 
 def add_arguments(p: argparse.ArgumentParser, out_dir: Path) -> None:
@@ -66,61 +67,142 @@ class ImageFailed(Exception):
 def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_thr: float = 0.3,
                vis_max_side: int = 4096, max_pixels: int | None = DEFAULT_MAX_PIXELS, palette=None,
                settings: SliceSettings | None = None, max_per_window: int | None = None,
-               prog: str = "infer", model: str = "") -> dict[Path, str]:
+               prog: str = "infer", model: str = "", share=None) -> dict[Path, str]:
     """Runs ``detect_image(image, progress)`` (an ``imagery.read.Image`` in, the dict of
     ``windows.detect_in_windows`` out) on every image and writes its outputs. An image
     that cannot be read is reported with its file and reason; an error of the detector is
     reported as one, with its traceback; either way the other images are still written.
+    One progress line for the whole job: windows done of all the images' windows.
 
     A killed run resumes: the JSON is written last, atomically, with a ``run`` member
     naming ``model`` and every setting that shapes the outputs; an image whose JSON in
     ``out_dir`` names the same image and run is done, and is skipped with a line saying so.
-    Returns {image: why it failed}."""
-    failed = {}
+
+    ``share`` (``windows.OneProcess``'s members; None: this process alone): the job's
+    processes (ranks), each running this same call. Rank 0 decides which images are left
+    and how many windows each has (from the file's header), and every rank takes its list.
+    An image of several windows is run by every rank together, ``detect_image(image,
+    progress, share=share)`` sharing out its windows (``detect_in_windows``), and written
+    by rank 0; the other images are dealt out, one per rank in turn, each run and written
+    by its rank alone. Rank 0 prints the log (the others' lines gathered after each turn);
+    the other ranks print only errors. Returns {image: why it failed}, the same on every rank."""
+    share = share or ONE_PROCESS
+    say = print if share.rank == 0 else None
     run = dict(model=model, slicing=settings.as_dict() if settings else None, score_thr=score_thr,
                vis_max_side=vis_max_side)
-    for k, path in enumerate(images, 1):
-        print(f"[{k}/{len(images)}] {path}", flush=True)
-        if _done_before(out_dir / "preds" / f"{path.stem}.json", path, run):
-            print(f"    done by an earlier run into {out_dir} with the same model and settings: skipped", flush=True)
+    plan = share.broadcast(_plan(images, out_dir, run, settings, say) if share.rank == 0 else None)
+    job = JobProgress(sum(n for _, _, n in plan), len(plan), say)
+    write = dict(classes=classes, out_dir=out_dir, score_thr=score_thr, vis_max_side=vis_max_side,
+                 max_pixels=max_pixels, palette=palette, settings=settings, max_per_window=max_per_window, prog=prog,
+                 run=run)
+    failed, done, turn = {}, 0, []
+    for entry in plan + [None]:
+        shared = entry is not None and share.world > 1 and entry[2] > 1
+        if turn and (entry is None or shared or len(turn) == share.world):  # a turn of images, one per rank
+            mine = turn[share.rank] if share.rank < len(turn) else None
+            lines = [] if share.rank else None
+            got = _image(*mine[:2], len(images), detect_image, None, lines, ONE_PROCESS,
+                         job.image(done) if share.rank == 0 else None, **write) if mine else None
+            gathered = share.all_gather((lines, got)) if share.world > 1 else [(None, got)]
+            for rank, (their_lines, why) in enumerate(gathered):
+                for line in (their_lines or ()) if share.rank == 0 else ():
+                    print(line, flush=True)
+                if why is not None:
+                    failed[turn[rank][1]] = why
+            done += sum(n for _, _, n in turn)
+            job.update(done)
+            turn = []
+        if entry is None:
+            break
+        if not shared:
+            turn.append(entry)
             continue
-        try:
-            with open_image(path, max_pixels) as image:
-                for note in image.notes:
-                    print(f"    note: {note}", flush=True)
-                if settings is not None and not settings.fits_one_window(image.width, image.height):
-                    print(f"    {image.size}", flush=True)
-                try:
-                    pred = detect_image(image, WindowProgress())
-                except (ImageReadError, GridError):
-                    raise
-                except Exception as e:  # the model, not the file: say so, with where it broke
+        why = _image(*entry[:2], len(images), detect_image, job.image(done) if share.rank == 0 else None, None,
+                     share, None, **write)
+        if why is not None:
+            failed[entry[1]] = why
+        done += entry[2]
+        job.update(done)
+    return failed
+
+
+def _plan(images: list[Path], out_dir: Path, run: dict, settings: SliceSettings | None, say) -> list[tuple]:
+    """(number, image, windows) of each image left to run, saying which are done already."""
+    plan = []
+    for k, path in enumerate(images, 1):
+        if _done_before(out_dir / "preds" / f"{path.stem}.json", path, run):
+            say(f"[{k}/{len(images)}] {path}\n    done by an earlier run into {out_dir} with the same model and "
+                "settings: skipped", flush=True)
+            continue
+        size = peek_size(path) if settings is not None else None
+        windows = 1
+        if size is not None and not settings.fits_one_window(*size):
+            try:  # an EXIF rotation swaps the axes, not the count
+                windows = len(window_grid(*size, settings.tile, settings.overlap))
+            except GridError:
+                pass  # the image fails when it runs, with this message
+        plan.append((k, path, windows))
+    return plan
+
+
+def _image(k: int, path: Path, count: int, detect_image, progress, lines, share, window_progress=None, *, classes,
+           out_dir: Path, score_thr, vis_max_side, max_pixels, palette, settings, max_per_window, prog,
+           run) -> str | None:
+    """Runs and writes one image (``run_images``); returns why it failed, or None. ``lines``:
+    a list to keep the log in (a rank other than 0), else None (rank 0 prints; another rank
+    sharing rank 0's image says nothing). ``progress`` for an image all ranks share,
+    ``window_progress`` for one a rank runs alone."""
+    writes = share.rank == 0
+
+    def say(line):
+        if lines is not None:
+            lines.append(line)
+        elif writes:
+            print(line, flush=True)
+
+    say(f"[{k}/{count}] {path}")
+    try:
+        with open_image(path, max_pixels) as image:
+            for note in image.notes:
+                say(f"    note: {note}")
+            if settings is not None and not settings.fits_one_window(image.width, image.height):
+                say(f"    {image.size}")
+            try:
+                step = progress or window_progress
+                pred = detect_image(image, step) if share.world == 1 else detect_image(image, step, share=share)
+            except (ImageReadError, GridError):
+                raise
+            except Exception as e:  # the model, not the file: say so, with where it broke
+                if share.world == 1:  # else the rank where it broke printed it
                     traceback.print_exc()
-                    raise ImageFailed(f"the detector failed on it ({type(e).__name__}: {e})") from None
-                record = prediction_record(pred, classes, path)
-                if pred["windows"] > 1 or pred.get("skipped"):
-                    record["sliced"] = settings.record(pred["windows"], pred.get("skipped", 0))
+                raise ImageFailed(f"the detector failed on it ({type(e).__name__}: {e})") from None
+            record = prediction_record(pred, classes, path)
+            if pred["windows"] > 1 or pred.get("skipped"):
+                record["sliced"] = settings.record(pred["windows"], pred.get("skipped", 0))
+            geo = None
+            if writes:
                 draw_boxes(image, record, out_dir / "vis" / vis_name(path), score_thr, palette, vis_max_side)
                 geo = write_geojson(record, image, out_dir / "preds" / f"{path.stem}.geojson")
                 write_json(dict(record, run=run), out_dir / "preds" / f"{path.stem}.json")  # last: the image is done
-        except ImageReadError as e:
+    except ImageReadError as e:
+        if writes:
             print(f"{prog}: {e}", file=sys.stderr, flush=True)
-            failed[path] = str(e).removeprefix(f"{path}: ")
-            continue
-        except (ImageFailed, GridError) as e:
+        return str(e).removeprefix(f"{path}: ")
+    except (ImageFailed, GridError) as e:
+        if writes:
             print(f"{prog}: {path}: {e}", file=sys.stderr, flush=True)
-            failed[path] = str(e)
-            continue
-        above = sum(s > score_thr for s in record["scores"])
-        how = f" in {pred['windows']} windows" if pred["windows"] > 1 else ""
-        skipped = f" ({pred['skipped']} windows without data skipped)" if pred.get("skipped") else ""
-        print(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.2f} s{how}{skipped}"
-              + (f"; map coordinates ({image.crs}) in {geo}" if geo else ""), flush=True)
-        if pred.get("capped"):
-            print(f"    warning: {pred['capped']} of {pred['windows']} window(s) returned the model's cap of "
-                  f"{max_per_window} boxes (max_per_img): more objects may be there; use smaller windows "
-                  "(--tile) or raise max_per_img (test_cfg.rcnn) and export again", flush=True)
-    return failed
+        return str(e)
+    above = sum(s > score_thr for s in record["scores"])
+    how = f" in {pred['windows']} windows" if pred["windows"] > 1 else ""
+    skipped = f" ({pred['skipped']} windows without data skipped)" if pred.get("skipped") else ""
+    merged = f" (merging {pred['merge_seconds']:.2f} s)" if pred["windows"] > 1 else ""
+    say(f"    {len(record['scores'])} boxes ({above} above {score_thr}) in {pred['seconds']:.2f} s{how}{skipped}"
+        + merged + (f"; map coordinates ({image.crs}) in {geo}" if geo else ""))
+    if pred.get("capped"):
+        say(f"    warning: {pred['capped']} of {pred['windows']} window(s) returned the model's cap of "
+            f"{max_per_window} boxes (max_per_img): more objects may be there; use smaller windows "
+            "(--tile) or raise max_per_img (test_cfg.rcnn) and export again")
+    return None
 
 
 def model_id(*files: Path) -> str:

@@ -348,6 +348,27 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return PillowImage(path, max_pixels)
 
 
+def peek_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding its pixels (an EXIF rotation
+    may swap them), or None if the header cannot be read (``open_image`` then says why)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES and _rasterio_installed():
+            with RasterioImage(path) as image:
+                return image.width, image.height
+        from PIL import Image as PILImage
+
+        with _PILLOW_LIMIT:
+            saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+            try:
+                with PILImage.open(path) as im:
+                    return im.size
+            finally:
+                PILImage.MAX_IMAGE_PIXELS = saved
+    except Exception:
+        return None
+
+
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The whole image as (H, W, 3) uint8 RGB (``open_image``'s pixels)."""
     with open_image(path, max_pixels) as image:

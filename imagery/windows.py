@@ -16,7 +16,9 @@ at the edge), so that a data set's tiles keep the size its configs train at.
 from __future__ import annotations
 
 import math
+import pickle
 import time
+import traceback
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -146,21 +148,62 @@ def window_grid(width: int, height: int, tile: int, overlap: int, fixed: bool = 
     return [(x0, y0, w, h) for y0, h in ys for x0, w in xs]
 
 
-class WindowProgress:
-    """Prints a line per tenth of an image's windows, with the time left."""
+class OneProcess:
+    """The ``share`` of ``detect_in_windows`` and ``cli.run_images`` in a single process.
 
-    def __init__(self, label: str = "windows"):
-        self.label, self.start, self.shown = label, time.perf_counter(), 0
+    A job over several processes (``tools/infer.py --launcher pytorch`` under torchrun)
+    passes an object with the same members over torch.distributed
+    (``mmdet_plugin.apis.distributed.Ranks``): ``rank`` of ``world``, ``all_gather(obj)``
+    (every rank's ``obj``, in rank order, on every rank) and ``broadcast(obj)`` (rank 0's
+    ``obj`` on every rank). Every rank must make the same calls in the same order."""
 
-    def __call__(self, done: int, total: int) -> None:
-        if done * 10 // total > self.shown or done == total:
-            self.shown = done * 10 // total
-            left = (time.perf_counter() - self.start) / done * (total - done)
-            print(f"    {self.label} {done}/{total}, {left:.0f} s left", flush=True)
+    rank, world = 0, 1
+
+    def all_gather(self, obj) -> list:
+        return [obj]
+
+    def broadcast(self, obj):
+        return obj
+
+
+ONE_PROCESS = OneProcess()
+
+
+class JobProgress:
+    """One line per tenth of a job's windows (every image's, every rank's), with the time
+    left; printed by rank 0 only (the others pass ``print_to=None``)."""
+
+    def __init__(self, total: int, images: int = 1, print_to=print):
+        self.total, self.images, self.print_to = max(total, 1), images, print_to
+        self.start, self.shown, self.done, self.printed = time.perf_counter(), 0, 0, 0
+
+    def update(self, done: int) -> None:
+        self.done = min(done, self.total)
+        if self.print_to is None or self.done <= self.printed:
+            return
+        if self.done * 10 // self.total > self.shown or self.done == self.total:
+            self.printed = self.done
+            self.shown = self.done * 10 // self.total
+            left = (time.perf_counter() - self.start) / self.done * (self.total - self.done)
+            of = f" of {self.images} images" if self.images > 1 else ""
+            self.print_to(f"    windows {self.done}/{self.total}{of}, {left:.0f} s left", flush=True)
+
+    def image(self, base: int):
+        """``progress(done, total)`` for ``detect_in_windows`` on an image whose windows
+        follow ``base`` windows of the job."""
+        return lambda done, total: self.update(base + done)
+
+
+def _picklable(e: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
 
 
 def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size: int = 1, progress=None,
-                      max_per_window: int | None = None, merge: bool = True) -> dict:
+                      max_per_window: int | None = None, merge: bool = True, share=None) -> dict:
     """Runs a detector over an image in windows at the image's resolution and merges the
     boxes of different windows: the one window loop of both tools.
 
@@ -176,6 +219,15 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
         max_per_window: the model's cap on boxes per window (``max_per_img``), or None.
         merge: False returns every window's boxes unmerged, with ``window`` (N,) int64, the
             index of the window each came from (to score merge rules on one run).
+        share: the processes that share out the windows (``OneProcess``'s members), or None
+            for this process alone. The windows run in rounds of ``batch_size`` per rank:
+            in a round, rank r reads and runs windows ``first + r * batch_size`` onwards, then
+            every rank gathers every rank's boxes of the round (``share.all_gather``) and
+            appends them in window order, so every rank merges exactly the boxes, in the
+            order, that one process would (identical output when ``detect`` gives each
+            window the same boxes). A rank holds the crops of its own batch only. An
+            exception in one rank's windows is gathered too and raised on every rank (the
+            collectives stay matched); the failing rank prints its traceback.
 
     An image no larger than a window runs as one window at its own resolution; a window
     with no data (``image.has_data``: all nodata or transparent) is skipped.
@@ -184,7 +236,7 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
         ``bboxes`` (N, 4) float32 in the image's pixels, ``scores`` (N,) float32,
         ``labels`` (N,) int64 by descending score; ``windows`` (run), ``skipped`` (no
         data), ``capped`` (windows that returned ``max_per_window`` boxes: more may have
-        been there) and ``seconds``.
+        been there), ``seconds`` and ``merge_seconds`` (of them, merging).
     """
     start = time.perf_counter()
     if batch_size <= 0:
@@ -199,23 +251,43 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
     boxes, scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
     labels, origin = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     capped = 0
-    for first in range(0, len(todo), batch_size):
-        batch = todo[first:first + batch_size]
-        for k, ((x0, y0, _, _), pred) in enumerate(zip(batch, detect([image.read(*w) for w in batch], native))):
-            n = len(pred["scores"])
-            capped += max_per_window is not None and max_per_window > 0 and n >= max_per_window
-            boxes.append(np.asarray(pred["bboxes"], np.float32).reshape(-1, 4) + np.array([x0, y0, x0, y0], np.float32))
-            scores.append(np.asarray(pred["scores"], np.float32))
-            labels.append(np.asarray(pred["labels"], np.int64))
-            origin.append(np.full(n, first + k, np.int64))
+    share = share or ONE_PROCESS
+    step = batch_size * share.world
+    for first in range(0, len(todo), step):
+        mine = range(min(first + share.rank * batch_size, len(todo)), min(first + (share.rank + 1) * batch_size,
+                                                                            len(todo)))
+        if share.world == 1:
+            parts = [list(zip(mine, detect([image.read(*todo[i]) for i in mine], native)))]
+        else:
+            try:
+                part = list(zip(mine, detect([image.read(*todo[i]) for i in mine], native))) if mine else []
+            except Exception as e:  # every rank must still come to the gather: it carries the failure
+                traceback.print_exc()
+                part = _picklable(e)
+            parts = share.all_gather(part)
+            for part in parts:
+                if isinstance(part, BaseException):
+                    raise part
+        for part in parts:  # rank order, and each rank's windows in order: window order
+            for k, pred in part:
+                x0, y0 = todo[k][:2]
+                n = len(pred["scores"])
+                capped += max_per_window is not None and max_per_window > 0 and n >= max_per_window
+                boxes.append(np.asarray(pred["bboxes"], np.float32).reshape(-1, 4)
+                             + np.array([x0, y0, x0, y0], np.float32))
+                scores.append(np.asarray(pred["scores"], np.float32))
+                labels.append(np.asarray(pred["labels"], np.int64))
+                origin.append(np.full(n, k, np.int64))
         if progress is not None and len(todo) > 1:
-            progress(min(first + batch_size, len(todo)), len(todo))
+            progress(min(first + step, len(todo)), len(todo))
     out = dict(bboxes=np.concatenate(boxes), scores=np.concatenate(scores), labels=np.concatenate(labels))
+    merging = time.perf_counter()
     if not merge:
         out["window"] = np.concatenate(origin)
     elif len(todo) > 1:
         merged = merge_detections(out["bboxes"], out["scores"], out["labels"], settings.merge, settings.merge_thr,
                                   windows=np.concatenate(origin))
         out.update(zip(("bboxes", "scores", "labels"), merged))
-    return dict(out, windows=len(todo), skipped=len(grid) - len(todo), capped=int(capped),
-                seconds=time.perf_counter() - start)
+    end = time.perf_counter()
+    return dict(out, windows=len(todo), skipped=len(grid) - len(todo), capped=int(capped), seconds=end - start,
+                merge_seconds=end - merging)

@@ -376,3 +376,92 @@ def test_two_images_that_would_write_one_json_are_refused(tmp_path):
     Image.fromarray(RGB).save(tmp_path / "a.jpg")
     with pytest.raises(ValueError, match="a.jpg and a.png would both write preds/a.json"):
         list_images(tmp_path)
+
+
+class _ThreadRanks:
+    """``windows.OneProcess``'s members for ranks that are threads of this process: every
+    call a collective, as torch.distributed's (``mmdet_plugin.apis.distributed.Ranks``)."""
+
+    def __init__(self, rank, board):
+        self.rank, self.world, self.board = rank, len(board["slots"]), board
+
+    def all_gather(self, obj):
+        self.board["slots"][self.rank] = obj
+        self.board["barrier"].wait()
+        out = list(self.board["slots"])
+        self.board["barrier"].wait()
+        return out
+
+    def broadcast(self, obj):
+        return self.all_gather(obj)[0]
+
+
+def _in_threads(world, job):
+    import threading
+
+    board = dict(slots=[None] * world, barrier=threading.Barrier(world, timeout=30))
+    results = [None] * world
+
+    def run(rank):
+        try:
+            results[rank] = job(_ThreadRanks(rank, board))
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            results[rank] = e
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_ranks_share_images_and_windows_and_write_one_processs_outputs(tmp_path, capsys):
+    """``run_images`` with ``share``: two ranks (threads here; tests/test_infer_ranks.py runs
+    torchrun) share out a folder's one-window images and a large image's windows; every
+    file equals one process's, byte for byte; the log is rank 0's, with one progress line
+    for the job; a detector failure on one rank's window fails the image on every rank."""
+    from imagery.cli import run_images
+    from imagery.windows import SliceSettings, detect_in_windows
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, (width, height) in dict(a=(20, 20), b=(24, 18), big=(72, 48), c=(16, 24), d=(24, 24)).items():
+        Image.fromarray(np.roll(RGB, len(name) * 5, axis=0)[:height, :width]).save(folder / f"{name}.png")
+    settings = SliceSettings(24, 4)
+    ran = []
+
+    def detect(windows, native):  # boxes that depend on the pixels, and overlap across seams
+        ran.extend(len(w) for w in windows)
+        return [dict(bboxes=np.array([[1, 1, 12 + w.mean() % 7, 20]], np.float32),
+                     scores=np.array([w.mean() / 255], np.float32), labels=np.zeros(1, np.int64)) for w in windows]
+
+    def detect_image(image, progress, share=None):
+        return detect_in_windows(image, settings, detect, 1, progress, share=share)
+
+    images = sorted(folder.iterdir())
+    assert run_images(images, detect_image, ["thing"], tmp_path / "one", settings=settings, model="m") == {}
+    windows = len(ran)
+    capsys.readouterr()
+    ran.clear()
+    got = _in_threads(2, lambda share: run_images(images, detect_image, ["thing"], tmp_path / "two",
+                                                  settings=settings, model="m", share=share))
+    assert got == [{}, {}] and len(ran) == windows  # every window run once, by one rank
+    log = capsys.readouterr().out
+    assert log.count("[2/5]") == log.count("[3/5]") == 1 and f"windows {windows}/{windows} of 5 images" in log
+    for sub in ("preds", "vis"):
+        one, two = sorted((tmp_path / "one" / sub).iterdir()), sorted((tmp_path / "two" / sub).iterdir())
+        assert [p.name for p in one] == [p.name for p in two] and len(one) == 5
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))
+
+    def broken(windows, native):
+        if any(w.mean() > 0 for w in windows) and len(ran) > 2:
+            raise RuntimeError("the graph broke")
+        ran.append(1)
+        return detect(windows, native)
+
+    ran.clear()
+    got = _in_threads(2, lambda share: run_images([folder / "big.png"], lambda image, progress, share=None:
+                                                  detect_in_windows(image, settings, broken, 1, progress, share=share),
+                                                  ["thing"], tmp_path / "three", settings=settings, model="m",
+                                                  share=share))
+    assert got[0] == got[1] == {folder / "big.png": "the detector failed on it (RuntimeError: the graph broke)"}

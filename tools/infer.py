@@ -1,8 +1,10 @@
 """Detect objects in your own images with a trained detector: one image or a folder, of any size.
 
     .venv/bin/python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [--out-dir DIR]
-        [--score-thr 0.3] [--device cpu] [--batch-size 1]
+        [--score-thr 0.3] [--device cpu] [--batch-size 1] [--launcher none|pytorch|slurm|mpi]
         [--tile PX --overlap PX --merge nms|ios|join --merge-thr T | --no-slicing] [--max-pixels N]
+    # the same job over 2 processes (ranks) of 1 thread each, output identical:
+    torchrun --nproc_per_node 2 tools/infer.py CONFIG CHECKPOINT IMAGE_OR_FOLDER --launcher pytorch
 
     # after `make demo`:
     .venv/bin/python tools/infer.py configs/synth_demo/sppnet_r18-w16_fpn_24e_synth-voc.py \
@@ -35,6 +37,15 @@ y2 in the image's pixels, ``classes``, the label names, and ``sliced``, the wind
 used). For a georeferenced raster (a GeoTIFF with a CRS) it also writes
 ``DIR/preds/<stem>.geojson``: the boxes as polygons in the raster's map coordinates and CRS.
 
+Across processes and machines (``--launcher pytorch`` under torchrun; ``slurm`` and ``mpi``
+as mmdet's tools take them; ``mmdet_plugin.apis.distributed``): the windows of a large image
+and the images of a folder are shared out over the ranks, every rank's boxes gathered and
+merged as one process merges them, so the outputs are one process's (when each rank runs a
+window as one process does: same threads per process, ``--batch-size 1``); each file is
+written by one rank, the log printed by rank 0. IMAGE_OR_FOLDER, CHECKPOINT and --out-dir
+must be the same files on every machine (a shared file system). Tested with 2 ranks on one
+machine over gloo on CPU only.
+
 Bad input: arguments are checked before the model is loaded (exit 2). An image that
 cannot be read (missing, truncated, empty, not an image, too large to decode whole), or on
 which the detector fails (reported as the detector's failure, with its traceback), fails
@@ -65,6 +76,8 @@ class UsageError(ValueError):
 
 
 PROPOSAL_MODELS = ("FastRCNN", "RCNN")
+# mmdet_plugin.apis.distributed.LAUNCHERS, named here so that --help and bad arguments need no mmdet import
+LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
 
 def proposals_on_the_fly(cfg) -> bool:
@@ -95,9 +108,10 @@ def list_images(path: Path) -> list[Path]:
         raise UsageError(str(e)) from None
 
 
-def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, str]]:
+def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, str], object]:
     """Runs the detector on ``args.inputs`` (the options of ``imagery.cli.add_arguments``
-    and ``--device``, ``--batch-size``); returns (the images, {image: why it failed})."""
+    and ``--device``, ``--batch-size``, ``--launcher``); returns (the images, {image: why
+    it failed}, the ranks or None)."""
     for name, path in (("CONFIG", config), ("CHECKPOINT", checkpoint)):
         if not path.is_file():
             raise UsageError(f"{name} {path} does not exist")
@@ -107,6 +121,15 @@ def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, 
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     images = list_images(args.inputs)
 
+    from mmdet_plugin.apis.distributed import init_ranks
+
+    ranks = init_ranks(args.launcher)
+    rank0 = ranks is None or ranks.rank == 0
+    device = args.device
+    if ranks is not None and device == "cuda":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}"  # the GPU init_dist gave this rank
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(config))  # imports mmdet_plugin through custom_imports
@@ -121,7 +144,7 @@ def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, 
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:
-        if proposals_on_the_fly(cfg):
+        if proposals_on_the_fly(cfg) and rank0:
             print("this detector takes proposals: computing each image's selective-search windows "
                   "(fast mode, ~1 s per 400 x 400 image) in place of its LoadProposals", flush=True)
     except UsageError as e:
@@ -137,12 +160,18 @@ def infer(config: Path, checkpoint: Path, args) -> tuple[list[Path], dict[Path, 
         inferencer = SlicedInferencer(None, cfg, settings, args.batch_size)
     except ValueError as e:
         raise UsageError(f"CONFIG {config}: {e}") from None
-    inferencer.model = init_detector(cfg, str(checkpoint), device=args.device)
+    inferencer.model = init_detector(cfg, str(checkpoint), device=device)
     meta = inferencer.model.dataset_meta or {}
-    print(cli.describe_slicing(settings, args.tile is not None), flush=True)
-    return images, cli.run_images(images, inferencer, list(meta.get("classes", ())), args.out_dir, args.score_thr,
-                                  args.vis_max_side, args.max_pixels, meta.get("palette"), settings,
-                                  inferencer.max_per_img, model=cli.model_id(config, checkpoint))
+    if rank0:
+        print(cli.describe_slicing(settings, args.tile is not None), flush=True)
+    if ranks is not None and rank0:
+        print(f"{ranks.world} ranks share out the windows and images", flush=True)
+    failed = cli.run_images(images, inferencer, list(meta.get("classes", ())), args.out_dir, args.score_thr,
+                            args.vis_max_side, args.max_pixels, meta.get("palette"), settings, inferencer.max_per_img,
+                            model=cli.model_id(config, checkpoint), share=ranks)
+    if ranks is not None and rank0:
+        print(f"rank 0 spent {ranks.seconds:.2f} s in gathering (waiting for the other ranks included)", flush=True)
+    return images, failed, ranks
 
 
 def main(argv=None) -> int:
@@ -152,13 +181,20 @@ def main(argv=None) -> int:
     cli.add_arguments(p, out_dir=Path("work_dirs/infer"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (1 is fastest on a CPU)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="none",
+                   help="share the job out over processes started by torchrun (pytorch), srun (slurm) or mpirun "
+                        "(mpi), as mmdet's tools; tested: torchrun on one machine, gloo, CPU (not slurm, mpi, NCCL)")
     a = p.parse_args(argv)
     try:
-        images, failed = infer(a.config, a.checkpoint, a)
+        images, failed, ranks = infer(a.config, a.checkpoint, a)
     except UsageError as e:
         print(f"infer: {e}", file=sys.stderr)
         return 2
-    return cli.report(failed, len(images) - len(failed), a.out_dir, "infer")
+    if ranks is None:
+        return cli.report(failed, len(images) - len(failed), a.out_dir, "infer")
+    status = cli.report(failed, len(images) - len(failed), a.out_dir, "infer") if ranks.rank == 0 else int(bool(failed))
+    ranks.close()
+    return status
 
 
 if __name__ == "__main__":

@@ -99,9 +99,11 @@ class SlicedInferencer:
         return [dict(bboxes=r.pred_instances.bboxes.numpy(), scores=r.pred_instances.scores.numpy(),
                      labels=r.pred_instances.labels.numpy()) for r in results]
 
-    def __call__(self, image: Image, progress=None, merge: bool = True) -> dict:
+    def __call__(self, image: Image, progress=None, merge: bool = True, share=None) -> dict:
         """Detections on the whole ``image`` (an ``imagery.read.Image``): the dict of
         ``imagery.windows.detect_in_windows`` (``bboxes`` (N, 4) float32 x1, y1, x2, y2 in
         the image's pixels, ``scores``, ``labels``, ``windows``, ``skipped``, ``capped``,
-        ``seconds``); ``progress(done, total)`` after each batch of windows."""
-        return detect_in_windows(image, self.settings, self.detect, self.batch_size, progress, self.max_per_img, merge)
+        ``seconds``); ``progress(done, total)`` after each batch of windows; ``share``: the
+        ranks that share out the windows (``mmdet_plugin.apis.distributed.Ranks``), or None."""
+        return detect_in_windows(image, self.settings, self.detect, self.batch_size, progress, self.max_per_img, merge,
+                                 share)
