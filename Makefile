@@ -75,7 +75,6 @@ export-onnx: setup
 bench: bench-speed
 bench-speed: setup
 	$(PY) benchmarks/speed/bench_spp_roi_pool.py
-	$(PY) benchmarks/speed/bench_cpu_backend.py
 	$(PY) benchmarks/speed/rcnn_vs_sppnet.py
 	$(PY) benchmarks/speed/profile_detector.py
 	$(PY) benchmarks/speed/scaling.py

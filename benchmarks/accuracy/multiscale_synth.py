@@ -6,8 +6,9 @@ run alone; the 1-scale run, then the frozen-conv run, which loads its conv layer
 the baseline), then reads each
 run's final VOC mAP and median training time per iteration from MMEngine's
 ``scalars.json``. The runs' own times depend on what shared the machine with them, so
-the four models are also timed side by side in this process: training steps and
-inference on the same real batches, interleaved, one thread. Writes
+the four models are also timed side by side in this process (``runs.side_by_side``:
+training steps and inference on the same real batches, interleaved, one thread; the
+committed table, from before it, gives inference per 4-image batch). Writes
 ``benchmarks/results/multiscale_synth.{md,csv}``.
 
     .venv/bin/python benchmarks/accuracy/multiscale_synth.py [--epochs 12]
@@ -19,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
+import runs
 from common import RESULTS, ROOT
 
 ONE_SCALE = "sppnet_r18-w16-c4_1scale_24e_synth-voc"
@@ -68,46 +68,6 @@ def _read(run_dir: Path) -> dict:
     return {"mAP": val["pascal_voc/mAP"], "s_per_iter": s_per_iter}
 
 
-def interleaved_speed(rounds: int = 7) -> dict:
-    """{config: (train s / iteration, inference s / batch)}: medians over ``rounds``
-    interleaved rounds, each model on the same 4-image training batch (forward, backward)
-    and test batch, random weights, one thread."""
-    import mmdet_plugin  # noqa: F401
-    from mmdet.registry import DATASETS, MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
-
-    register_all_modules()
-    common.setup_threads(1)
-    models, cfg = {}, None
-    for name in RUNS:
-        cfg = Config.fromfile(str(common.config_path(name)))
-        cfg.model.backbone.init_cfg = None  # timing only: random weights
-        torch.manual_seed(0)
-        models[name] = MODELS.build(cfg.model)
-    train_set, test_set = DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.test_dataloader.dataset)
-    train_batch = pseudo_collate([train_set[i] for i in range(4)])
-    test_batch = pseudo_collate([test_set[i] for i in range(4)])
-    times = {name: ([], []) for name in models}
-    for r in range(rounds + 1):  # round 0 warms up (the CPU kernel's first load, allocations)
-        for name, model in models.items():
-            model.train()
-            data = model.data_preprocessor(train_batch, True)
-            t = time.perf_counter()
-            common.loss_sum(model(**data, mode="loss")).backward()
-            train_s = time.perf_counter() - t
-            model.zero_grad(set_to_none=True)
-            model.eval()
-            t = time.perf_counter()
-            with torch.no_grad():
-                model.test_step(test_batch)
-            if r:
-                times[name][0].append(train_s)
-                times[name][1].append(time.perf_counter() - t)
-    return {name: (statistics.median(tr), statistics.median(te)) for name, (tr, te) in times.items()}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=24)
@@ -134,14 +94,14 @@ def main() -> None:
             raise SystemExit(f"training failed for {failed} (see the .out files in {work_root})")
     results = {name: _read(work_root / name) for name in names}
     trained = time.time() - start
-    speed = interleaved_speed()
+    speed = runs.side_by_side({name: (name, []) for name in names})
     base = speed[ONE_SCALE]
-    runs = "" if a.tables_only else f" ({trained:.0f} s in all)"
+    total = "" if a.tables_only else f" ({trained:.0f} s in all)"
     lines = [f"Synthetic set, {a.epochs} epochs x 100 iterations of 4 images, AdamW; 2-core CPU, two runs at a "
-             f"time with 1 thread each{runs}. Side by side: a training step (forward + backward) and inference "
-             "on the same 4-image batches, interleaved in one process, 1 thread, medians of 7.", "",
+             f"time with 1 thread each{total}. Side by side: a training step (forward + backward) and inference "
+             "on the same batches, interleaved in one process, 1 thread, medians of 7.", "",
              "| system | config | VOC mAP@0.5 (11-point), 100 held-out images | s / iteration in its run | "
-             "training s / iteration, side by side | inference s / 4 images, side by side |",
+             "training s / iteration, side by side | inference s / image, side by side |",
              "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {RUNS[n]} | `{n}.py` | {r['mAP']:.3f} | {r['s_per_iter']:.3f} | "
               f"{speed[n][0]:.3f} ({speed[n][0] / base[0]:.2f}x) | {speed[n][1]:.3f} ({speed[n][1] / base[1]:.2f}x) |"
@@ -149,7 +109,7 @@ def main() -> None:
     common.write_text(RESULTS / "multiscale_synth.md", "\n".join(lines))
     common.write_csv(RESULTS / "multiscale_synth.csv", [
         dict(config=n, epochs=a.epochs, mAP=f"{r['mAP']:.4f}", run_s_per_iter=f"{r['s_per_iter']:.4f}",
-             train_s_per_iter_side_by_side=f"{speed[n][0]:.4f}", inference_s_per_batch_side_by_side=f"{speed[n][1]:.4f}")
+             train_s_per_iter_side_by_side=f"{speed[n][0]:.4f}", inference_s_per_image_side_by_side=f"{speed[n][1]:.4f}")
         for n, r in results.items()])
 
 

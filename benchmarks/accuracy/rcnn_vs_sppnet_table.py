@@ -49,27 +49,19 @@ from runs import RunTable, expand
 EPOCHS = {"trees": trees.EPOCHS, "synth": 6}
 FC_ONLY, FULL = "fc-only (conv frozen: the paper)", "all layers but the stem"
 RCNN, SPP1, SPP3, ALIGN1 = "R-CNN", "SPP-net 1 scale", "SPP-net 3 scales", "SPP-Align 1 scale"
+# (id, system, fine-tuning, config without its data suffix, seeds on the trees / synthetic set)
+ROWS = [
+    ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss", (0, 1), (0,)),
+    ("rcnn-fc", RCNN, FC_ONLY, "rcnn_effnet-lite0-c4_ss_fc-only", (0,), (0,)),
+    ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only", (0, 1), (0, 1)),
+    ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss", (0,), (0,)),
+    ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only", (0,), (0,)),
+    ("spp3-full", SPP3, FULL, "sppnet_effnet-lite0-c4_3scale_ss", (0,), (0,)),
+    ("align1-fc", ALIGN1, FC_ONLY, "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only", (0,), (0,)),
+]
 # (id, system, fine-tuning, config, cfg-options, seeds) per data set.
-MODELS = {
-    "trees": [
-        ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss_36e_trees-voc", [], (0, 1)),
-        ("rcnn-fc", RCNN, FC_ONLY, "rcnn_effnet-lite0-c4_ss_fc-only_36e_trees-voc", [], (0,)),
-        ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc", [], (0, 1)),
-        ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_36e_trees-voc", [], (0,)),
-        ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_36e_trees-voc", [], (0,)),
-        ("spp3-full", SPP3, FULL, "sppnet_effnet-lite0-c4_3scale_ss_36e_trees-voc", [], (0,)),
-        ("align1-fc", ALIGN1, FC_ONLY, "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc", [], (0,)),
-    ],
-    "synth": [
-        ("rcnn", RCNN, FULL, "rcnn_effnet-lite0-c4_ss_6e_synth-voc", [], (0,)),
-        ("rcnn-fc", RCNN, FC_ONLY, "rcnn_effnet-lite0-c4_ss_fc-only_6e_synth-voc", [], (0,)),
-        ("spp1-fc", SPP1, FC_ONLY, "sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc", [], (0, 1)),
-        ("spp1-full", SPP1, FULL, "sppnet_effnet-lite0-c4_1scale_ss_6e_synth-voc", [], (0,)),
-        ("spp3-fc", SPP3, FC_ONLY, "sppnet_effnet-lite0-c4_3scale_ss_fc-only_6e_synth-voc", [], (0,)),
-        ("spp3-full", SPP3, FULL, "sppnet_effnet-lite0-c4_3scale_ss_6e_synth-voc", [], (0,)),
-        ("align1-fc", ALIGN1, FC_ONLY, "sppnet-align_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc", [], (0,)),
-    ],
-}
+MODELS = {data: [(rid, system, head, config + suffix, [], seeds[i]) for rid, system, head, config, *seeds in ROWS]
+          for i, (data, suffix) in enumerate((("trees", "_36e_trees-voc"), ("synth", "_6e_synth-voc")))}
 # Run order: the long R-CNN runs first and last, the short rows between them.
 ORDER = {"trees": ["rcnn", "spp1-fc", "spp1-fc-s1", "align1-fc", "spp1-full", "spp3-fc", "rcnn-s1", "spp3-full",
                    "rcnn-fc"],

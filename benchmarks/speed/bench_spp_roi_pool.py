@@ -6,6 +6,8 @@ log-uniform in [1/3, 3]), each pooled from the level mmdet's finest_scale=56 rul
 
 Providers (all in this process, same inputs):
   spp          spp_triton.spp_roi_pool, pyramid (1, 2, 3, 6) max (Triton on CUDA, the C++ kernel on CPU)
+  spp_pytorch  CPU: the same through the torch backend's pure-PyTorch fallback (what runs where
+               the C++ kernel cannot build: SPP_TRITON_CPU_KERNEL=0), to show what the kernel buys
   spp_determ   the same with deterministic=True (CUDA: the fixed-point backward)
   align        the same with sampling="bilinear" (SPP-Align), sampling_ratio 2, aligned, max
   align_avg    the same in avg mode
@@ -26,6 +28,9 @@ results/spp_roi_pool_<device>.csv and .png, and results/triton_traffic.md.
                                            [--no-traffic]
 """
 from __future__ import annotations
+
+import contextlib
+import os
 
 import torch
 
@@ -54,6 +59,19 @@ def mmcv_unusable(device: str):
     return None
 
 
+@contextlib.contextmanager
+def pure_pytorch(on: bool):
+    """The torch backend's pure-PyTorch fallback for forward and backward while ``on`` (the
+    dispatcher reads SPP_TRITON_CPU_KERNEL at every call)."""
+    if on:
+        os.environ["SPP_TRITON_CPU_KERNEL"] = "0"
+    try:
+        yield
+    finally:
+        if on:
+            os.environ.pop("SPP_TRITON_CPU_KERNEL")
+
+
 def providers(device: str):
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
@@ -75,6 +93,8 @@ def providers(device: str):
         "roialign7": lambda feats, rois, levels: align7(feats, rois),
         "roialign_pyr": lambda feats, rois, levels: torch.cat([e(feats, rois).flatten(2) for e in per_level], 2),
     }
+    if device == "cpu":
+        fns["spp_pytorch"] = fns["spp"]  # timed under pure_pytorch()
     if device == "cuda":
         pool7 = extractor(type="RoIPool", output_size=7)
         fns["spp_determ"] = lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales,
@@ -96,7 +116,7 @@ def run(device: str, ks, reps: int):
         feats, rois, levels, _ = fpn_inputs(k, 256, device=device)
         leaves = [f.detach().requires_grad_() for f in feats]
         for name, fn in fns.items():
-            with torch.no_grad():
+            with torch.no_grad(), pure_pytorch(name == "spp_pytorch"):
                 fwd = common.bench(lambda: fn(feats, rois, levels), device, reps)
 
             def fwd_bwd():
@@ -105,13 +125,14 @@ def run(device: str, ks, reps: int):
                 for leaf in leaves:
                     leaf.grad = None
 
-            both = common.bench(fwd_bwd, device, reps)
+            with pure_pytorch(name == "spp_pytorch"):
+                both = common.bench(fwd_bwd, device, reps)
             rows.append(dict(device=device, k=k, provider=name, forward_s=fwd, forward_backward_s=both))
             print(f"K={k:5d} {name:13s} forward {fwd * 1e3:9.2f} ms   forward+backward {both * 1e3:9.2f} ms",
                   flush=True)
     for k in ks:
         base = {r["provider"]: r for r in rows if r["k"] == k}
-        for ours in ("spp", "align", "align_avg"):
+        for ours in (o for o in ("spp", "spp_pytorch", "align", "align_avg") if o in base):
             for peer in (p for p in ("roialign7", "roipool7", "roialign_pyr") if p in base):
                 print(f"K={k:5d} {ours:9s} vs {peer:12s}: forward "
                       f"{base[peer]['forward_s'] / base[ours]['forward_s']:.2f}x, forward+backward "

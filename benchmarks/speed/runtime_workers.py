@@ -1,24 +1,32 @@
-"""Processes against threads for the ONNX runtime on whole photographs, side by side.
+"""Processes against threads for the ONNX runtime and PyTorch on whole photographs, side by side.
 
-    .venv/bin/python benchmarks/speed/runtime_workers.py [--model M.onnx] [--reps 3] [--big]
+    .venv/bin/python benchmarks/speed/runtime_workers.py [--model M.onnx] [--reps 3] [--big [--big-side 10000]]
+        [--engines onnx,torch] [--config CFG --checkpoint PTH]
 
 ``python -m sppnet_runtime`` (the tree detector exported whole: ``make export-onnx``, by
-default work_dirs/demo-real/epoch_36_whole.onnx) on the whole held-out photograph (1249 x
-1035) and, with --big, a generated 10,000 x 10,000 px JPEG (the photograph mirrored), each
-layout a subprocess, the layouts interleaved over --reps rounds (one for the 100 MP image):
+default work_dirs/demo-real/epoch_36_whole.onnx) and ``tools/infer.py`` (the same
+detector's checkpoint, by default work_dirs/demo-real/epoch_36.pth) on the whole held-out
+photograph (1249 x 1035) and, with --big, a generated JPEG of --big-side px square (the
+photograph mirrored), each layout a subprocess, the layouts interleaved over --reps rounds
+(one for an image over 50 MP):
 
-* 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread (``--workers 2``).
+* 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread (the runtime's
+  ``--workers 2``; for PyTorch ``torchrun --standalone --nproc_per_node 2 ... --launcher
+  pytorch``, two gloo ranks). PyTorch's threads: OMP_NUM_THREADS.
 
 Reported: seconds per megapixel of detection (the runtime's own per-image time: reading
 the windows, the graph, merging; not the interpreter's start or the session's load), the
 wall time of the whole command, the speed-up over 1 x 1 and its efficiency (speed-up / 2),
 the peak resident memory of the largest process, and whether the detections equal those
 of 1 x 1 (2 x 1 must: the same sessions' arithmetic; 1 x 2 may differ in the last bits).
-Writes benchmarks/results/runtime_workers.{csv,md}.
+For PyTorch's ranks also the merge's seconds (every rank merges) and rank 0's seconds in
+the gathers (waiting for the other rank included). Writes
+benchmarks/results/runtime_workers.{csv,md}.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -42,65 +50,98 @@ PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
 
 
-def run(model: Path, image: Path, workers: int, threads: int, out: Path) -> dict:
-    """One subprocess of the runtime; its detection seconds, wall time, peak RSS and boxes."""
-    shutil.rmtree(out, ignore_errors=True)  # else the runtime resumes: the image is done already
-    cmd = [sys.executable, "-c", PEAK, sys.executable, "-m", "sppnet_runtime", str(model), str(image), "--out-dir",
-           str(out), "--threads", str(threads), "--workers", str(workers), "--max-pixels", str(200_000_000)]
+def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> dict:
+    """One subprocess of the runtime or tools/infer.py; its detection seconds, wall time,
+    peak RSS, boxes and (PyTorch's ranks) merge and gather seconds."""
+    shutil.rmtree(out, ignore_errors=True)  # else the tool resumes: the image is done already
+    common = [str(image), "--out-dir", str(out), "--max-pixels", str(200_000_000)]
+    if engine == "onnx":
+        tool = ["-m", "sppnet_runtime", a.model, *common, "--threads", str(threads), "--workers", str(workers)]
+    else:
+        tool = [str(ROOT / "tools" / "infer.py"), a.config, a.checkpoint, *common]
+        if workers > 1:
+            tool = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", *tool,
+                    "--launcher", "pytorch"]
+    cmd = [sys.executable, "-c", PEAK, sys.executable, *tool]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     seconds = float(re.search(r"boxes \(\d+ above [\d.]+\) in ([\d.]+) s", done.stdout).group(1))
     peak_kb = int(re.search(r"PEAK (\d+)", done.stderr).group(1))
     pred = json.loads((out / "preds" / f"{image.stem}.json").read_text())
-    return dict(seconds=seconds, wall=wall, peak_mb=peak_kb / 1024,
+    merging = re.search(r"\(merging ([\d.]+) s\)", done.stdout)
+    gather = re.search(r"rank 0 spent ([\d.]+) s in gathering", done.stdout)
+    return dict(seconds=seconds, wall=wall, peak_mb=peak_kb / 1024, merge_s=float(merging.group(1)) if merging else "",
+                gather_s=float(gather.group(1)) if gather else "",
                 boxes={k: pred[k] for k in ("bboxes", "scores", "labels")})
 
 
 def main():
     p = parser(__doc__, reps=3)
     p.add_argument("--model", default=str(ROOT / "work_dirs/demo-real/epoch_36_whole.onnx"))
-    p.add_argument("--big", action="store_true", help="also the 10,000 x 10,000 px image (minutes)")
+    p.add_argument("--config", default=str(ROOT / "work_dirs/demo-real/sppnet_effnet-lite0_fpn_36e_trees-voc.py"))
+    p.add_argument("--checkpoint", default=str(ROOT / "work_dirs/demo-real/epoch_36.pth"))
+    p.add_argument("--engines", default="onnx,torch", help="onnx (the runtime), torch (tools/infer.py), or both")
+    p.add_argument("--big", action="store_true", help="also a generated --big-side px square image (minutes)")
+    p.add_argument("--big-side", type=int, default=10000, help="its side, at most 10000 (a crop of the 10,000 px one)")
     a = p.parse_args()
-    model = Path(a.model)
-    if not model.is_file():
-        sys.exit(f"{model}: no model; run `make export-onnx CONFIG=configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py "
-                 "CHECKPOINT=$(cat work_dirs/demo-real/last_checkpoint)` first")
+    engines = a.engines.split(",")
+    if "onnx" in engines and not Path(a.model).is_file():
+        sys.exit(f"{a.model}: no model; run `make export-onnx CONFIG=configs/pretrained_effnet/sppnet_effnet-lite0_fpn_"
+                 "36e_trees-voc.py CHECKPOINT=$(cat work_dirs/demo-real/last_checkpoint)` first")
+    if "torch" in engines and not Path(a.checkpoint).is_file():
+        sys.exit(f"{a.checkpoint}: no checkpoint; run `make demo-real` first")
     from imagery.read import open_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
-    images = [deepforest_data() / TEST_IMAGE] + ([sliced_trees.mirrored_photo(WORK / "big_10000.jpg")] if a.big else [])
+    images = [deepforest_data() / TEST_IMAGE]
+    if a.big:
+        images.append(sliced_trees.mirrored_photo(WORK / "big_10000.jpg"))
+        if a.big_side < 10000:
+            from PIL import Image
+
+            crop = WORK / f"big_{a.big_side}.jpg"
+            if not crop.exists():
+                Image.open(images[-1]).crop((0, 0, a.big_side, a.big_side)).save(crop, quality=90)
+            images[-1] = crop
     rows = []
     for image in images:
         with open_image(image, max_pixels=None) as im:
             megapixels, size = im.width * im.height / 1e6, im.size
-        results = {name: [] for name in LAYOUTS}
+        runs_of = {(e, name): [] for e in engines for name in LAYOUTS}
         rounds = 1 if a.quick or megapixels > 50 else a.reps  # the 100 MP image: one round (minutes each)
         for _ in range(rounds):
-            for name, (workers, threads) in LAYOUTS.items():  # interleaved: the machine's drift hits all alike
-                results[name].append(run(model, image, workers, threads, WORK / "out" / name.replace(" ", "_")))
-                print(f"{image.name} {name}: {results[name][-1]['seconds']:.2f} s", flush=True)
-        base = statistics.median(r["seconds"] for r in results["1 x 1 thread"])
-        for name, runs in results.items():
+            for (engine, name), results in runs_of.items():  # interleaved: the machine's drift hits all alike
+                workers, threads = LAYOUTS[name]
+                results.append(run(engine, a, image, workers, threads, WORK / "out" / name.replace(" ", "_")))
+                print(f"{image.name} {engine} {name}: {results[-1]['seconds']:.2f} s", flush=True)
+        for (engine, name), runs in runs_of.items():
+            base = statistics.median(r["seconds"] for r in runs_of[engine, "1 x 1 thread"])
             med = statistics.median(r["seconds"] for r in runs)
-            rows.append(dict(image=f"{image.name} ({size})", layout=name, runs=len(runs), seconds=round(med, 3),
+            rows.append(dict(image=f"{image.name} ({size})", engine=engine, layout=name, runs=len(runs),
+                             seconds=round(med, 3),
                              s_per_megapixel=round(med / megapixels, 3),
                              wall_s=round(statistics.median(r["wall"] for r in runs), 2),
                              speedup=round(base / med, 2),
                              efficiency=round(base / med / (LAYOUTS[name][0] * LAYOUTS[name][1]), 2),
                              peak_rss_mb=round(max(r["peak_mb"] for r in runs)),
-                             same_as_1x1=all(r["boxes"] == results["1 x 1 thread"][0]["boxes"] for r in runs),
-                             boxes=len(runs[0]["boxes"]["scores"])))
+                             same_as_1x1=all(r["boxes"] == runs_of[engine, "1 x 1 thread"][0]["boxes"] for r in runs),
+                             boxes=len(runs[0]["boxes"]["scores"]),
+                             merge_s=runs[0]["merge_s"], gather_s=runs[0]["gather_s"]))
     write_csv(RESULTS / "runtime_workers.csv", rows)
-    table = "| image | layout | s / MP | speed-up over 1 x 1 | efficiency | wall s | peak RSS MB | boxes | same as 1 x 1 |\n" \
-            "|---|---|---|---|---|---|---|---|---|\n"
+    table = ("| image | engine | layout | s / MP | speed-up over 1 x 1 | efficiency | wall s | peak RSS MB | boxes | "
+             "same as 1 x 1 | merge s | rank 0 in gathers s |\n" + "|---" * 12 + "|\n")
     for r in rows:
-        table += (f"| {r['image']} | {r['layout']} | {r['s_per_megapixel']:.3f} | {r['speedup']:.2f}x | "
-                  f"{r['efficiency']:.2f} | {r['wall_s']} | {r['peak_rss_mb']} | {r['boxes']} | {r['same_as_1x1']} |\n")
-    write_text(RESULTS / "runtime_workers.md", f"Model {model.name}; {machine()}; medians of the interleaved "
-               "runs (column runs in the CSV); s / MP is the runtime's own detection time.\n\n" + table)
+        table += (f"| {r['image']} | {r['engine']} | {r['layout']} | {r['s_per_megapixel']:.3f} | "
+                  f"{r['speedup']:.2f}x | {r['efficiency']:.2f} | {r['wall_s']} | {r['peak_rss_mb']} | {r['boxes']} | "
+                  f"{r['same_as_1x1']} | {r['merge_s']} | {r['gather_s']} |\n")
+    write_text(RESULTS / "runtime_workers.md", f"Models {Path(a.model).name} (onnx), {Path(a.checkpoint).name} "
+               f"(torch); {machine()}; medians of the interleaved runs (column runs in the CSV); s / MP is the "
+               "tool's own "
+               "detection time (rank 0's, for PyTorch's ranks).\n\n" + table)
 
 
 if __name__ == "__main__":

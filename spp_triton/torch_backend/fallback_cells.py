@@ -12,7 +12,7 @@ unions of the fine bins; backward one ``index_add_`` straight into NCHW planes. 
 exact but about 20x slower than the C++ kernel: a gather or reduction over the RoIs'
 cells costs ~5 ns per element on a CPU (``max(dim)`` with indices is not vectorised),
 and the int64 index bookkeeping on (K, bins, C) tensors adds as much again
-(``benchmarks/speed/bench_cpu_backend.py`` measures both). Memory is bounded by the chunking.
+(``benchmarks/speed/bench_spp_roi_pool.py`` times both: the ``spp`` and ``spp_pytorch`` rows). Memory is bounded by the chunking.
 """
 from __future__ import annotations
 
