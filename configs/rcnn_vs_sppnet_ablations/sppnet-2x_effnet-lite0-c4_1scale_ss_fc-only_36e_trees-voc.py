@@ -1,8 +1,8 @@
-# Issue 30's ablation "more cells per window": ./sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc.py with the
+# Issue 30's ablation "more cells per window": ../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc.py with the
 # tiles at 800 px instead of 400 in training and testing, so that every window spans twice
 # as many stride-16 cells a side (the windows are resized with the image; boxes come back
 # in the tile's pixels). One change: the pipelines below are the recipe's
-# (./_base_/recipes/ss-proposals_36e_trees.py) with scale (800, 800).
+# (../_base_/recipes/ss-proposals_36e_trees.py) with scale (800, 800).
 _base_ = ['../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_36e_trees-voc.py']
 scale = (800, 800)
 train_pipeline = [

@@ -1,7 +1,7 @@
-# Issue 30's ablation "more cells per window" on the synthetic set: ./sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py
+# Issue 30's ablation "more cells per window" on the synthetic set: ../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py
 # with the images at 512 px instead of 256 in training and testing, so that every window
 # spans twice as many stride-16 cells a side. One change: the pipelines below are the
-# recipe's (./_base_/recipes/ss-proposals_6e_synth.py) with scale (512, 512).
+# recipe's (../_base_/recipes/ss-proposals_6e_synth.py) with scale (512, 512).
 _base_ = ['../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py']
 scale = (512, 512)
 train_pipeline = [

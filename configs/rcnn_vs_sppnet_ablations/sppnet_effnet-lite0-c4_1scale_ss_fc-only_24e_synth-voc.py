@@ -1,4 +1,4 @@
-# Issue 30's ablation "under-training": ./sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py
+# Issue 30's ablation "under-training": ../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py
 # for 24 epochs instead of 6 (the 6-epoch schedule exists because R-CNN is slow, not because
 # SPP-net needs it), LR x 0.1 at epoch 20 as the 6-epoch schedule drops at 5 of 6. One change.
 _base_ = ['../rcnn_vs_sppnet/sppnet_effnet-lite0-c4_1scale_ss_fc-only_6e_synth-voc.py']
