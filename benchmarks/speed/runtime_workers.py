@@ -8,7 +8,7 @@ default work_dirs/demo-real/epoch_36_whole.onnx) and ``tools/infer.py`` (the sam
 detector's checkpoint, by default work_dirs/demo-real/epoch_36.pth) on the whole held-out
 photograph (1249 x 1035) and, with --big, a generated JPEG of --big-side px square (the
 photograph mirrored), each layout a subprocess, the layouts interleaved over --reps rounds
-(one for an image over 50 MP):
+(one for an image over 20 MP):
 
 * 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread (the runtime's
   ``--workers 2``; for PyTorch ``torchrun --standalone --nproc_per_node 2 ... --launcher
@@ -112,7 +112,7 @@ def main():
         with open_image(image, max_pixels=None) as im:
             megapixels, size = im.width * im.height / 1e6, im.size
         runs_of = {(e, name): [] for e in engines for name in LAYOUTS}
-        rounds = 1 if a.quick or megapixels > 50 else a.reps  # the 100 MP image: one round (minutes each)
+        rounds = 1 if a.quick or megapixels > 20 else a.reps  # a generated image: one round (minutes each)
         for _ in range(rounds):
             for (engine, name), results in runs_of.items():  # interleaved: the machine's drift hits all alike
                 workers, threads = LAYOUTS[name]
