@@ -40,11 +40,11 @@ used). For a georeferenced raster (a GeoTIFF with a CRS) it also writes
 Across processes and machines (``--launcher pytorch`` under torchrun; ``slurm`` and ``mpi``
 as mmdet's tools take them; ``mmdet_plugin.apis.distributed``): the windows of a large image
 and the images of a folder are shared out over the ranks, every rank's boxes gathered and
-merged as one process merges them, so the outputs are one process's (when each rank runs a
-window as one process does: same threads per process, ``--batch-size 1``); each file is
-written by one rank, the log printed by rank 0. IMAGE_OR_FOLDER, CHECKPOINT and --out-dir
-must be the same files on every machine (a shared file system). Tested with 2 ranks on one
-machine over gloo on CPU only.
+merged as one process merges them (the same batches of windows too), so the outputs are
+byte for byte those of one process with as many threads as each rank (torchrun gives each
+1: OMP_NUM_THREADS); each file is written by one rank, the log printed by rank 0.
+IMAGE_OR_FOLDER, CHECKPOINT and --out-dir must be the same files on every machine (a shared
+file system). Tested with 2 ranks on one machine over gloo on CPU only.
 
 Bad input: arguments are checked before the model is loaded (exit 2). An image that
 cannot be read (missing, truncated, empty, not an image, too large to decode whole), or on
