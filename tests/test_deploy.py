@@ -455,6 +455,18 @@ def test_the_runners_workers_give_one_process_output(demo, tmp_path):
     assert {k: v for k, v in got[2].items() if k != "run"} == {k: v for k, v in got[1].items() if k != "run"}
 
 
+def test_sessions_do_not_spin_and_threads_give_the_same_boxes(demo):
+    """The runtime's session options (issue 38, item 5; benchmarks/results/onnx_tuning.md):
+    pool threads sleep instead of spinning, which changes where threads wait, not the
+    arithmetic: 1 and 2 threads give the same boxes on held-out images."""
+    from sppnet_runtime import OnnxDetector
+
+    _, _, images, model_file = demo
+    one, two = OnnxDetector(model_file, threads=1), OnnxDetector(model_file, threads=2)
+    assert two.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for rgb in images:
+        assert _matched_both_ways(one(rgb), two(rgb)) >= 0.99
+
 def test_a_model_file_without_a_metadata_key_is_named(demo, tmp_path):
     import onnx
 
