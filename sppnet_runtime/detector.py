@@ -49,7 +49,8 @@ class OnnxDetector:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        # Idle pool threads sleep, not spin: 2 threads took 0.71x the time (benchmarks/results/onnx_tuning.md).
+        # Idle pool threads sleep, not spin: on 2 threads 0.71x the time with other jobs on the cores, 0.98x
+        # without (benchmarks/results/onnx_tuning.md, docs/deploy.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
