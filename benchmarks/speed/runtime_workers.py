@@ -82,7 +82,8 @@ def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> d
 def main():
     p = parser(__doc__, reps=3)
     p.add_argument("--model", default=str(ROOT / "work_dirs/demo-real/epoch_36_whole.onnx"))
-    p.add_argument("--config", default=str(ROOT / "work_dirs/demo-real/sppnet_effnet-lite0_fpn_36e_trees-voc.py"))
+    # the committed config: its sliced_infer_cfg is what the export carries (a work_dir keeps its training-time config)
+    p.add_argument("--config", default=str(ROOT / "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"))
     p.add_argument("--checkpoint", default=str(ROOT / "work_dirs/demo-real/epoch_36.pth"))
     p.add_argument("--engines", default="onnx,torch", help="onnx (the runtime), torch (tools/infer.py), or both")
     p.add_argument("--big", action="store_true", help="also a generated --big-side px square image (minutes)")
