@@ -34,8 +34,9 @@ fi
 step "build tools (setuptools >=77,<81)"
 beat "build tools" -- $PIP install -q "setuptools>=77,<81" wheel ninja
 
-step "$TORCH_SPEC and triton"
-beat "$TORCH_SPEC and triton" -- $PIP install -q "$TORCH_SPEC" -r requirements/triton.txt
+# numpy with torch: the mmcv plan below imports torch, which warns without numpy.
+step "$TORCH_SPEC, numpy and triton"
+beat "$TORCH_SPEC, numpy and triton" -- $PIP install -q "$TORCH_SPEC" "numpy<3" -r requirements/triton.txt
 
 # Before anything long: does the installed mmcv fit (loads with this torch; CUDA ops where
 # its build would compile them)? If not, what will its build compile here, or why would
@@ -54,7 +55,7 @@ else
   eval "$exports"
 fi
 
-step "mmengine, numpy and mmcv's build requirements"
+step "mmengine and mmcv's build requirements"
 beat "mmengine" -- $PIP install -q -r requirements/openmmlab-base.txt
 
 if [ "$BUILD_MMCV" = 1 ]; then
