@@ -172,18 +172,12 @@ class PillowImage(Image):
     """Decoded whole by Pillow, once, into one RGB image; windows are cropped from it."""
 
     def __init__(self, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        from PIL import Image as PILImage
         from PIL import ImageOps, UnidentifiedImageError
 
         super().__init__()
         self.path = path
         try:
-            with _PILLOW_LIMIT:  # our own limit below; Pillow's is restored for everyone else at once
-                saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
-                try:
-                    im = PILImage.open(path)
-                finally:
-                    PILImage.MAX_IMAGE_PIXELS = saved
+            im = _open_without_pillows_limit(path)  # our own limit below
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 im.close()
@@ -327,6 +321,25 @@ class RasterioImage(Image):
         self._src.close()
 
 
+def _open_without_pillows_limit(path: Path):
+    """``PIL.Image.open`` (lazy: the header only) with Pillow's decompression-bomb limit lifted
+    for this one call, under a lock, and restored for everyone else at once (callers apply
+    their own limit)."""
+    from PIL import Image as PILImage
+
+    with _PILLOW_LIMIT:
+        saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+        try:
+            return PILImage.open(path)
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = saved
+
+
+def _read_by_rasterio(path: Path) -> bool:
+    """TIFFs are read by rasterio (window by window) where it is installed; the rest by Pillow."""
+    return path.suffix.lower() in TIFF_SUFFIXES and _rasterio_installed()
+
+
 def _rasterio_installed() -> bool:
     import importlib.util
 
@@ -343,7 +356,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise ImageReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
-    if path.suffix.lower() in TIFF_SUFFIXES and _rasterio_installed():
+    if _read_by_rasterio(path):
         return RasterioImage(path)
     return PillowImage(path, max_pixels)
 
@@ -353,18 +366,11 @@ def peek_size(path: str | Path) -> tuple[int, int] | None:
     may swap them), or None if the header cannot be read (``open_image`` then says why)."""
     path = Path(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES and _rasterio_installed():
+        if _read_by_rasterio(path):
             with RasterioImage(path) as image:
                 return image.width, image.height
-        from PIL import Image as PILImage
-
-        with _PILLOW_LIMIT:
-            saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
-            try:
-                with PILImage.open(path) as im:
-                    return im.size
-            finally:
-                PILImage.MAX_IMAGE_PIXELS = saved
+        with _open_without_pillows_limit(path) as im:
+            return im.size
     except Exception:
         return None
 
