@@ -95,35 +95,45 @@ def run_images(images: list[Path], detect_image, classes, out_dir: Path, score_t
     write = dict(classes=classes, out_dir=out_dir, score_thr=score_thr, vis_max_side=vis_max_side,
                  max_pixels=max_pixels, palette=palette, settings=settings, max_per_window=max_per_window, prog=prog,
                  run=run)
-    failed, done, turn = {}, 0, []
-    for entry in plan + [None]:
-        shared = entry is not None and share.world > 1 and entry[2] > 1
-        if turn and (entry is None or shared or len(turn) == share.world):  # a turn of images, one per rank
+    failed, done = {}, 0
+    for shared, turn in _turns(plan, share.world):
+        progress = job.image(done) if share.rank == 0 else None
+        if shared:  # every rank runs its share of the image's windows; rank 0 writes
+            (k, path, _), = turn
+            why = _image(k, path, len(images), detect_image, progress, None, share, **write)
+            if why is not None:
+                failed[path] = why
+        else:  # one image per rank, each run and written by its rank; rank 0 prints the others' lines
             mine = turn[share.rank] if share.rank < len(turn) else None
             lines = [] if share.rank else None
-            got = _image(*mine[:2], len(images), detect_image, None, lines, ONE_PROCESS,
-                         job.image(done) if share.rank == 0 else None, **write) if mine else None
-            gathered = share.all_gather((lines, got)) if share.world > 1 else [(None, got)]
-            for rank, (their_lines, why) in enumerate(gathered):
+            got = _image(*mine[:2], len(images), detect_image, progress, lines, ONE_PROCESS, **write) if mine else None
+            for rank, (their_lines, why) in enumerate(share.all_gather((lines, got))):
                 for line in (their_lines or ()) if share.rank == 0 else ():
                     print(line, flush=True)
                 if why is not None:
                     failed[turn[rank][1]] = why
-            done += sum(n for _, _, n in turn)
-            job.update(done)
-            turn = []
-        if entry is None:
-            break
-        if not shared:
-            turn.append(entry)
-            continue
-        why = _image(*entry[:2], len(images), detect_image, job.image(done) if share.rank == 0 else None, None,
-                     share, None, **write)
-        if why is not None:
-            failed[entry[1]] = why
-        done += entry[2]
+        done += sum(n for _, _, n in turn)
         job.update(done)
     return failed
+
+
+def _turns(plan: list[tuple], world: int):
+    """(shared, entries) in plan order: an image of several windows alone when there are
+    several ranks (they share its windows), the other images up to one per rank."""
+    turn = []
+    for entry in plan:
+        if world > 1 and entry[2] > 1:
+            if turn:
+                yield False, turn
+                turn = []
+            yield True, [entry]
+            continue
+        turn.append(entry)
+        if len(turn) == world:
+            yield False, turn
+            turn = []
+    if turn:
+        yield False, turn
 
 
 def _plan(images: list[Path], out_dir: Path, run: dict, settings: SliceSettings | None, say) -> list[tuple]:
@@ -145,13 +155,12 @@ def _plan(images: list[Path], out_dir: Path, run: dict, settings: SliceSettings 
     return plan
 
 
-def _image(k: int, path: Path, count: int, detect_image, progress, lines, share, window_progress=None, *, classes,
-           out_dir: Path, score_thr, vis_max_side, max_pixels, palette, settings, max_per_window, prog,
-           run) -> str | None:
-    """Runs and writes one image (``run_images``); returns why it failed, or None. ``lines``:
-    a list to keep the log in (a rank other than 0), else None (rank 0 prints; another rank
-    sharing rank 0's image says nothing). ``progress`` for an image all ranks share,
-    ``window_progress`` for one a rank runs alone."""
+def _image(k: int, path: Path, count: int, detect_image, progress, lines, share, *, classes, out_dir: Path,
+           score_thr, vis_max_side, max_pixels, palette, settings, max_per_window, prog, run) -> str | None:
+    """Runs and writes one image (``run_images``); returns why it failed, or None.
+    ``progress``: the job's, on rank 0 (else None). ``lines``: a list to keep the log in (a
+    rank other than 0 running an image alone), else None (rank 0 prints; another rank
+    sharing rank 0's image says nothing). ``share``: the ranks that share the image's windows."""
     writes = share.rank == 0
 
     def say(line):
@@ -168,8 +177,7 @@ def _image(k: int, path: Path, count: int, detect_image, progress, lines, share,
             if settings is not None and not settings.fits_one_window(image.width, image.height):
                 say(f"    {image.size}")
             try:
-                step = progress or window_progress
-                pred = detect_image(image, step) if share.world == 1 else detect_image(image, step, share=share)
+                pred = detect_image(image, progress) if share.world == 1 else detect_image(image, progress, share=share)
             except (ImageReadError, GridError):
                 raise
             except Exception as e:  # the model, not the file: say so, with where it broke

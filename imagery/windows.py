@@ -175,18 +175,17 @@ class JobProgress:
 
     def __init__(self, total: int, images: int = 1, print_to=print):
         self.total, self.images, self.print_to = max(total, 1), images, print_to
-        self.start, self.shown, self.done, self.printed = time.perf_counter(), 0, 0, 0
+        self.start, self.printed = time.perf_counter(), 0
 
     def update(self, done: int) -> None:
-        self.done = min(done, self.total)
-        if self.print_to is None or self.done <= self.printed:
+        done = min(done, self.total)
+        if self.print_to is None or done <= self.printed:
             return
-        if self.done * 10 // self.total > self.shown or self.done == self.total:
-            self.printed = self.done
-            self.shown = self.done * 10 // self.total
-            left = (time.perf_counter() - self.start) / self.done * (self.total - self.done)
+        if done * 10 // self.total > self.printed * 10 // self.total or done == self.total:
+            self.printed = done
+            left = (time.perf_counter() - self.start) / done * (self.total - done)
             of = f" of {self.images} images" if self.images > 1 else ""
-            self.print_to(f"    windows {self.done}/{self.total}{of}, {left:.0f} s left", flush=True)
+            self.print_to(f"    windows {done}/{self.total}{of}, {left:.0f} s left", flush=True)
 
     def image(self, base: int):
         """``progress(done, total)`` for ``detect_in_windows`` on an image whose windows
