@@ -125,7 +125,7 @@ def tile_set_predictions(model, cfg, inferencer_cls) -> tuple[list[dict], list]:
     return preds, gts
 
 
-def val_area(image, val_list: Path) -> np.ndarray:
+def val_area(image, val_list: Path = ROOT / "data/trees/VOCtrees/ImageSets/Main/val.txt") -> np.ndarray:
     """The union of the val tiles of ``image`` (ids ``<stem>_<x0>_<y0>``) as a bool mask."""
     from mmdet_plugin.datasets.trees import TILE
 
@@ -214,7 +214,7 @@ def main():
 
     # 1. val: every window size and overlap once, every merge rule on its boxes
     with open_image(data / TRAIN_IMAGE, max_pixels=None) as image:
-        gt, region = ground_truth(data / TRAIN_IMAGE), val_area(image, ROOT / "data/trees/VOCtrees/ImageSets/Main/val.txt")
+        gt, region = ground_truth(data / TRAIN_IMAGE), val_area(image)
         for tile in tiles:
             for overlap in overlaps:
                 raw = SlicedInferencer(model, cfg, SliceSettings(tile, overlap))(image, merge=False)

@@ -91,7 +91,6 @@ def with_times(row: dict, threads: int, times: dict) -> dict:
 
 def run_sliced(model, cfg, sessions: dict, checkpoint: Path, reps: int) -> dict:
     """The whole held-out tree photograph in the config's windows, mmdet against the runtime."""
-    import onnxruntime as ort
     import sliced_trees
 
     from imagery.read import load_image, open_image
@@ -258,7 +257,8 @@ def tune(reps: int) -> None:
     init_default_scope("mmdet")
     work, data = ROOT / "work_dirs" / "onnx_tuning", deepforest_data()
     work.mkdir(parents=True, exist_ok=True)
-    photo, megapixels = load_image(data / TEST_IMAGE), 1249 * 1035 / 1e6
+    photo = load_image(data / TEST_IMAGE)
+    megapixels = photo.shape[0] * photo.shape[1] / 1e6
     session(PHOTO_MODEL, 1, {}, {}, save=work / "optimized.onnx")
     int8 = {f"int8, {m}{', backbone only' if keep else ''}": quantize(PHOTO_MODEL, work / f"int8_{m}{len(keep)}.onnx",
                                                                        m, keep)
@@ -282,7 +282,7 @@ def tune(reps: int) -> None:
         print(f"  rep {rep + 1}/{reps}, load {loads[-1]:.2f}", flush=True)
     base = {r["threads"]: statistics.median(r["times"]) for r in rows if r["variant"] == "default"}
     with open_image(data / TRAIN_IMAGE, max_pixels=None) as image:
-        region = sliced_trees.val_area(image, ROOT / "data/trees/VOCtrees/ImageSets/Main/val.txt")
+        region = sliced_trees.val_area(image)
     images = {"val": (load_image(data / TRAIN_IMAGE, max_pixels=None), sliced_trees.ground_truth(data / TRAIN_IMAGE),
                       region), "test": (photo, sliced_trees.ground_truth(data / TEST_IMAGE), None)}
     for r in rows:
@@ -297,7 +297,8 @@ def tune(reps: int) -> None:
                     r[f"{split}_AP{round(thr * 100)}"] = round(ap, 4)
     common.write_csv(RESULTS / "onnx_tuning.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     lines = [f"ONNX Runtime session options and int8 on the tree detector ({PHOTO_MODEL.name}), the held-out "
-             f"photograph (1249 x 1035 px) in the model's windows; {platform.machine()} CPU, {os.cpu_count()} cores, "
+             f"photograph ({photo.shape[1]} x {photo.shape[0]} px) in the model's windows; {platform.machine()} CPU, "
+             f"{os.cpu_count()} cores, "
              f"onnxruntime {ort.__version__}; 1-min load average {min(loads):.1f}-{max(loads):.1f} during the "
              f"timing; medians of {reps} runs, all variants interleaved in one process; ratio: against `default` "
              "(ONNX Runtime's own options) at the same thread count; matched: boxes matched one to one with "
