@@ -54,11 +54,11 @@ def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> d
     """One subprocess of the runtime or tools/infer.py; its detection seconds, wall time,
     peak RSS, boxes and (PyTorch's ranks) merge and gather seconds."""
     shutil.rmtree(out, ignore_errors=True)  # else the tool resumes: the image is done already
-    common = [str(image), "--out-dir", str(out), "--max-pixels", str(200_000_000)]
+    shared_args = [str(image), "--out-dir", str(out), "--max-pixels", str(200_000_000)]
     if engine == "onnx":
-        tool = ["-m", "sppnet_runtime", a.model, *common, "--threads", str(threads), "--workers", str(workers)]
+        tool = ["-m", "sppnet_runtime", a.model, *shared_args, "--threads", str(threads), "--workers", str(workers)]
     else:
-        tool = [str(ROOT / "tools" / "infer.py"), a.config, a.checkpoint, *common]
+        tool = [str(ROOT / "tools" / "infer.py"), a.config, a.checkpoint, *shared_args]
         if workers > 1:
             tool = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", *tool,
                     "--launcher", "pytorch"]
@@ -81,6 +81,7 @@ def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> d
 
 def main():
     p = parser(__doc__, reps=3)
+    load_before = os.getloadavg()[0]  # the runs themselves load the machine: machine() reports the end
     p.add_argument("--model", default=str(ROOT / "work_dirs/demo-real/epoch_36_whole.onnx"))
     # the committed config: its sliced_infer_cfg is what the export carries (a work_dir keeps its training-time config)
     p.add_argument("--config", default=str(ROOT / "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"))
@@ -140,9 +141,9 @@ def main():
                   f"{r['speedup']:.2f}x | {r['efficiency']:.2f} | {r['wall_s']} | {r['peak_rss_mb']} | {r['boxes']} | "
                   f"{r['same_as_1x1']} | {r['merge_s']} | {r['gather_s']} |\n")
     write_text(RESULTS / "runtime_workers.md", f"Models {Path(a.model).name} (onnx), {Path(a.checkpoint).name} "
-               f"(torch); {machine()}; medians of the interleaved runs (column runs in the CSV); s / MP is the "
-               "tool's own "
-               "detection time (rank 0's, for PyTorch's ranks).\n\n" + table)
+               f"(torch); {machine()} (at the end; {load_before:.2f} before the first run); medians of the interleaved "
+               "runs (column runs in the CSV); s / MP is the tool's own detection time (rank 0's, for PyTorch's "
+               "ranks).\n\n" + table)
 
 
 if __name__ == "__main__":
