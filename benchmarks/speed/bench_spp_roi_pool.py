@@ -63,13 +63,16 @@ def mmcv_unusable(device: str):
 def pure_pytorch(on: bool):
     """The torch backend's pure-PyTorch fallback for forward and backward while ``on`` (the
     dispatcher reads SPP_TRITON_CPU_KERNEL at every call)."""
+    saved = os.environ.get("SPP_TRITON_CPU_KERNEL")
     if on:
         os.environ["SPP_TRITON_CPU_KERNEL"] = "0"
     try:
         yield
     finally:
-        if on:
-            os.environ.pop("SPP_TRITON_CPU_KERNEL")
+        if saved is None:
+            os.environ.pop("SPP_TRITON_CPU_KERNEL", None)
+        else:
+            os.environ["SPP_TRITON_CPU_KERNEL"] = saved
 
 
 def providers(device: str):
