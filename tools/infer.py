@@ -190,10 +190,11 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"infer: {e}", file=sys.stderr)
         return 2
-    if ranks is None:
-        return cli.report(failed, len(images) - len(failed), a.out_dir, "infer")
-    status = cli.report(failed, len(images) - len(failed), a.out_dir, "infer") if ranks.rank == 0 else int(bool(failed))
-    ranks.close()
+    # rank 0 reports for the job; every rank's exit status says whether an image failed
+    status = (cli.report(failed, len(images) - len(failed), a.out_dir, "infer") if ranks is None or ranks.rank == 0
+              else int(bool(failed)))
+    if ranks is not None:
+        ranks.close()
     return status
 
 
