@@ -8,7 +8,11 @@ rest the same way everywhere:
   OpenMP threads competing with another job run slower and far more erratically).
 * ``bench(fn, device, reps)``: median seconds; ``triton.testing.do_bench`` on CUDA,
   ``median_time`` (wall clock after one warm-up) on CPU.
-* ``write_csv``, ``write_text`` and ``figure``/``save_figure`` (matplotlib, Agg).
+* ``interleaved(fns, rounds)``: the one side-by-side runner: rows called in turn, round
+  after round, so that the machine's drift hits each alike; medians.
+* ``write_csv``, ``write_text``, ``markdown_table`` and ``figure``/``save_figure`` (matplotlib, Agg).
+* ``detector_args``/``tree_detector``: the trained tree detector (``make demo-real``) that
+  the whole-photograph scripts run.
 """
 from __future__ import annotations
 
@@ -54,14 +58,7 @@ def setup_threads(threads: int) -> int:
 
 def median_time(fn, reps: int, warmup: int = 1) -> float:
     """Median wall-clock seconds of ``fn()`` over ``reps`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return interleaved({None: fn}, reps, warmup)[None]
 
 
 def bench(fn, device, reps: int) -> float:
@@ -71,6 +68,26 @@ def bench(fn, device, reps: int) -> float:
 
         return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
     return median_time(fn, reps)
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 1, parts: bool = False, label: str | None = None) -> dict:
+    """{key: median wall-clock seconds} of ``fns`` ({key: fn()}), each called once per round
+    in turn (so that the machine's drift hits each alike), ``warmup`` rounds first, not
+    counted. With ``parts``, every fn times its own parts and returns {part: seconds}: then
+    {key: {part: median seconds}}. ``label``: a progress line per round."""
+    samples = {key: [] for key in fns}
+    for r in range(warmup + rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            timed = fn()
+            took = time.perf_counter() - start
+            if r >= warmup:
+                samples[key].append(timed if parts else took)
+        if label:
+            print(f"  {label}: round {r + 1}/{warmup + rounds}", flush=True)
+    if parts:
+        return {key: {part: statistics.median(s[part] for s in got) for part in got[0]} for key, got in samples.items()}
+    return {key: statistics.median(got) for key, got in samples.items()}
 
 
 def machine(device="cpu") -> str:
@@ -96,6 +113,12 @@ def write_text(path: Path, text: str, echo: bool = True) -> None:
     if echo:
         print()
         print(text)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table: one header row, then one line per row (cells as ``str`` gives them)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def figure(nrows: int = 1, ncols: int = 1, **kwargs):
@@ -128,6 +151,42 @@ def config_path(config: str) -> Path:
     if len(found) != 1:
         raise FileNotFoundError(f"config {config!r}: {len(found)} files named {config}.py under configs/")
     return found[0]
+
+
+# --------------------------------------------------------------------------- the tree detector
+# The committed config: its sliced_infer_cfg is what the ONNX export carries (a work_dir
+# keeps its training-time copy).
+TREES_CONFIG = "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+DEMO_REAL = ROOT / "work_dirs" / "demo-real"  # make demo-real's checkpoints and export
+
+
+def detector_args(p: argparse.ArgumentParser, onnx: bool = False) -> None:
+    """``--config``, ``--checkpoint`` (default: make demo-real's last) and, with ``onnx``,
+    ``--model`` (its whole-detector export, ``make export-onnx``)."""
+    p.add_argument("--config", default=TREES_CONFIG)
+    p.add_argument("--checkpoint", help="default: work_dirs/demo-real's last checkpoint")
+    if onnx:
+        p.add_argument("--model", default=str(DEMO_REAL / "epoch_36_whole.onnx"))
+
+
+def checkpoint_of(args) -> Path:
+    """``--checkpoint``, or make demo-real's last; exits with what to run if there is none."""
+    last = DEMO_REAL / "last_checkpoint"
+    if not args.checkpoint and not last.exists():
+        sys.exit(f"no checkpoint in {DEMO_REAL}: run `make demo-real` first, or pass --checkpoint")
+    return Path(args.checkpoint or last.read_text().strip())
+
+
+def tree_detector(args):
+    """(cfg, model) of ``--config`` with its checkpoint, on CPU, in mmdet's scope."""
+    import mmdet_plugin  # noqa: F401  (registers the plugin's modules)
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmdet")
+    cfg = Config.fromfile(str(ROOT / args.config))
+    return cfg, init_detector(cfg, str(checkpoint_of(args)), device="cpu").eval()
 
 
 # --------------------------------------------------------------------------- synthetic-set trainings
