@@ -1,26 +1,13 @@
 """SPP-Align in the detector: one accuracy table against RoIAlign, on the synthetic set.
 
-Every row below is trained with ``mim train`` on the demo's data and schedule (24 epochs
-x 100 iterations of 4 images, AdamW) with a fixed seed (``randomness.seed``), two runs
-at a time with one thread each, and tested on the 100 held-out images with
-``VOCMetric(iou_thrs=0.5:0.05:0.95)`` (11-point AP at each threshold: AP50, AP75 and
-their mean over 0.5:0.95). Each finished run appends its row (seed, config, options,
-metrics, wall time, the machine's load) to ``results/spp_align_synth_runs.csv`` at once,
-so a later start, on this machine or another, skips the runs already there (a run that
-was interrupted resumes from its last checkpoint). When every run has its row, the
-models are timed side by side in this process (a training step, forward and backward,
-and inference, on the same 4-image batches, interleaved, 1 thread, medians), the RoI
-stage's share of a training iteration is profiled (``profile_detector``), and the
-tables and a plot of mAP against training time are written to
-``results/spp_align_synth.{md,csv,png}``.
-
-    .venv/bin/python benchmarks/accuracy/align_synth.py [--lanes 2] [--only ID ...] [--tables-only]
-
-``--only`` trains just those runs (the tables need them all); ``--tables-only`` trains
-nothing and writes the tables from the runs' CSV.
+Every row is trained with ``mim train`` on the demo's data and schedule (24 epochs x 100
+iterations of 4 images, AdamW) with a fixed seed (``randomness.seed``; ``runs.RunTable``),
+and tested on the 100 held-out images with ``VOCMetric(iou_thrs=0.5:0.05:0.95)`` (11-point
+AP at each threshold: AP50, AP75 and their mean over 0.5:0.95). With every row present,
+the models' cost is measured side by side (``runs.cost_table``) and the tables and a plot
+of AP against the training step are written to ``results/spp_align_synth.{md,csv,png}``.
 """
 from __future__ import annotations
-
 
 import sys
 from pathlib import Path
@@ -31,7 +18,7 @@ import common
 import profile_detector
 from common import RESULTS
 import runs
-from runs import RunTable, expand, roi_share, side_by_side
+from runs import RunTable, expand
 
 EPOCHS = 24
 IOU_THRS = [round(0.5 + 0.05 * i, 2) for i in range(10)]
@@ -95,74 +82,30 @@ def _read(run_dir) -> dict:
 TABLE = RunTable(RUNS_CSV, ["AP50", "AP75", "mAP_50_95"], _read, EPOCHS, _metric_options())
 
 
-# --------------------------------------------------------------------------- side by side
-def _models():
-    """{(system, head): (config, options)} of every model in MODELS."""
-    return {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
-
-
-# --------------------------------------------------------------------------- tables
 def tables(done: dict) -> None:
     profile_detector.mmdet_scope()
-    speed, share = side_by_side(_models()), roi_share(_models())
     by_key = runs.rows_by_model(RUNS, done)
+    models = runs.models_of(MODELS)
+    in_order = {(system, head): models[(system, head)] for system in SYSTEMS for head in HEADS
+                if (system, head) in models}
+    cost, csv_rows = runs.cost_table(in_order, by_key, CELLS)
     lines = [f"Synthetic set, {EPOCHS} epochs x 100 iterations of 4 images, AdamW; 100 held-out images, "
              "VOCMetric (11-point) at IoU 0.5:0.05:0.95. Each cell: AP50 / AP75 / mean AP over 0.5:0.95, one line "
-             "per seed.", "",
-             "| head | " + " | ".join(SYSTEMS) + " |", "| --- |" + " --- |" * len(SYSTEMS)]
-    for head in HEADS:
-        cells = []
-        for system in SYSTEMS:
-            rows = by_key.get((system, head), [])
-            cells.append("<br>".join(f"{float(r['AP50']):.3f} / {float(r['AP75']):.3f} / {float(r['mAP_50_95']):.3f}"
-                                     f" (seed {r['seed']})" for r in rows) or "")
-        lines.append(f"| {head} | " + " | ".join(cells) + " |")
+             "per seed.", "", common.markdown_table(["head", *SYSTEMS], [
+                 [head, *(runs.seed_cell(by_key.get((system, head), []), ("AP50", "AP75", "mAP_50_95"), mean=False)
+                          for system in SYSTEMS)] for head in HEADS])]
     lines += ["", "Cost, side by side in one process on the same 4-image batches (1 thread, medians of 7; ratios to "
               "the cells row of the same system), the RoI stage's share of a profiled training iteration, and each "
               "run's own wall time (one thread each, usually two runs at a time; a run that resumed from a checkpoint "
-              "counts only its resumed part; the load average at its start and end is in spp_align_synth_runs.csv):", "",
-              "| system | head | training s / iteration | inference s / image | RoI extraction % of training "
-              "iteration | run wall time (min) |", "| --- | --- | --- | --- | --- | --- |"]
-    csv_rows = []
-    for system in SYSTEMS:
-        base = speed.get((system, CELLS))
-        for head in HEADS:
-            key = (system, head)
-            if key not in speed:
-                continue
-            tr, inf = speed[key]
-            walls = ", ".join(r["wall_min"] for r in by_key.get(key, []))
-            lines.append(f"| {system} | {head} | {tr:.3f} ({tr / base[0]:.2f}x) | {inf:.4f} ({inf / base[1]:.2f}x) | "
-                         f"{share[key]:.1f} | {walls} |")
-            for r in by_key.get(key, []):
-                csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}", train_ratio=f"{tr / base[0]:.3f}",
-                                     inference_s_per_image_side_by_side=f"{inf:.5f}",
-                                     inference_ratio=f"{inf / base[1]:.3f}", roi_extraction_pct=f"{share[key]:.1f}"))
+              "counts only its resumed part; the load average at its start and end is in spp_align_synth_runs.csv):",
+              "", cost]
     common.write_text(RESULTS / "spp_align_synth.md", "\n".join(lines))
     common.write_csv(RESULTS / "spp_align_synth.csv", csv_rows)
-    plot(csv_rows)
-
-
-def plot(rows) -> None:
-    """AP50 and AP75 against the side-by-side training step: colour = head, marker = system,
-    one point per run (so the two seeds of a row show as two points)."""
-    from matplotlib.lines import Line2D
-
-    fig, axes = common.figure(1, 2, figsize=(13, 4.6), sharex=True)
-    colours = {head: f"C{i}" for i, head in enumerate(HEADS)}
-    markers = {C4: "o", C4X3: "s", FPN: "^"}
-    for ax, metric in zip(axes, ("AP50", "AP75")):
-        for r in rows:
-            ax.scatter(float(r["train_s_per_iter_side_by_side"]), float(r[metric]), marker=markers[r["system"]],
-                       color=colours[r["head"]], s=36, alpha=0.85)
-        ax.set_xlabel("training s / iteration (side by side, 1 thread)")
-        ax.set_ylabel(f"VOC {metric} (11-point)")
-        ax.grid(True, alpha=0.3)
-    used = {r["head"] for r in rows}
-    heads = [Line2D([], [], ls="", marker="s", color=colours[h], label=h) for h in HEADS if h in used]
-    systems = [Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()]
-    axes[1].legend(handles=heads + systems, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
-    common.save_figure(fig, RESULTS / "spp_align_synth.png", "SPP-Align vs SPP cells vs RoIAlign, synthetic set")
+    runs.scatter_runs(csv_rows, "train_s_per_iter_side_by_side", ["AP50", "AP75"], HEADS,
+                      {C4: "o", C4X3: "s", FPN: "^"},
+                      ["training s / iteration (side by side, 1 thread)", "VOC AP50 (11-point)", "VOC AP75 (11-point)"],
+                      RESULTS / "spp_align_synth.png", "SPP-Align vs SPP cells vs RoIAlign, synthetic set",
+                      figsize=(13, 4.6))
 
 
 def main() -> None:

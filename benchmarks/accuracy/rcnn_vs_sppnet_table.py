@@ -20,15 +20,9 @@ split for the RPN detectors, configs/_base_/recipes/ss-proposals_36e_trees.py) a
 ``synth`` (the generated shapes, 6 epochs: configs/_base_/recipes/ss-proposals_6e_synth.py
 says why not 24).
 
-Trained with ``mim train`` two at a time, one thread each (``runs.RunTable``: a CSV row
-per finished run, committed as it ends; a later start skips them), validated on ``val`` at
-the end, the last checkpoint tested on ``test`` (never used to choose anything). Metrics as
-benchmarks/accuracy/trees.py: AP at IoU 0.4, AP50, AP75, mean AP 0.5:0.95.
-
-    .venv/bin/python benchmarks/accuracy/rcnn_vs_sppnet_table.py [--data trees|synth] [--lanes 2] [--only ID ...]
-                                                        [--tables-only]
-
-With every row present, the trained models (seed 0) are timed side by side in this process
+Trained with ``runs.RunTable``, validated on ``val`` at the end, the last checkpoint tested
+on ``test`` (never used to choose anything). Metrics as trees.py: AP at IoU 0.4, AP50,
+AP75, mean AP 0.5:0.95. With every row present, the trained models (seed 0) are timed side by side in this process
 (``rcnn_vs_sppnet.time_trained``: conv and head time per test image, 1 thread, medians)
 and ``results/rcnn_vs_sppnet_<data>.{md,csv}`` are written.
 """
@@ -92,12 +86,10 @@ def prepare(data: str) -> None:
 
 
 # Timed side by side: one trained model per system (seed 0); the fine-tuning mode does not
-# change the inference cost. Paper: Table 10 (ZF-5 for both, one GPU); its 5 scales
-# against our 3.
+# change the inference cost. Paper: Table 10 (ZF-5 for both, one GPU; rcnn_vs_sppnet.PAPER);
+# its 5 scales against our 3.
 TIMED = {"rcnn": RCNN, "spp1-fc": SPP1, "spp3-fc": SPP3, "align1-fc": ALIGN1}
-PAPER = {RCNN: dict(conv=14.37, head=None, overall=1, conv_x=1),
-         SPP1: dict(conv=0.053, head=0.089, overall=102, conv_x=270),
-         SPP3: dict(conv=0.293, head=0.089, overall=38, conv_x=49, note="5 scales")}
+PAPER_ROWS = {RCNN: ("rcnn", ""), SPP1: ("spp_1scale", ""), SPP3: ("spp_5scale", " (5 scales)")}
 TIMED_IMAGES, TIMED_ROUNDS = 3, 5
 
 
@@ -130,6 +122,17 @@ def timings(data: str) -> tuple[dict, bool]:
             for k in TIMED}, True
 
 
+def paper_cell(system: str) -> str:
+    import rcnn_vs_sppnet
+
+    if system not in PAPER_ROWS:
+        return "-"
+    key, note = PAPER_ROWS[system]
+    paper = rcnn_vs_sppnet.PAPER[key]
+    return (f"{paper['conv']} / {paper['head'] or '-'}, {paper.get('speedup', 1)}x / "
+            f"{paper.get('speedup_conv', 1)}x{note}")
+
+
 def tables(data: str, done: dict) -> None:
     import common
 
@@ -144,31 +147,25 @@ def tables(data: str, done: dict) -> None:
     lines = [f"{NAME[data]}, EfficientNet-Lite0 ImageNet-pretrained up to stride 16, the same "
              f"SPP head, the same selective-search windows (fast mode; test: {records['proposals_mean']:.0f} per image, "
              f"recall {records['recall_iou50']:.3f} at IoU 0.5 and {records['recall_iou70']:.3f} at 0.7, the ceiling "
-             f"of every row), 128-window batches with 32 positives, {EPOCHS[data]} epochs of AdamW. Each cell: AP40 / AP50 / "
-             "AP75 / mean AP over 0.5:0.95, one line per seed, then the mean. Val chooses; test only reports"
+             f"of every row), 128-window batches with 32 positives, {EPOCHS[data]} epochs of AdamW. Each cell: AP40 / "
+             "AP50 / AP75 / mean AP over 0.5:0.95, one line per seed, then the mean. Val chooses; test only reports"
              + (" (another area of the site)." if data == "trees" else "."), ""]
     for split in ("val", "test"):
-        lines += [f"**{split}**", "", "| system | " + " | ".join((FC_ONLY, FULL)) + " |", "| --- | --- | --- |"]
-        for system in (RCNN, SPP1, SPP3, ALIGN1):
-            cells = [trees.cell(by_model[(system, t)], split) if (system, t) in by_model else "-"
-                     for t in (FC_ONLY, FULL)]
-            lines.append(f"| {system} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [f"**{split}**", "", common.markdown_table(["system", FC_ONLY, FULL], [
+            [system, *(trees.cell(by_model[(system, t)], split) if (system, t) in by_model else "-"
+                       for t in (FC_ONLY, FULL))] for system in (RCNN, SPP1, SPP3, ALIGN1)]), ""]
     lines += [f"Time per test image ({base['proposals']:.0f} windows on average over the {TIMED_IMAGES} "
               f"timed images), trained models side by side in one process (1 thread, medians of {TIMED_ROUNDS} "
               "interleaved rounds; R-CNN's conv = crop + warp + backbone for every window, in chunks of 256; head = "
               "SPP pooling + fc + box decoding + NMS). Paper: ZF-5 for both, one GPU, VOC (Table 10)."
               + (" These figures were kept from the table's last side-by-side timing: the timed checkpoints were "
                  "not on the machine that added a row since." if kept else ""), "",
-              "| system | conv s / image | head s / image | total s / image | speed-up overall | speed-up conv "
-              "| paper: conv / head s, speed-up overall / conv |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for system, t in speed.items():
-        paper = PAPER.get(system)
-        paper_cell = "-" if paper is None else (
-            f"{paper['conv']} / {paper['head'] if paper['head'] else '-'}, {paper['overall']}x / {paper['conv_x']}x"
-            + (f" ({paper['note']})" if paper.get("note") else ""))
-        lines.append(f"| {system} | {t['conv_s']:.3f} | {t['head_s']:.3f} | {t['total_s']:.3f} | "
-                     f"{base['total_s'] / t['total_s']:.1f}x | {base['conv_s'] / t['conv_s']:.1f}x | {paper_cell} |")
+              common.markdown_table(["system", "conv s / image", "head s / image", "total s / image",
+                                     "speed-up overall", "speed-up conv",
+                                     "paper: conv / head s, speed-up overall / conv"], [
+                  [system, f"{t['conv_s']:.3f}", f"{t['head_s']:.3f}", f"{t['total_s']:.3f}",
+                   f"{base['total_s'] / t['total_s']:.1f}x", f"{base['conv_s'] / t['conv_s']:.1f}x",
+                   paper_cell(system)] for system, t in speed.items()])]
     rcnn, spp1 = summary(by_model[(RCNN, FULL)]), summary(by_model[(SPP1, FC_ONLY)])
     spp1_full = summary(by_model[(SPP1, FULL)])
     lines += ["", f"The paper's claim on these images: SPP-net 1 scale (fc-only, the paper's recipe) against R-CNN, "
@@ -186,9 +183,8 @@ def tables(data: str, done: dict) -> None:
                                  speedup_overall=f"{base['total_s'] / t['total_s']:.2f}" if t else "",
                                  speedup_conv=f"{base['conv_s'] / t['conv_s']:.2f}" if t else ""))
     common.write_csv(RESULTS / f"rcnn_vs_sppnet_{data}.csv", csv_rows)
-    proposal_records = [json.loads((DEVKIT[data] / "proposals" / f"ss_fast_{s}.json").read_text())
-                        for s in ("train", "val", "test")]
-    common.write_csv(RESULTS / f"selective_search_{data}.csv", proposal_records)
+    common.write_csv(RESULTS / f"selective_search_{data}.csv", [
+        json.loads((DEVKIT[data] / "proposals" / f"ss_fast_{s}.json").read_text()) for s in ("train", "val", "test")])
 
 
 def main() -> None:

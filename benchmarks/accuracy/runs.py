@@ -5,7 +5,8 @@ the runs that have no row yet with ``mim train`` (``lanes`` at a time, one threa
 a run that was interrupted resumes from its last checkpoint) and appends each finished
 run's row (seed, config, options, metrics, wall time, the machine's load, commit) to the
 table's CSV at once, so a later start, on this machine or another, skips it. The
-benchmarks that use it (``align_synth.py``, ``trees.py``) say what a row's metrics are.
+benchmarks that use it say what a row's metrics are. The rest are the pieces their
+tables share: the models' cost side by side, cells of seeds, a scatter of the runs.
 """
 from __future__ import annotations
 
@@ -156,20 +157,23 @@ def model_cfg(config: str, options, own_data: bool = False):
     kwargs = dict(data_root=None) if own_data else {}
     cfg = profile_detector.load_cfg(common.config_path(config), **kwargs)
     if options:
-        action = DictAction(option_strings=[], dest="o")
         ns = argparse.Namespace(o=None)
-        action(None, ns, list(options))
+        DictAction(option_strings=[], dest="o")(None, ns, list(options))
         cfg.merge_from_dict(ns.o)
     return cfg
 
 
+def models_of(models) -> dict:
+    """{(system, head): (config, options)} of a table's (id, system, head, config, options,
+    seeds) declarations."""
+    return {(system, head): (config, options) for _, system, head, config, options, _ in models}
+
+
 def side_by_side(models: dict, rounds: int = 7, own_data: bool = False) -> dict:
     """{key: (train s / iteration, inference s / image)} of ``models`` ({key: (config,
-    options)}): medians over ``rounds`` interleaved rounds, each model on the same batches
-    of ``profile_detector.BATCH`` images, 1 thread."""
-    import statistics
-
-    import common
+    options)}): ``common.interleaved`` medians over ``rounds`` rounds, each model on the same
+    batches of ``profile_detector.BATCH`` images, 1 thread. A training step is the data
+    preprocessor, the losses' forward and backward; inference is ``test_step``."""
     import profile_detector
     import torch
 
@@ -177,28 +181,23 @@ def side_by_side(models: dict, rounds: int = 7, own_data: bool = False) -> dict:
     built, batches = {}, {}
     for key, (config, options) in models.items():
         cfg = model_cfg(config, options, own_data)
-        model, _ = profile_detector.build_model(cfg, training=True)
-        built[key] = model
-        if not batches:
-            batches["train"] = profile_detector.make_batches(cfg, True, 1)[0][0]
-            batches["test"] = profile_detector.make_batches(cfg, False, 1)[0][0]
-    times = {key: ([], []) for key in built}
-    for r in range(rounds + 1):  # round 0 warms up
-        for key, model in built.items():
-            model.train()
-            t = time.perf_counter()
-            data = model.data_preprocessor(batches["train"], True)
-            common.loss_sum(model(**data, mode="loss")).backward()
-            train_s = time.perf_counter() - t
-            model.zero_grad(set_to_none=True)
-            model.eval()
-            t = time.perf_counter()
-            with torch.no_grad():
-                model.test_step(batches["test"])
-            if r:
-                times[key][0].append(train_s)
-                times[key][1].append((time.perf_counter() - t) / profile_detector.BATCH)
-    return {key: (statistics.median(a), statistics.median(b)) for key, (a, b) in times.items()}
+        built[key] = profile_detector.build_model(cfg, training=True)[0]
+        batches = batches or {mode: profile_detector.make_batches(cfg, mode, 1)[0][0] for mode in (True, False)}
+
+    def step(model) -> dict:
+        model.train()
+        start = time.perf_counter()
+        common.loss_sum(model(**model.data_preprocessor(batches[True], True), mode="loss")).backward()
+        train_s = time.perf_counter() - start
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.test_step(batches[False])
+        return {"train": train_s, "test": (time.perf_counter() - start) / profile_detector.BATCH}
+
+    times = common.interleaved({key: lambda m=model: step(m) for key, model in built.items()}, rounds, parts=True)
+    return {key: (t["train"], t["test"]) for key, t in times.items()}
 
 
 def roi_share(models: dict, own_data: bool = False) -> dict:
@@ -213,6 +212,62 @@ def roi_share(models: dict, own_data: bool = False) -> dict:
         rows, _, _ = profile_detector.profile_model(key[1], model_cfg(config, options, own_data), True, args)
         out[key] = next(r["pct"] for r in rows if r["part"] == "RoI extraction")
     return out
+
+
+# --------------------------------------------------------------------------- tables
+COST_HEADER = ["system", "head", "training s / iteration", "inference s / image",
+               "RoI extraction % of training iteration", "run wall time (min)"]
+
+
+def cost_table(models: dict, by_key: dict, base_head: str, own_data: bool = False) -> tuple[str, list[dict]]:
+    """The cost of ``models`` ({(system, head): (config, options)}, in table order): each
+    timed side by side (ratios to ``base_head`` of the same system), the RoI stage's share
+    of a profiled training iteration and the runs' own wall times. Returns the markdown
+    table and the runs' rows (``by_key``: {(system, head): rows}) with those figures."""
+    speed, share = side_by_side(models, own_data=own_data), roi_share(models, own_data=own_data)
+    cells, csv_rows = [], []
+    for (system, head), (tr, inf) in speed.items():
+        base_tr, base_inf = speed[(system, base_head)]
+        done = by_key.get((system, head), [])
+        cells.append([system, head, f"{tr:.3f} ({tr / base_tr:.2f}x)", f"{inf:.4f} ({inf / base_inf:.2f}x)",
+                      f"{share[(system, head)]:.1f}", ", ".join(r["wall_min"] for r in done)])
+        csv_rows += [dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}", train_ratio=f"{tr / base_tr:.3f}",
+                          inference_s_per_image_side_by_side=f"{inf:.5f}", inference_ratio=f"{inf / base_inf:.3f}",
+                          roi_extraction_pct=f"{share[(system, head)]:.1f}") for r in done]
+    return common.markdown_table(COST_HEADER, cells), csv_rows
+
+
+def seed_cell(rows: list[dict], keys, mean: bool = True) -> str:
+    """A table cell: ``keys``' values joined by " / ", one line per seed, then (with ``mean``
+    and more than one seed) their means over seeds in bold."""
+    import statistics
+
+    lines = [" / ".join(f"{float(r[k]):.3f}" for k in keys) + f" (seed {r['seed']})" for r in rows]
+    if mean and len(rows) > 1:
+        lines.append("**mean " + " / ".join(f"{statistics.mean(float(r[k]) for r in rows):.3f}" for k in keys) + "**")
+    return "<br>".join(lines)
+
+
+def scatter_runs(rows: list[dict], x: str, ys: list[str], heads, markers: dict, labels: list[str], path: Path,
+                 title: str, figsize=(8.5, 4.8)) -> None:
+    """One point per run, ``x`` against each of ``ys`` (one panel each, ``labels``: the x
+    label, then each y's): colour = head (in ``heads``' order), marker = system."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = common.figure(1, len(ys), figsize=figsize, sharex=True, squeeze=False)
+    colours = {head: f"C{i}" for i, head in enumerate(heads)}
+    for ax, y, label in zip(axes[0], ys, labels[1:]):
+        for r in rows:
+            ax.scatter(float(r[x]), float(r[y]), color=colours[r["head"]], marker=markers[r["system"]], s=40,
+                       alpha=0.85)
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    used = {r["head"] for r in rows}
+    handles = ([Line2D([], [], ls="", marker="s", color=colours[h], label=h) for h in heads if h in used]
+               + [Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()])
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    common.save_figure(fig, path, title)
 
 
 # --------------------------------------------------------------------------- command line

@@ -1,20 +1,15 @@
 """The RoI head on real photographs: SPP cells, SPP-Align and RoIAlign on the tree tiles.
 
 Every run fine-tunes the ImageNet-pretrained EfficientNet-Lite0 detector of its config on
-the ``train`` tiles of the tree set (``python -m mmdet_plugin.datasets.trees data/trees``;
-this script prepares it if missing) with ``mim train`` and a fixed seed, two runs at a time
-with one thread each (``runs.RunTable``: a CSV row per finished run, committed as it
-ends; a later start skips the runs already there). At the end of training the run is
-validated on ``val`` (the split every setting is chosen on); then its last checkpoint is
-tested on ``test`` (another area of the site, never used to choose anything) with
-``mim test``. Metrics, all-point VOC AP: AP at IoU 0.4 (DeepForest's convention for tree
-crowns), AP50, AP75 and the mean AP over 0.5:0.95, on val and on test.
+the ``train`` tiles of the tree set (prepared from the deepforest wheel if missing) with a
+fixed seed (``runs.RunTable``). It is validated on ``val`` at the end of training (the
+split every setting is chosen on); then its last checkpoint is tested on ``test`` (another
+area of the site, never used to choose anything) with ``mim test``. Metrics, all-point VOC
+AP: AP at IoU 0.4 (DeepForest's convention for tree crowns), AP50, AP75 and the mean AP
+over 0.5:0.95, on val and on test.
 
-    .venv/bin/python benchmarks/accuracy/trees.py [--lanes 2] [--only ID ...] [--tables-only]
-
-With every run's row present it times the models side by side in this process (a training
-step and inference on the same tiles, 1 thread, medians), profiles the RoI stage's share of
-a training iteration, and writes ``results/trees.{md,csv}``.
+With every run's row present it times the models side by side (``runs.cost_table``) and
+writes ``results/trees.{md,csv,png}``.
 """
 from __future__ import annotations
 
@@ -28,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 import common
 from common import RESULTS, ROOT
 import runs
-from runs import RunTable, expand, roi_share, side_by_side
+from runs import RunTable, expand
 
 EPOCHS = 36
 RUNS_CSV = RESULTS / "trees_runs.csv"
@@ -128,72 +123,33 @@ def prepare() -> None:
 
 
 def cell(rows, split) -> str:
-    """One line per seed, then (with more than one) the mean over seeds in bold."""
-    import statistics
-
-    lines = [" / ".join(f"{float(r[f'{split}_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})" for r in rows]
-    if len(rows) > 1:
-        lines.append("**mean " + " / ".join(f"{statistics.mean(float(r[f'{split}_{m}']) for r in rows):.3f}"
-                                           for m in METRICS) + "**")
-    return "<br>".join(lines)
+    """One line per seed of the split's metrics, then (with more than one) their mean."""
+    return runs.seed_cell(rows, [f"{split}_{m}" for m in METRICS])
 
 
 def tables(done: dict) -> None:
     import profile_detector
 
     profile_detector.mmdet_scope()
-    models = {(system, head): (config, options) for _, system, head, config, options, _ in MODELS}
-    speed, share = side_by_side(models, own_data=True), roi_share(models, own_data=True)
     by_key = runs.rows_by_model(RUNS, done)
+    cost, csv_rows = runs.cost_table(runs.models_of(MODELS), by_key, CELLS, own_data=True)
     lines = [f"Tree tiles (real NEON photographs), EfficientNet-Lite0 ImageNet-pretrained, {EPOCHS} epochs, AdamW. "
              "Each cell: AP40 / AP50 / AP75 / mean AP over 0.5:0.95 (all-point VOC AP), one line per seed. Settings "
              "are chosen on val; test is another area of the site and only reports.", ""]
     for split in ("val", "test"):
-        lines += [f"**{split}**", "", "| head | " + " | ".join(SYSTEMS) + " |", "| --- |" + " --- |" * len(SYSTEMS)]
-        for head in HEADS:
-            lines.append(f"| {head} | " + " | ".join(cell(by_key.get((s, head), []), split) for s in SYSTEMS) + " |")
-        lines.append("")
+        lines += [f"**{split}**", "", common.markdown_table(["head", *SYSTEMS], [
+            [head, *(cell(by_key.get((s, head), []), split) for s in SYSTEMS)] for head in HEADS]), ""]
     lines += ["Cost, side by side in one process on the same batches of tiles (1 thread, medians of 7; ratios to "
               "the cells head of the same system), the RoI "
               "stage's share of a profiled training iteration, and each run's wall time (one thread each, two "
-              "runs at a time; loads in trees_runs.csv):", "",
-              "| system | head | training s / iteration | inference s / image | RoI extraction % | run wall time (min) |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    csv_rows = []
-    for (system, head), (tr, inf) in speed.items():
-        base_tr, base_inf = speed[(system, CELLS)]
-        walls = ", ".join(r["wall_min"] for r in by_key.get((system, head), []))
-        lines.append(f"| {system} | {head} | {tr:.3f} ({tr / base_tr:.2f}x) | {inf:.4f} ({inf / base_inf:.2f}x) | "
-                     f"{share[(system, head)]:.1f} | {walls} |")
-        for r in by_key.get((system, head), []):
-            csv_rows.append(dict(r, train_s_per_iter_side_by_side=f"{tr:.4f}", train_ratio=f"{tr / base_tr:.3f}",
-                                 inference_s_per_image_side_by_side=f"{inf:.5f}", inference_ratio=f"{inf / base_inf:.3f}",
-                                 roi_extraction_pct=f"{share[(system, head)]:.1f}"))
+              "runs at a time; loads in trees_runs.csv):", "", cost]
     common.write_text(RESULTS / "trees.md", "\n".join(lines))
     common.write_csv(RESULTS / "trees.csv", csv_rows)
-    plot(csv_rows)
+    # Test AP40 against val AP40: how far the held-out area falls below val, how far seeds scatter.
+    runs.scatter_runs(csv_rows, "val_AP40", ["test_AP40"], HEADS, {FPN: "o", C4: "s"},
+                      ["val AP40 (tiles of the training area)", "test AP40 (held-out area)"], RESULTS / "trees.png",
+                      "RoI heads on real tree tiles: val against held-out test, per run")
     picture()
-
-
-def plot(rows) -> None:
-    """Test AP40 against val AP40, one point per run (colour = head, marker = system): how far
-    the held-out area falls below val, and how far seeds scatter."""
-    from matplotlib.lines import Line2D
-
-    fig, ax = common.figure(1, 1, figsize=(8.5, 4.8))
-    colours = {head: f"C{i}" for i, head in enumerate(HEADS)}
-    markers = {FPN: "o", C4: "s"}
-    for r in rows:
-        ax.scatter(float(r["val_AP40"]), float(r["test_AP40"]), color=colours[r["head"]], marker=markers[r["system"]],
-                   s=40, alpha=0.85)
-    ax.set_xlabel("val AP40 (tiles of the training area)")
-    ax.set_ylabel("test AP40 (held-out area)")
-    ax.grid(True, alpha=0.3)
-    used = {r["head"] for r in rows}
-    handles = ([Line2D([], [], ls="", marker="s", color=colours[h], label=h) for h in HEADS if h in used]
-               + [Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()])
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
-    common.save_figure(fig, RESULTS / "trees.png", "RoI heads on real tree tiles: val against held-out test, per run")
 
 
 PICTURE = ROOT / "work_dirs/trees/detections_test.jpg"
