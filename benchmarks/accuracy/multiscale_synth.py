@@ -6,15 +6,10 @@ run alone; the 1-scale run, then the frozen-conv run, which loads its conv layer
 the baseline), then reads each
 run's final VOC mAP and median training time per iteration from MMEngine's
 ``scalars.json``. The runs' own times depend on what shared the machine with them, so
-the four models are also timed side by side in this process (``runs.side_by_side``:
-training steps and inference on the same real batches, interleaved, one thread; the
-committed table, from before it, gives inference per 4-image batch). Writes
-``benchmarks/results/multiscale_synth.{md,csv}``.
-
-    .venv/bin/python benchmarks/accuracy/multiscale_synth.py [--epochs 12]
-
-``--epochs`` shortens the 24-epoch schedule, with the LR steps at the same fractions
-(2/3 and 11/12 of it).
+the four models are also timed side by side in this process (``runs.side_by_side``; the
+committed table, from before it, gives inference per 4-image batch). ``--epochs`` shortens
+the 24-epoch schedule, with the LR steps at the same fractions (2/3 and 11/12 of it).
+Writes ``benchmarks/results/multiscale_synth.{md,csv}``.
 """
 from __future__ import annotations
 
@@ -22,8 +17,8 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -84,11 +79,8 @@ def main() -> None:
         backbone = work_root / ONE_SCALE / f"epoch_{a.epochs}.pth"
         lanes = [[(names[1], [])],  # the longest run alone
                  [(ONE_SCALE, []), (names[2], [f"model.backbone.init_cfg.checkpoint={backbone}"]), (names[3], [])]]
-        threads = [threading.Thread(target=_run_lane, args=(lane, work_root, a.epochs)) for lane in lanes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            list(pool.map(lambda lane: _run_lane(lane, work_root, a.epochs), lanes))
         failed = [name for name in names if not (work_root / name / f"epoch_{a.epochs}.pth").exists()]
         if failed:
             raise SystemExit(f"training failed for {failed} (see the .out files in {work_root})")
@@ -100,12 +92,12 @@ def main() -> None:
     lines = [f"Synthetic set, {a.epochs} epochs x 100 iterations of 4 images, AdamW; 2-core CPU, two runs at a "
              f"time with 1 thread each{total}. Side by side: a training step (forward + backward) and inference "
              "on the same batches, interleaved in one process, 1 thread, medians of 7.", "",
-             "| system | config | VOC mAP@0.5 (11-point), 100 held-out images | s / iteration in its run | "
-             "training s / iteration, side by side | inference s / image, side by side |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {RUNS[n]} | `{n}.py` | {r['mAP']:.3f} | {r['s_per_iter']:.3f} | "
-              f"{speed[n][0]:.3f} ({speed[n][0] / base[0]:.2f}x) | {speed[n][1]:.3f} ({speed[n][1] / base[1]:.2f}x) |"
-              for n, r in results.items()]
+             common.markdown_table([
+                 "system", "config", "VOC mAP@0.5 (11-point), 100 held-out images", "s / iteration in its run",
+                 "training s / iteration, side by side", "inference s / image, side by side"],
+                 [[RUNS[n], f"`{n}.py`", f"{r['mAP']:.3f}", f"{r['s_per_iter']:.3f}",
+                   f"{speed[n][0]:.3f} ({speed[n][0] / base[0]:.2f}x)",
+                   f"{speed[n][1]:.3f} ({speed[n][1] / base[1]:.2f}x)"] for n, r in results.items()])]
     common.write_text(RESULTS / "multiscale_synth.md", "\n".join(lines))
     common.write_csv(RESULTS / "multiscale_synth.csv", [
         dict(config=n, epochs=a.epochs, mAP=f"{r['mAP']:.4f}", run_s_per_iter=f"{r['s_per_iter']:.4f}",

@@ -7,12 +7,7 @@ detectors, with the trees' recipe (``configs/_base_/recipes/pretrained_24e_synth
 the synthetic set, so the two can be told apart: train on ``train.txt`` (320 images),
 validate on ``val.txt`` (the trainval images' last 80), test on the 100 ``test.txt``
 images with ``mim test``. Same metrics as the trees (all-point AP40, AP50, AP75, mean AP
-over 0.5:0.95), same machinery (``runs.RunTable``: resumable, a CSV row per finished run,
-two at a time with one thread each).
-
-    .venv/bin/python benchmarks/accuracy/pretrained_synth.py [--lanes 2] [--only ID ...] [--tables-only]
-
-Writes ``results/pretrained_synth.md``.
+over 0.5:0.95), same machinery (``runs.RunTable``). Writes ``results/pretrained_synth.md``.
 """
 from __future__ import annotations
 
@@ -42,10 +37,9 @@ def tables(done: dict) -> None:
     lines = [f"Synthetic set, EfficientNet-Lite0 ImageNet-pretrained FPN detectors, the trees' recipe ({EPOCHS} "
              "epochs x 80 iterations of 4 images, AdamW lr 5e-4). Cells: AP40 / AP50 / AP75 / mean AP over "
              "0.5:0.95 (all-point), one line per seed; val = the trainval images' last 80, test = the 100 held-out "
-             "images.", "", "| system | head | val | test | run min |", "| --- | --- | --- | --- | --- |"]
-    for (system, head), rows in runs.rows_by_model(RUNS, done).items():
-        cells = [cell(rows, split) for split in ("val", "test")]
-        lines.append(f"| {system} | {head} | {cells[0]} | {cells[1]} | {', '.join(r['wall_min'] for r in rows)} |")
+             "images.", "", common.markdown_table(["system", "head", "val", "test", "run min"], [
+                 [system, head, cell(rows, "val"), cell(rows, "test"), ", ".join(r["wall_min"] for r in rows)]
+                 for (system, head), rows in runs.rows_by_model(RUNS, done).items()])]
     common.write_text(RESULTS / "pretrained_synth.md", "\n".join(lines))
 
 

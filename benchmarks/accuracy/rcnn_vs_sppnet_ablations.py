@@ -4,8 +4,7 @@
                                                             [--tables-only] [--time]
 
 Every row is trained and tested as in ``rcnn_vs_sppnet_table.py`` (same windows, backbone,
-head, batches, schedule; ``runs.RunTable``: a CSV row per finished run, committed as it
-ends, a later start skips it), and its evaluators also report AP40 and AP50 per object size
+head, batches, schedule; ``runs.RunTable``), and its evaluators also report AP40 and AP50 per object size
 (``VOCSizeMetric``: < 2, 2-4, 4-8 and >= 8 stride-16 cells a side). Each ablation is one
 config that inherits from its base row's config and changes one thing:
 
@@ -144,31 +143,29 @@ def tables(data: str, done: dict) -> None:
              for rid, _, _, _, _, seeds in ABLATIONS[data]}
     lines = [f"{table_mod.NAME[data]}: one change at a time against a base row ({ap}; means over seeds). Val "
              "chooses; test only reports. Every row: EfficientNet-Lite0 C4, the same selective-search windows, "
-             f"head, batches and {table_mod.EPOCHS[data]}-epoch schedule, conv frozen, unless the row changes it.",
-             "", f"| row | what changes | base | val {ap} | delta | test {ap} | delta | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"head, batches and {table_mod.EPOCHS[data]}-epoch schedule, conv frozen, unless the row changes it.", ""]
+    cells = []
     for rid, what, base, _, _, seeds in ABLATIONS[data]:
         rows = by_id[rid]
         if not rows:
-            lines.append(f"| {rid} | {what} | {base or '-'} | not run yet | | | | |")
+            cells.append([rid, what, base or "-", "not run yet", "", "", "", ""])
             continue
-        cells = []
+        values = []
         for split in ("val", "test"):
             value = mean(rows, f"{split}_{ap}")
-            delta = f"{value - mean(by_id[base], f'{split}_{ap}'):+.3f}" if base and by_id[base] else ""
-            cells += [f"{value:.3f}", delta]
-        lines.append(f"| {rid} | {what} | {base or '-'} | " + " | ".join(cells)
-                     + f" | {', '.join(r['seed'] for r in rows)} |")
+            values += [f"{value:.3f}",
+                       f"{value - mean(by_id[base], f'{split}_{ap}'):+.3f}" if base and by_id[base] else ""]
+        cells.append([rid, what, base or "-", *values, ", ".join(r["seed"] for r in rows)])
+    lines.append(common.markdown_table(["row", "what changes", "base", f"val {ap}", "delta", f"test {ap}", "delta",
+                                        "seeds"], cells))
     first = next((rows[0] for rows in by_id.values() if rows), None)
     for split in ("val", "test") if first else ():
         gts = {b: int(float(first[f"{split}_gts_{b}"])) for b in BINS}
         lines += ["", f"**{split}: {ap} by object size** (a side in stride-16 cells of the input image; ground-truth "
                   "boxes per bin: " + ", ".join(f"{BIN_NAMES[b]} {gts[b]}" for b in BINS) + ")", "",
-                  "| row | " + " | ".join(BIN_NAMES[b] for b in BINS) + " |", "| --- |" + " --- |" * len(BINS)]
-        for rid, rows in by_id.items():
-            if rows:
-                lines.append(f"| {rid} | " + " | ".join(f"{mean(rows, f'{split}_{ap}_{b}'):.3f}" if gts[b] else "-"
-                                                       for b in BINS) + " |")
+                  common.markdown_table(["row", *(BIN_NAMES[b] for b in BINS)], [
+                      [rid, *(f"{mean(rows, f'{split}_{ap}_{b}'):.3f}" if gts[b] else "-" for b in BINS)]
+                      for rid, rows in by_id.items() if rows])]
     common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}.md", "\n".join(lines))
 
 
@@ -200,10 +197,10 @@ def time_rows(data: str) -> None:
     common.write_csv(RESULTS / f"rcnn_vs_sppnet_ablations_{data}_speed.csv", rows)
     lines = [f"Trained models side by side, {common.machine()}; medians of 5 interleaved rounds over 3 test images "
              f"({base['proposals']:.0f} windows each on average).", "",
-             "| row | conv s / image | head s / image | total s / image | speed-up overall | speed-up conv |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['id']} | {r['conv_s']} | {r['head_s']} | {r['total_s']} | {r['speedup_overall']}x | "
-              f"{r['speedup_conv']}x |" for r in rows]
+             common.markdown_table(["row", "conv s / image", "head s / image", "total s / image", "speed-up overall",
+                                    "speed-up conv"],
+                                   [[r["id"], r["conv_s"], r["head_s"], r["total_s"], f"{r['speedup_overall']}x",
+                                     f"{r['speedup_conv']}x"] for r in rows])]
     common.write_text(RESULTS / f"rcnn_vs_sppnet_ablations_{data}_speed.md", "\n".join(lines))
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -116,23 +117,9 @@ class RunTable:
         return True
 
     def train_all(self, runs: list[Run], lanes: int, work_root: Path) -> None:
-        """Lanes take the next pending run until none is left."""
-        pending = list(runs)
-        lock = threading.Lock()
-
-        def lane():
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    run = pending.pop(0)
-                self.train(run, work_root)
-
-        threads = [threading.Thread(target=lane) for _ in range(lanes)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        """``lanes`` threads take the next pending run, in order, until none is left."""
+        with ThreadPoolExecutor(lanes) as pool:
+            list(pool.map(lambda run: self.train(run, work_root), runs))
 
     def train_missing(self, runs: list[Run], lanes: int, work_root: Path, only=None) -> dict:
         """Trains the runs without a row (``only``: just these ids); returns every row."""

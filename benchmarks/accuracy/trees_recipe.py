@@ -7,11 +7,7 @@ fine-tunes the paper's head (SPP cells on the EfficientNet-Lite0 FPN,
 on ``val`` every 6 epochs (the curve says whether 24 epochs are too few or too many). The
 test split is never evaluated here. A candidate's config is the base config plus the
 snippet ``recipe()`` writes for it: every knob is spelled out, so a later change of the
-base's defaults does not change what a row measured. Runs go through ``runs.RunTable``
-(resumable, a CSV row per finished run, two at a time with one thread each).
-
-    .venv/bin/python benchmarks/accuracy/trees_recipe.py [--lanes 2] [--only ID ...] [--tables-only]
-
+base's defaults does not change what a row measured. Runs go through ``runs.RunTable``.
 Writes ``results/trees_recipe.md`` (val AP40 / AP50 / AP75 / mean AP per seed, their
 means, and the AP40 curve).
 """
@@ -142,31 +138,30 @@ def nms_rows(cid: str = "first-try") -> list[dict]:
     return rows
 
 
+def means(rows) -> str:
+    """The val metrics' means over seeds, " / "-joined."""
+    return " / ".join(f"{statistics.mean(float(r[f'val_{m}']) for r in rows):.3f}" for m in METRICS)
+
+
 def tables(done: dict) -> None:
     lines = [f"Recipe candidates on the tree tiles' **val** split (the test split is not evaluated): SPP cells on the "
              f"EfficientNet-Lite0 FPN, {EPOCHS} epochs unless the row says otherwise, seeds "
              f"{', '.join(map(str, SEEDS))}. Cells: AP40 / AP50 / AP75 / "
              f"mean AP over 0.5:0.95 per seed, then the mean over seeds; AP40 every {VAL_EVERY} epochs (mean over "
-             "seeds; the LR steps at epochs 16 and 22 of 24, 24 and 33 of 36).", "",
-             "| candidate | change | per seed | mean | AP40 at epoch " + " / ".join(c.split("ep")[-1] for c in CURVE)
-             + " | run min |", "| --- | --- | --- | --- | --- | --- |"]
+             "seeds; the LR steps at epochs 16 and 22 of 24, 24 and 33 of 36).", ""]
+    cells = []
     for cid, what, _ in CANDIDATES:
         rows = [done[r.id] for r in RUNS_OF[cid] if r.id in done]
-        if not rows:
-            continue
-        per_seed = "<br>".join(" / ".join(f"{float(r[f'val_{m}']):.3f}" for m in METRICS) + f" (seed {r['seed']})"
-                               for r in rows)
-        mean = " / ".join(f"{statistics.mean(float(r[f'val_{m}']) for r in rows):.3f}" for m in METRICS)
-        curve = " / ".join(f"{statistics.mean(float(r[c]) for r in rows):.3f}" for c in CURVE)
-        walls = ", ".join(r["wall_min"] for r in rows)
-        lines.append(f"| {cid} | {what} | {per_seed} | {mean} | {curve} | {walls} |")
+        if rows:
+            cells.append([cid, what, runs.seed_cell(rows, [f"val_{m}" for m in METRICS], mean=False), means(rows),
+                          " / ".join(f"{statistics.mean(float(r[c]) for r in rows):.3f}" for c in CURVE),
+                          ", ".join(r["wall_min"] for r in rows)])
+    lines.append(common.markdown_table(["candidate", "change", "per seed", "mean", "AP40 at epoch " + " / ".join(
+        c.split("ep")[-1] for c in CURVE), "run min"], cells))
     nms = nms_rows()
     lines += ["", "The second stage's NMS IoU threshold at test time (no retraining), first try's checkpoints, val; "
-              "mean over seeds of AP40 / AP50 / AP75 / mean AP:", "", "| NMS IoU | val |", "| --- | --- |"]
-    for iou in NMS_IOUS:
-        rows = [r for r in nms if float(r["nms_iou"]) == iou]
-        lines.append(f"| {iou} | " + " / ".join(f"{statistics.mean(float(r[f'val_{m}']) for r in rows):.3f}"
-                                                 for m in METRICS) + " |")
+              "mean over seeds of AP40 / AP50 / AP75 / mean AP:", "", common.markdown_table(
+                  ["NMS IoU", "val"], [[iou, means([r for r in nms if float(r["nms_iou"]) == iou])] for iou in NMS_IOUS])]
     common.write_text(RESULTS / "trees_recipe.md", "\n".join(lines))
 
 
