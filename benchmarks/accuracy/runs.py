@@ -1,6 +1,6 @@
 """Resumable training runs for the accuracy tables: one CSV row per finished run.
 
-A run is ``Run(id, system, head, config, options, seed)``. ``RunTable.train_all`` trains
+A run is ``Run(id, system, head, config, options, seed)``. ``RunTable.train_missing`` trains
 the runs that have no row yet with ``mim train`` (``lanes`` at a time, one thread each;
 a run that was interrupted resumes from its last checkpoint) and appends each finished
 run's row (seed, config, options, metrics, wall time, the machine's load, commit) to the
@@ -116,19 +116,16 @@ class RunTable:
         print(f"[{time.strftime('%H:%M:%S')}] done {run.id}: {shown} in {row['wall_min']} min", flush=True)
         return True
 
-    def train_all(self, runs: list[Run], lanes: int, work_root: Path) -> None:
-        """``lanes`` threads take the next pending run, in order, until none is left."""
-        with ThreadPoolExecutor(lanes) as pool:
-            list(pool.map(lambda run: self.train(run, work_root), runs))
-
     def train_missing(self, runs: list[Run], lanes: int, work_root: Path, only=None) -> dict:
-        """Trains the runs without a row (``only``: just these ids); returns every row."""
+        """Trains the runs without a row (``only``: just these ids), ``lanes`` at a time, in
+        order (a lane takes the next pending run); returns every row."""
         work_root.mkdir(parents=True, exist_ok=True)
         done = self.done()
         todo = [r for r in runs if r.id not in done and (not only or r.id in only)]
         print(f"{len(done)} runs already in {self.csv_path.name}; training {len(todo)}: {[r.id for r in todo]}",
               flush=True)
-        self.train_all(todo, lanes, work_root)
+        with ThreadPoolExecutor(lanes) as pool:
+            list(pool.map(lambda run: self.train(run, work_root), todo))
         return self.done()
 
 
