@@ -17,20 +17,16 @@ Providers (all in this process, same inputs):
   roialign_pyr mmdet SingleRoIExtractor + mmcv RoIAlign max, once per pyramid level (1, 2, 3, 6)
 The mmcv rows are skipped, with the reason on one line, where mmcv's ops cannot run on the
 device (e.g. an mmcv built without CUDA ops).
-Measures forward and forward+backward (of out.sum()): triton.testing.do_bench on CUDA,
-wall-clock medians on CPU (``common.bench``). Then prints the Triton kernels' memory
-traffic, counted in Triton's interpreter (``spp_triton.devtools.load_counter``: the forward's
-bytes against the one-pass minimum, the backward's busiest program against K, and the
-deterministic backward's traffic against the atomic one at K = 512, C = 256). Writes
+Measures forward and forward+backward (of out.sum()) with ``common.bench``. Then prints the
+Triton kernels' memory traffic, counted in Triton's interpreter (``spp_triton.devtools.load_counter``:
+the forward's bytes against the one-pass minimum, the backward's busiest program against K, and
+the deterministic backward's traffic against the atomic one at K = 512, C = 256). Writes
 results/spp_roi_pool_<device>.csv and .png, and results/triton_traffic.md.
-
-    python benchmarks/speed/bench_spp_roi_pool.py [--device cpu|cuda] [--ks 128 512 2048] [--reps 5]
-                                           [--no-traffic]
 """
 from __future__ import annotations
 
-import contextlib
 import os
+from unittest import mock
 
 import torch
 
@@ -59,22 +55,6 @@ def mmcv_unusable(device: str):
     return None
 
 
-@contextlib.contextmanager
-def pure_pytorch(on: bool):
-    """The torch backend's pure-PyTorch fallback for forward and backward while ``on`` (the
-    dispatcher reads SPP_TRITON_CPU_KERNEL at every call)."""
-    saved = os.environ.get("SPP_TRITON_CPU_KERNEL")
-    if on:
-        os.environ["SPP_TRITON_CPU_KERNEL"] = "0"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("SPP_TRITON_CPU_KERNEL", None)
-        else:
-            os.environ["SPP_TRITON_CPU_KERNEL"] = saved
-
-
 def providers(device: str):
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
@@ -84,26 +64,25 @@ def providers(device: str):
     align7 = extractor(type="RoIAlign", output_size=7, sampling_ratio=0)
     per_level = [extractor(type="RoIAlign", output_size=n, sampling_ratio=0, pool_mode="max") for n in PYRAMID]
     scales = [1 / s for s in FPN_STRIDES]
-    def align(mode="max", deterministic=False):
-        return lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels,
-                                                        mode=mode, sampling="bilinear", sampling_ratio=2,
-                                                        deterministic=deterministic)
+    bilinear = dict(sampling="bilinear", sampling_ratio=2)
+
+    def spp(**kw):
+        return lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels, **kw)
 
     fns = {
-        "spp": lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales, roi_levels=levels),
-        "align": align(),
-        "align_avg": align("avg"),
+        "spp": spp(),
+        "align": spp(**bilinear),
+        "align_avg": spp(mode="avg", **bilinear),
         "roialign7": lambda feats, rois, levels: align7(feats, rois),
         "roialign_pyr": lambda feats, rois, levels: torch.cat([e(feats, rois).flatten(2) for e in per_level], 2),
     }
     if device == "cpu":
-        fns["spp_pytorch"] = fns["spp"]  # timed under pure_pytorch()
+        fns["spp_pytorch"] = fns["spp"]  # timed with SPP_TRITON_CPU_KERNEL=0, see run()
     if device == "cuda":
         pool7 = extractor(type="RoIPool", output_size=7)
-        fns["spp_determ"] = lambda feats, rois, levels: spp_roi_pool(feats, rois, spatial_scales=scales,
-                                                                     roi_levels=levels, deterministic=True)
+        fns["spp_determ"] = spp(deterministic=True)
         fns["roipool7"] = lambda feats, rois, levels: pool7(feats, rois)
-        fns["align_determ"] = align(deterministic=True)
+        fns["align_determ"] = spp(deterministic=True, **bilinear)
     reason = mmcv_unusable(device)
     if reason:
         mmcv_rows = ("roialign7", "roipool7", "roialign_pyr")
@@ -119,16 +98,17 @@ def run(device: str, ks, reps: int):
         feats, rois, levels, _ = fpn_inputs(k, 256, device=device)
         leaves = [f.detach().requires_grad_() for f in feats]
         for name, fn in fns.items():
-            with torch.no_grad(), pure_pytorch(name == "spp_pytorch"):
-                fwd = common.bench(lambda: fn(feats, rois, levels), device, reps)
-
             def fwd_bwd():
                 out = fn(leaves, rois, levels)
                 out.sum().backward()
                 for leaf in leaves:
                     leaf.grad = None
 
-            with pure_pytorch(name == "spp_pytorch"):
+            # spp_pytorch: the torch backend's pure-PyTorch fallback for forward and backward (the
+            # dispatcher reads SPP_TRITON_CPU_KERNEL at every call); patch.dict restores the caller's value
+            with mock.patch.dict(os.environ, {"SPP_TRITON_CPU_KERNEL": "0"} if name == "spp_pytorch" else {}):
+                with torch.no_grad():
+                    fwd = common.bench(lambda: fn(feats, rois, levels), device, reps)
                 both = common.bench(fwd_bwd, device, reps)
             rows.append(dict(device=device, k=k, provider=name, forward_s=fwd, forward_backward_s=both))
             print(f"K={k:5d} {name:13s} forward {fwd * 1e3:9.2f} ms   forward+backward {both * 1e3:9.2f} ms",
