@@ -13,12 +13,10 @@ first K of one draw, so a larger K adds RoIs of the same distribution), max mode
 "sppnet" projection. Forward+backward = ``out = spp_roi_pool(...); out.backward(g)`` with a
 dense, preallocated upstream gradient g (what a real head hands back).
 
-Time: wall clock of the forward call and of the backward call, per rep; medians (and the
-min of forward+backward) over ``--reps`` reps after one warm-up round. Each sweep runs in
-ONE subprocess that cycles round-robin through its points (point 1, 2, ..., n, then again),
-so that load changes from the other jobs on this shared 2-core CPU hit every point alike;
-one intra-op thread by default (``--threads``). The centre point is timed in each sweep
-separately (three independent measurements, a view of the noise).
+Time: wall clock of the forward call and of the backward call, per round; medians (and the
+min of forward+backward) over ``--reps`` rounds. Each sweep runs in ONE subprocess that times
+its points side by side (``common.interleaved``: point 1, 2, ..., n, then again). The centre
+point is timed in each sweep separately (three independent measurements, a view of the noise).
 
 Peak memory: NOT tracemalloc (it does not see torch's allocator). In a FRESH subprocess per
 point, after the inputs and g exist and a tiny warm-up call has loaded the C++ kernel, the
@@ -36,13 +34,12 @@ Fit: least squares of log(time) on log(K) (slope 1 = linear growth) and of time 
 (and on the min times as a check against interference). Called linear when the K >= 1024
 log-log slope is within 0.9-1.1 and the linear fit's R^2 >= 0.98.
 
-    python benchmarks/speed/scaling.py [--quick] [--reps 7] [--threads 1]
-
 Writes benchmarks/results/scaling.csv, .md and .png.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -53,10 +50,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
 import common
 from common import ROOT
+from spp_triton import spp_roi_pool
+from spp_triton.devtools.workloads import rpn_like_rois
 
 IMG_H, IMG_W, STRIDE = 800, 1216, 16
 KS = [128, 256, 512, 1024, 2048, 4096, 8192]
@@ -75,47 +77,35 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def make_rois(k: int, seed: int = 0):
-    import torch
-
-    from spp_triton.devtools.workloads import rpn_like_rois
-
-    g = torch.Generator().manual_seed(seed)
-    return rpn_like_rois(k, IMG_H, IMG_W, generator=g, draw=8192)[0]  # one draw; the first k
-
-
-def _setup(threads: int):
-    import torch
-
-    from spp_triton import spp_roi_pool
-
+def _setup(threads: int) -> None:
     common.setup_threads(threads)
     # warm-up on a tiny input: loads the C++ kernel (before any memory baseline)
     tiny = torch.randn(1, 4, 8, 8, requires_grad=True)
     spp_roi_pool(tiny, torch.tensor([[0.0, 0.0, 0.0, 100.0, 100.0]]), spatial_scales=0.125,
                  backend="torch").sum().backward()
-    return torch, spp_roi_pool
 
 
-def _inputs(torch, k, c, pyr):
+def _inputs(k, c, pyr):
     h, w = IMG_H // STRIDE, IMG_W // STRIDE
     bins = sum(n * n for n in pyr)
     feat = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(1)).requires_grad_()
-    return feat, make_rois(k), torch.ones(k, c, bins), bins, (h, w)
+    # the first k of one draw (seed 0), so a larger K adds RoIs of the same distribution
+    rois = rpn_like_rois(k, IMG_H, IMG_W, generator=torch.Generator().manual_seed(0), draw=8192)[0]
+    return feat, rois, torch.ones(k, c, bins), bins, (h, w)
 
 
-def _call(spp_roi_pool, feat, rois, pyr):
+def _call(feat, rois, pyr):
     return spp_roi_pool(feat, rois, spatial_scales=1.0 / STRIDE, pyramid=pyr, mode="max",
                         projection="sppnet", backend="torch")
 
 
 def mem_worker(spec: dict) -> dict:
     """Fresh process, one point: extra resident memory of one forward+backward."""
-    torch, spp = _setup(spec["threads"])
+    _setup(spec["threads"])
     k, c, pyr = spec["k"], spec["c"], tuple(spec["pyramid"])
-    feat, rois, grad, bins, (h, w) = _inputs(torch, k, c, pyr)
+    feat, rois, grad, bins, (h, w) = _inputs(k, c, pyr)
     rss0, maxrss0 = _rss_bytes(), _maxrss_bytes()
-    out = _call(spp, feat, rois, pyr)
+    out = _call(feat, rois, pyr)
     peak_fwd = _maxrss_bytes()  # the high-water mark after the forward alone
     out.backward(grad)
     peak = _maxrss_bytes()
@@ -126,33 +116,30 @@ def mem_worker(spec: dict) -> dict:
 
 
 def time_worker(spec: dict) -> list:
-    """One process per sweep: all its points timed round-robin (one warm-up round, then
-    ``reps`` rounds), so that load changes from other jobs hit every point alike."""
-    torch, spp = _setup(spec["threads"])
-    pts = []
-    for k, c, pyr in spec["points"]:
-        feat, rois, grad, bins, (h, w) = _inputs(torch, k, c, tuple(pyr))
-        pts.append(dict(k=k, c=c, pyr=tuple(pyr), feat=feat, rois=rois, grad=grad, bins=bins, fmap=f"{h}x{w}",
-                        f=[], b=[]))
-    for rnd in range(spec["reps"] + 1):
-        for pt in pts:
-            t0 = time.perf_counter()
-            out = _call(spp, pt["feat"], pt["rois"], pt["pyr"])
-            t1 = time.perf_counter()
-            out.backward(pt["grad"])
-            t2 = time.perf_counter()
-            del out
-            pt["feat"].grad = None
-            if rnd > 0:
-                pt["f"].append(t1 - t0)
-                pt["b"].append(t2 - t1)
-    med = statistics.median
-    res = []
-    for pt in pts:
-        tot = [x + y for x, y in zip(pt["f"], pt["b"])]
-        res.append(dict(k=pt["k"], c=pt["c"], pyramid="/".join(map(str, pt["pyr"])), bins=pt["bins"],
-                        fmap=pt["fmap"], fwd_bwd_s=med(tot), fwd_bwd_min_s=min(tot), fwd_s=med(pt["f"]),
-                        bwd_s=med(pt["b"]), threads=spec["threads"], reps=spec["reps"]))
+    """One process per sweep: all its points side by side, ``reps`` rounds after one warm-up."""
+    _setup(spec["threads"])
+    totals, fns, res = {}, {}, []
+
+    def fwd_bwd(i, feat, rois, pyr, grad):
+        t0 = time.perf_counter()
+        out = _call(feat, rois, pyr)
+        t1 = time.perf_counter()
+        out.backward(grad)
+        t2 = time.perf_counter()
+        feat.grad = None
+        totals[i].append(t2 - t0)
+        return dict(fwd=t1 - t0, bwd=t2 - t1, fwd_bwd=t2 - t0)
+
+    for i, (k, c, pyr) in enumerate(spec["points"]):
+        feat, rois, grad, bins, (h, w) = _inputs(k, c, tuple(pyr))
+        totals[i] = []
+        fns[i] = functools.partial(fwd_bwd, i, feat, rois, tuple(pyr), grad)
+        res.append(dict(k=k, c=c, pyramid="/".join(map(str, pyr)), bins=bins, fmap=f"{h}x{w}",
+                        threads=spec["threads"], reps=spec["reps"]))
+    med = common.interleaved(fns, spec["reps"], warmup=1, parts=True)
+    for i, r in enumerate(res):
+        r.update(fwd_bwd_s=med[i]["fwd_bwd"], fwd_bwd_min_s=min(totals[i][1:]),  # [0]: the warm-up round
+                 fwd_s=med[i]["fwd"], bwd_s=med[i]["bwd"])
     return res
 
 
@@ -168,37 +155,27 @@ def run_worker(kind: str, spec: dict):
 # --------------------------------------------------------------------------- fits
 def fit(xs, ys):
     """Least squares y = a + b x; returns (a, b, r2)."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    b = sxy / sxx
-    a = my - b * mx
-    ss_res = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    return a, b, 1 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    b, a = np.polyfit(xs, ys, 1)
+    r2 = np.corrcoef(xs, ys)[0, 1] ** 2 if np.ptp(ys) > 0 else 1.0  # constant ys: the line fits exactly
+    return a, b, r2
 
 
 def k_fits(krows, key="fwd_bwd_s"):
     out = {}
     for label, rs in (("all K", krows), ("K >= 1024", [r for r in krows if r["k"] >= 1024])):
-        if len(rs) < 2:
-            continue
-        xs, ys = [r["k"] for r in rs], [r[key] for r in rs]
-        log_a, slope, r2_log = fit([math.log(x) for x in xs], [math.log(y) for y in ys])
-        a, b, r2_lin = fit(xs, ys)
-        out[label] = dict(loglog_slope=slope, loglog_r2=r2_log, loglog_intercept=log_a,
-                          lin_intercept_s=a, lin_s_per_roi=b,
-                          lin_r2=r2_lin, n=len(rs))
+        if len(rs) >= 2:
+            xs, ys = np.array([r["k"] for r in rs], dtype=float), np.array([r[key] for r in rs])
+            log_a, slope, r2_log = fit(np.log(xs), np.log(ys))
+            a, b, r2_lin = fit(xs, ys)
+            out[label] = dict(loglog_slope=slope, loglog_r2=r2_log, loglog_intercept=log_a,
+                              lin_intercept_s=a, lin_s_per_roi=b, lin_r2=r2_lin, n=len(rs))
     return out
 
 
 # --------------------------------------------------------------------------- main
 def _log_log(ax, xlabel: str, ylabel: str) -> None:
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(yscale="log", xlabel=xlabel, ylabel=ylabel)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -267,11 +244,10 @@ def main():
                   f"(fwd {r['fwd_s'] * 1e3:7.1f}, bwd {r['bwd_s'] * 1e3:7.1f}), peak +{r['peak_mem_mb']:7.1f} MiB "
                   f"(analytic {r['analytic_mb']:7.1f}){' [floor]' if r['maxrss_floor'] else ''}", flush=True)
 
-    krows = [r for r in rows if r["sweep"] == "K"]
-    fits = k_fits(krows)
-    fits_min = k_fits(krows, "fwd_bwd_min_s")
-    fits_fwd = k_fits(krows, "fwd_s")
-    fits_bwd = k_fits(krows, "bwd_s")
+    krows = sorted((r for r in rows if r["sweep"] == "K"), key=lambda r: r["k"])
+    times = {"fwd+bwd median": "fwd_bwd_s", "fwd+bwd min": "fwd_bwd_min_s",
+             "fwd median": "fwd_s", "bwd median": "bwd_s"}
+    fits = {stat: k_fits(krows, key) for stat, key in times.items()}
     stem = common.RESULTS / ("scaling_quick" if a.quick else "scaling")
     fields = ["sweep", "k", "c", "pyramid", "bins", "fmap", "fwd_bwd_s", "fwd_bwd_min_s", "fwd_s", "bwd_s",
               "peak_mem_mb", "fwd_peak_mem_mb", "analytic_fwd_mb",
@@ -280,47 +256,43 @@ def main():
     lines = [f"spp_roi_pool forward+backward, CPU backend torch, {a.threads} thread(s), medians of {a.reps} on a "
              f"shared 2-core CPU (1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end). "
              "Peak memory = ru_maxrss - RSS before the call, fresh subprocess per point.", "",
-             "| sweep | K | C | pyramid | B | fwd+bwd ms | fwd ms | bwd ms | peak MiB (RSS) | analytic MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['sweep']} | {r['k']} | {r['c']} | {r['pyramid']} | {r['bins']} | "
-                     f"{r['fwd_bwd_s'] * 1e3:.1f} | {r['fwd_s'] * 1e3:.1f} | {r['bwd_s'] * 1e3:.1f} | "
-                     f"{r['peak_mem_mb']:.1f}"
-                     f"{' (floor)' if r['maxrss_floor'] else ''} | {r['analytic_mb']:.1f} |")
-    lines += ["", "Fit of time against K (forward+backward median times; min times, less sensitive to the "
-              "other jobs, as a check; and the forward and backward parts' medians):", "",
-              "| times | K range | points | log-log slope | R^2 (log-log) | linear fit t = a + b K | R^2 (linear) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for stat, fs in (("fwd+bwd median", fits), ("fwd+bwd min", fits_min), ("fwd median", fits_fwd),
-                     ("bwd median", fits_bwd)):
-        for label, f in fs.items():
-            lines.append(f"| {stat} | {label} | {f['n']} | {f['loglog_slope']:.3f} | {f['loglog_r2']:.4f} | "
-                         f"a = {f['lin_intercept_s'] * 1e3:.1f} ms, b = {f['lin_s_per_roi'] * 1e6:.1f} us/RoI | "
-                         f"{f['lin_r2']:.4f} |")
-    hi_label = "K >= 1024" if "K >= 1024" in fits else "all K"
-    hi = fits.get(hi_label)
+             common.markdown_table(
+                 ["sweep", "K", "C", "pyramid", "B", "fwd+bwd ms", "fwd ms", "bwd ms", "peak MiB (RSS)",
+                  "analytic MiB"],
+                 [[r["sweep"], r["k"], r["c"], r["pyramid"], r["bins"],
+                   *(f"{r[key] * 1e3:.1f}" for key in ("fwd_bwd_s", "fwd_s", "bwd_s")),
+                   f"{r['peak_mem_mb']:.1f}{' (floor)' if r['maxrss_floor'] else ''}", f"{r['analytic_mb']:.1f}"]
+                  for r in rows]), "",
+             "Fit of time against K (forward+backward median times; min times, less sensitive to the "
+             "other jobs, as a check; and the forward and backward parts' medians):", "",
+             common.markdown_table(
+                 ["times", "K range", "points", "log-log slope", "R^2 (log-log)", "linear fit t = a + b K",
+                  "R^2 (linear)"],
+                 [[stat, label, f["n"], f"{f['loglog_slope']:.3f}", f"{f['loglog_r2']:.4f}",
+                   f"a = {f['lin_intercept_s'] * 1e3:.1f} ms, b = {f['lin_s_per_roi'] * 1e6:.1f} us/RoI",
+                   f"{f['lin_r2']:.4f}"] for stat, fs in fits.items() for label, f in fs.items()])]
+    hi_label = "K >= 1024" if "K >= 1024" in fits["fwd+bwd median"] else "all K"
+    hi = fits["fwd+bwd median"].get(hi_label)
     if hi:
+        fwd, bwd = fits["fwd median"][hi_label], fits["bwd median"][hi_label]
         # "linear": log-log slope within 0.1 of 1 and a straight line explains >= 98 % of the variance
         linear = 0.9 <= hi["loglog_slope"] <= 1.1 and hi["lin_r2"] >= 0.98
-        lo_slope = fits["all K"]["loglog_slope"]
-        ks_sorted = sorted(krows, key=lambda r: r["k"])
-        steps = [(a_, b_) for a_, b_ in zip(ks_sorted, ks_sorted[1:])]
         lines += ["", "Time ratio per step of K (2 = linear for a doubling): "
                   + "; ".join(f"{a_['k']}->{b_['k']}: fwd+bwd {b_['fwd_bwd_s'] / a_['fwd_bwd_s']:.2f}, "
                               f"fwd {b_['fwd_s'] / a_['fwd_s']:.2f}, bwd {b_['bwd_s'] / a_['bwd_s']:.2f}"
-                              for a_, b_ in steps) + "."]
+                              for a_, b_ in zip(krows, krows[1:])) + "."]
         lines += ["", f"Verdict: forward+backward time {'grows LINEARLY' if linear else 'does NOT grow linearly'} "
                   f"in K (log-log slope {hi['loglog_slope']:.2f} for {hi_label}, linear-fit R^2 {hi['lin_r2']:.3f}; "
-                  f"{lo_slope:.2f} over all K). Forward alone: slope {fits_fwd[hi_label]['loglog_slope']:.2f} "
-                  f"(R^2 linear {fits_fwd[hi_label]['lin_r2']:.3f}); backward alone: "
-                  f"{fits_bwd[hi_label]['loglog_slope']:.2f} (R^2 linear {fits_bwd[hi_label]['lin_r2']:.3f}) "
+                  f"{fits['fwd+bwd median']['all K']['loglog_slope']:.2f} over all K). Forward alone: slope "
+                  f"{fwd['loglog_slope']:.2f} (R^2 linear {fwd['lin_r2']:.3f}); backward alone: "
+                  f"{bwd['loglog_slope']:.2f} (R^2 linear {bwd['lin_r2']:.3f}) "
                   f"({hi_label}). Peak memory is linear in K, C and B (the outputs are K x C x B): measured / "
                   f"analytic = {statistics.median(r['peak_mem_mb'] / r['analytic_mb'] for r in rows):.2f} (median "
                   "over points). After the forward alone the peak is "
                   f"{statistics.median(r['fwd_peak_mem_mb'] / r['analytic_fwd_mb'] for r in rows):.2f} x "
                   "(out + argmax) (the backward's gradients of the features come on top)."]
     common.write_text(stem.with_suffix(".md"), "\n".join(lines))
-    plot(rows, fits, stem.with_suffix(".png"), a.threads)
+    plot(rows, fits["fwd+bwd median"], stem.with_suffix(".png"), a.threads)
     print(f"\nwrote {stem}.csv, {stem}.md and {stem}.png")
 
 
