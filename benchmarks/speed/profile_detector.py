@@ -5,8 +5,7 @@ SPPBBoxHead) and its baseline ``configs/synth_demo/faster-rcnn_r18-w16_fpn_24e_s
 (SingleRoIExtractor + mmcv RoIAlign 7x7 + Shared2FCBBoxHead); identical otherwise (narrow
 ResNet-18 + FPN 64 ch, RPN). Built with mmengine ``Config`` + mmdet ``MODELS`` after
 ``import mmdet_plugin`` and ``register_all_modules()``, random init (``init_weights``, nothing
-downloaded), CPU, float32, ONE intra-op thread by default (``--threads``; on the shared,
-loaded 2-core machine two OpenMP threads made iterations up to 20x slower and erratic).
+downloaded) unless ``--checkpoint`` loads weights; CPU, float32.
 
 Data: batches of 4 images from ``data/synth_voc`` (256x256, the configs' train / test
 pipelines, one fixed batch per iteration, data loading NOT timed) when that folder exists,
@@ -17,35 +16,19 @@ One training iteration is exactly mmengine's ``model.train_step(data, optim_wrap
 configs' grad clipping, zero_grad); one inference iteration is ``model.test_step(data)``
 under ``torch.no_grad``.
 
-Method: the script (only) replaces bound methods of the model's submodules by thin
-wrappers that open a ``torch.profiler.record_function("part::<name>")`` scope:
-  data_preprocessor.forward            -> data preprocessor
-  backbone.forward, neck.forward        -> backbone, neck
-  rpn_head.forward                      -> RPN head (convs)
-  rpn_head.loss_by_feat                 -> RPN loss (anchor targets, assignment, losses)
-  rpn_head.predict_by_feat              -> RPN post-processing (decode, NMS -> proposals)
-  roi_head.bbox_assigner.assign / bbox_sampler.sample -> RoI assign + sample
-  roi_head.bbox_roi_extractor.forward   -> RoI extraction
-  roi_head.bbox_head.forward            -> bbox head (fc layers)
-  roi_head.bbox_head.loss_and_target    -> bbox loss (targets, losses)
-  roi_head.bbox_head.predict_by_feat    -> bbox post-processing (decode, NMS)
-  optim_wrapper.backward / step+zero_grad -> backward / optimizer
-Forward time of a part = the summed duration of its scopes. Backward time is split between
-the parts too: every autograd node carries the ``sequence_nr`` of the forward op that created
-it, so each ``autograd::engine::evaluate_function: ...`` event of the backward pass is
-charged to the part whose scope contained that forward op; what cannot be charged (grad
-accumulation, engine overhead, ops outside every scope such as summing the losses) is
-"backward: other". "other" = iteration wall time minus everything above (mmengine glue,
-``bbox2roi``, cat, parse_losses, ...). Each part's time is taken per iteration; the tables
-show medians over the profiled iterations and % = part median / iteration median (so a
-column adds up to about, not exactly, 100; the CSV also has the means, which do). The
-profiler's per-op overhead inflates small ops, so the unprofiled median iteration time is
-printed too. All timings are on a 2-core CPU shared with other jobs (training runs), hence
-noisy: compare parts within one run rather than absolute ms across runs.
-
-    python benchmarks/speed/profile_detector.py [--quick] [--iters 10] [--warmup 2] [--threads 1]
-
-Writes benchmarks/results/profile_detector.csv and .md.
+Method: the script (only) replaces the bound methods listed in ``SCOPES`` (the model's submodules;
+the optim wrapper's backward, step and zero_grad) by thin wrappers that open a
+``torch.profiler.record_function("part::<name>")`` scope. Forward time of a part = the summed
+duration of its scopes. Backward time is split between the parts too: every autograd node carries
+the ``sequence_nr`` of the forward op that created it, so each ``autograd::engine::evaluate_function: ...``
+event of the backward pass is charged to the part whose scope contained that forward op; what cannot
+be charged (grad accumulation, engine overhead, ops outside every scope such as summing the losses)
+is "backward: other". "other" = iteration wall time minus everything above (mmengine glue,
+``bbox2roi``, cat, parse_losses, ...). Each part's time is taken per iteration; the tables show
+medians over the profiled iterations and % = part median / iteration median (so a column adds up
+to about, not exactly, 100; the CSV also has the means, which do). The profiler's per-op overhead
+inflates small ops, so the unprofiled median iteration time is printed too. Writes
+benchmarks/results/profile_detector.csv and .md.
 """
 from __future__ import annotations
 
@@ -75,18 +58,17 @@ CONFIGS = {
 DATA_ROOT = ROOT / "data" / "synth_voc"
 BATCH = 4
 
-PART_ORDER = [
-    "data preprocessor", "backbone", "neck", "RPN head", "RPN loss", "RPN post-processing",
-    "RoI assign + sample", "RoI extraction", "bbox head", "bbox loss", "bbox post-processing",
-    "optimizer", "backward: other", "other",
-]
-GROUP = {  # the issue's coarse parts
+# Every part, in the tables' order, with the issue's coarse group it counts in.
+GROUP = {
     "data preprocessor": "other", "backbone": "backbone", "neck": "neck", "RPN head": "RPN",
     "RPN loss": "loss", "RPN post-processing": "post-processing", "RoI assign + sample": "loss",
     "RoI extraction": "RoI extraction", "bbox head": "bbox head", "bbox loss": "loss",
     "bbox post-processing": "post-processing", "optimizer": "optimizer",
     "backward: other": "other", "other": "other",
 }
+GROUPS = ["backbone", "neck", "RPN", "RoI extraction", "bbox head", "loss", "post-processing", "optimizer", "other"]
+# The rows (parts and groups) an inference iteration does not have.
+TRAIN_ONLY = ("RPN loss", "RoI assign + sample", "bbox loss", "optimizer", "backward: other", "loss")
 
 
 ROI_COUNTS: list = []  # RoIs per RoI-extraction call, recorded while profiling
@@ -114,16 +96,17 @@ SCOPES = [
     ("data_preprocessor", "forward", "data preprocessor"),
     ("backbone", "forward", "backbone"),
     ("neck", "forward", "neck"),
-    ("rpn_head", "forward", "RPN head"),
-    ("rpn_head", "loss_by_feat", "RPN loss"),
-    ("rpn_head", "predict_by_feat", "RPN post-processing"),
+    ("rpn_head", "forward", "RPN head"),  # convs
+    ("rpn_head", "loss_by_feat", "RPN loss"),  # anchor targets, assignment, losses
+    ("rpn_head", "predict_by_feat", "RPN post-processing"),  # decode, NMS -> proposals
     ("roi_head.bbox_assigner", "assign", "RoI assign + sample"),
     ("roi_head.bbox_sampler", "sample", "RoI assign + sample"),
     ("roi_head.bbox_roi_extractor", "forward", "RoI extraction"),
-    ("roi_head.bbox_head", "forward", "bbox head"),
-    ("roi_head.bbox_head", "loss_and_target", "bbox loss"),
-    ("roi_head.bbox_head", "predict_by_feat", "bbox post-processing"),
+    ("roi_head.bbox_head", "forward", "bbox head"),  # fc layers
+    ("roi_head.bbox_head", "loss_and_target", "bbox loss"),  # targets, losses
+    ("roi_head.bbox_head", "predict_by_feat", "bbox post-processing"),  # decode, NMS
 ]
+# "backward" is no row: analyse() splits it between the parts and "backward: other".
 OPTIMIZER_SCOPES = [("backward", "backward"), ("step", "optimizer"), ("zero_grad", "optimizer")]
 
 
@@ -193,9 +176,8 @@ def make_batches(cfg, training: bool, n: int):
     out = []
     for i in range(n):
         torch.manual_seed(i)
-        d = demo_mm_inputs(batch_size=BATCH, image_shapes=[(3, 256, 256)] * BATCH, num_items=[5] * BATCH,
-                           num_classes=5, with_mask=False)
-        out.append(d)
+        out.append(demo_mm_inputs(batch_size=BATCH, image_shapes=[(3, 256, 256)] * BATCH, num_items=[5] * BATCH,
+                                  num_classes=5, with_mask=False))
     return out, f"demo_mm_inputs (random 256x256, batch {BATCH})"
 
 
@@ -214,14 +196,11 @@ def run_iterations(model, ow, batches, training: bool):
     return times
 
 
-def part_of(ev):
+def part_of(e):
     """Innermost enclosing part scope name of a profiler event (or None)."""
-    e = ev
-    while e is not None:
-        if e.name.startswith("part::"):
-            return e.name[6:]
+    while e is not None and not e.name.startswith("part::"):
         e = e.cpu_parent
-    return None
+    return None if e is None else e.name[6:]
 
 
 def analyse(prof):
@@ -241,14 +220,9 @@ def analyse(prof):
     n = len(its)
     fwd = [defaultdict(float) for _ in range(n)]
     for e in events:
-        if e.name.startswith("part::"):
-            # nested scopes of the same part (none expected) would double count: skip them
-            p = e.cpu_parent
-            while p is not None and not p.name.startswith("part::"):
-                p = p.cpu_parent
-            i = it_of(e)
-            if p is None and i is not None:
-                fwd[i][e.name[6:]] += e.time_range.elapsed_us() / 1e3
+        # nested scopes of the same part (none expected) would double count: skip them
+        if e.name.startswith("part::") and part_of(e.cpu_parent) is None and (i := it_of(e)) is not None:
+            fwd[i][e.name[6:]] += e.time_range.elapsed_us() / 1e3
     # An op reports the autograd sequence number the NEXT node will get; the op that
     # creates node n is the last one (in time) to report n. So, in time order, the last
     # forward op reporting n decides n's part (None when that op ran outside every part).
@@ -257,9 +231,8 @@ def analyse(prof):
                and not e.name.startswith("autograd::engine::evaluate_function")]
     for e in sorted(fwd_ops, key=lambda e: e.time_range.start):
         part = part_of(e)
-        if part == "backward":
-            continue
-        seq_part[(e.thread, e.sequence_nr)] = part
+        if part != "backward":
+            seq_part[(e.thread, e.sequence_nr)] = part
     bwd = [defaultdict(float) for _ in range(n)]
     for e in events:
         if e.name.startswith("autograd::engine::evaluate_function") and e.sequence_nr >= 0:
@@ -290,83 +263,50 @@ def profile_model(name, cfg, training, args, checkpoint=None):
         run_iterations(model, ow, meas, training)
     fwd, bwd, iters = analyse(prof)
     rois_per_iter = (sum(ROI_COUNTS) / len(meas), statistics.mean(ROI_SIDES))
-    med = statistics.median
-    iter_ms = med(iters)
+    med, mean = statistics.median, statistics.mean
     rows = []
-    for part in PART_ORDER:
-        if part == "other":
-            continue
-        f = [d.get(part, 0.0) for d in fwd]
-        b = [d.get(part, 0.0) for d in bwd]
+    for part in GROUP:
+        if part == "other":  # per iteration, wall time minus every part
+            f = [it - sum(fwd[i].values()) - sum(bwd[i].values()) for i, it in enumerate(iters)]
+            b = [0.0] * len(iters)
+        else:
+            f, b = [d.get(part, 0.0) for d in fwd], [d.get(part, 0.0) for d in bwd]
         tot = [x + y for x, y in zip(f, b)]
         per_it = [100 * t / it for t, it in zip(tot, iters)]
-        rows.append(dict(part=part, forward_ms=med(f), backward_ms=med(b), total_ms=med(tot),
-                         total_ms_mean=statistics.mean(tot), pct_iter_min=min(per_it), pct_iter_max=max(per_it)))
-    # "other": per iteration, wall time minus every part; its median
-    other = [it - sum(fwd[i].values()) - sum(bwd[i].values()) for i, it in enumerate(iters)]
-    per_it = [100 * t / it for t, it in zip(other, iters)]
-    rows.append(dict(part="other", forward_ms=med(other), backward_ms=0.0, total_ms=med(other),
-                     total_ms_mean=statistics.mean(other), pct_iter_min=min(per_it), pct_iter_max=max(per_it)))
-    for r in rows:
-        r.update(model=name, mode="train" if training else "inference", group=GROUP[r["part"]],
-                 pct=100 * r["total_ms"] / iter_ms,
-                 pct_of_means=100 * r["total_ms_mean"] / statistics.mean(iters),
-                 iter_ms_profiled_median=iter_ms, iter_ms_profiled_mean=statistics.mean(iters),
-                 iter_ms_unprofiled_median=med(plain) * 1e3, data=data_desc,
-                 rois_per_iter=rois_per_iter[0], roi_mean_side_px=rois_per_iter[1])
+        rows.append(dict(model=name, mode="train" if training else "inference", part=part, group=GROUP[part],
+                         forward_ms=med(f), backward_ms=med(b), total_ms=med(tot), pct=100 * med(tot) / med(iters),
+                         total_ms_mean=mean(tot), pct_of_means=100 * mean(tot) / mean(iters),
+                         pct_iter_min=min(per_it), pct_iter_max=max(per_it), iter_ms_profiled_median=med(iters),
+                         iter_ms_profiled_mean=mean(iters), iter_ms_unprofiled_median=med(plain) * 1e3,
+                         rois_per_iter=rois_per_iter[0], roi_mean_side_px=rois_per_iter[1], data=data_desc))
     return rows, data_desc, rois_per_iter
 
 
 # --------------------------------------------------------------------------- report
 def table(rows, mode, models):
+    """Per part: forward, backward, total ms and % (inference: total ms and %), then the iteration."""
+    train = mode == "train"
     by = {(r["model"], r["part"]): r for r in rows if r["mode"] == mode}
-    head = "| part | " + " | ".join(f"{m} fwd ms | {m} bwd ms | {m} total ms | {m} %" for m in models) + " |"
-    if mode == "inference":
-        head = "| part | " + " | ".join(f"{m} ms | {m} %" for m in models) + " |"
-    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
-    for part in PART_ORDER:
-        if mode == "inference" and part in ("optimizer", "backward: other", "RPN loss", "bbox loss",
-                                            "RoI assign + sample"):
-            continue
-        cells = []
-        for m in models:
-            r = by.get((m, part))
-            if r is None:
-                cells.append("- | - | - | -" if mode == "train" else "- | -")
-            elif mode == "train":
-                cells.append(f"{r['forward_ms']:.1f} | {r['backward_ms']:.1f} | {r['total_ms']:.1f} | {r['pct']:.1f}")
-            else:
-                cells.append(f"{r['total_ms']:.1f} | {r['pct']:.1f}")
-        lines.append(f"| {part} | " + " | ".join(cells) + " |")
-    it = [next(r for r in rows if r["mode"] == mode and r["model"] == m) for m in models]
-    if mode == "train":
-        lines.append("| **iteration (profiled, median)** | " + " | ".join(
-            f" | | **{r['iter_ms_profiled_median']:.1f}** | 100" for r in it) + " |")
-        lines.append("| iteration (unprofiled, median) | " + " | ".join(
-            f" | | {r['iter_ms_unprofiled_median']:.1f} |" for r in it) + " |")
-    else:
-        lines.append("| **iteration (profiled, median)** | " + " | ".join(
-            f"**{r['iter_ms_profiled_median']:.1f}** | 100" for r in it) + " |")
-        lines.append("| iteration (unprofiled, median) | " + " | ".join(
-            f"{r['iter_ms_unprofiled_median']:.1f} |" for r in it) + " |")
-    return "\n".join(lines)
+    keys = ("forward_ms", "backward_ms", "total_ms", "pct") if train else ("total_ms", "pct")
+    body = [[part] + [f"{by[m, part][k]:.1f}" for m in models for k in keys]
+            for part in GROUP if train or part not in TRAIN_ONLY]
+    pad = ["", ""] if train else []  # under fwd ms and bwd ms
+    for label, key, fmt, last in (("**iteration (profiled, median)**", "iter_ms_profiled_median", "**{:.1f}**", 100),
+                                  ("iteration (unprofiled, median)", "iter_ms_unprofiled_median", "{:.1f}", "")):
+        body.append([label] + [c for m in models for c in pad + [fmt.format(by[m, "other"][key]), last]])
+    head = ("fwd ms", "bwd ms", "total ms", "%") if train else ("ms", "%")
+    return common.markdown_table(["part"] + [f"{m} {h}" for m in models for h in head], body)
 
 
 def grouped(rows, mode, models):
-    groups = ["backbone", "neck", "RPN", "RoI extraction", "bbox head", "loss", "post-processing",
-              "optimizer", "other"]
-    lines = ["| part (coarse) | " + " | ".join(f"{m} ms | {m} %" for m in models) + " |",
-             "|" + " --- |" * (1 + 2 * len(models))]
-    for g in groups:
-        cells = []
-        for m in models:
-            rs = [r for r in rows if r["mode"] == mode and r["model"] == m and r["group"] == g]
-            ms, pc = sum(r["total_ms"] for r in rs), sum(r["pct"] for r in rs)
-            cells.append(f"{ms:.1f} | {pc:.1f}")
-        if mode == "inference" and g in ("loss", "optimizer"):
-            continue
-        lines.append(f"| {g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The parts summed into the coarse groups: ms and %."""
+    def cells(m, g):
+        rs = [r for r in rows if r["mode"] == mode and r["model"] == m and r["group"] == g]
+        return [f"{sum(r['total_ms'] for r in rs):.1f}", f"{sum(r['pct'] for r in rs):.1f}"]
+
+    return common.markdown_table(["part (coarse)"] + [f"{m} {h}" for m in models for h in ("ms", "%")],
+                                 [[g] + [c for m in models for c in cells(m, g)]
+                                  for g in GROUPS if mode == "train" or g not in TRAIN_ONLY])
 
 
 def main():
@@ -383,7 +323,7 @@ def main():
         a.iters, a.warmup = 1, 1
     mmdet_scope()
     models = list(CONFIGS)
-    load0 = os.getloadavg()[0]
+    machine = common.machine()
     ckpts = dict(c.split("=", 1) for c in a.checkpoint)
     for m in ckpts:
         if m not in CONFIGS:
@@ -407,52 +347,35 @@ def main():
               "iter_ms_unprofiled_median", "rois_per_iter", "roi_mean_side_px", "data"]
     common.write_csv(stem.with_suffix(".csv"), rows, fields)
 
-    def share(model, mode, part):
-        r = next(r for r in rows if r["model"] == model and r["mode"] == mode and r["part"] == part)
-        return r["pct"], r["total_ms"]
-
-    spp_row = next(r for r in rows if r["model"] == "SPPNet" and r["mode"] == "train" and r["part"] == "RoI extraction")
-
-    spp_pct, spp_ms = share("SPPNet", "train", "RoI extraction")
-    frc_pct, frc_ms = share("Faster R-CNN", "train", "RoI extraction")
-    spp_ipct, _ = share("SPPNet", "inference", "RoI extraction")
-    frc_ipct, _ = share("Faster R-CNN", "inference", "RoI extraction")
-    threads = torch.get_num_threads()
-    load = os.getloadavg()[0]
+    roi = {(r["model"], r["mode"]): r for r in rows if r["part"] == "RoI extraction"}
+    spp, frc = roi["SPPNet", "train"], roi["Faster R-CNN", "train"]
+    weights = "random init" if not ckpts else "trained weights for " + ", ".join(ckpts)
     out = [
-        f"# Detector profile (CPU, {threads} torch thread(s), shared 2-core machine, "
-        f"1-min load average {load0:.1f} at start, {load:.1f} at end; "
-        f"{'random init' if not ckpts else 'trained weights for ' + ', '.join(ckpts)})",
-        "",
+        f"# Detector profile ({machine} at start, {os.getloadavg()[0]:.1f} at end; {weights})", "",
         f"Training: mmengine train_step on {data_desc[True]}; inference: test_step on {data_desc[False]}. "
         "RoIs pooled per iteration (4 images; their mean sqrt(area) in px): "
         + ", ".join(f"{m} {'train' if t else 'inference'} {n:.0f} ({side:.0f} px)"
                     for (m, t), (n, side) in n_rois.items())
         + (f". Weights loaded: {', '.join(f'{k} <- {v}' for k, v in ckpts.items())}" if ckpts else "")
-        + f". {a.iters} profiled iterations after {a.warmup} warm-up; ms are medians over the profiled "
-        "iterations of each part's per-iteration time (torch.profiler + record_function scopes; backward "
-        "charged to parts via autograd sequence numbers); % = part median / iteration median, so the column "
-        "need not add up to exactly 100 (the CSV also has means, pct_of_means, which do). Noisy: other jobs "
-        "shared the 2 cores.",
-        "",
+        + f". {a.iters} profiled iterations after {a.warmup} warm-up; ms are medians over them of each part's "
+        "per-iteration time (torch.profiler + record_function scopes; backward charged to parts via autograd "
+        "sequence numbers); % = part median / iteration median, so a column need not add up to exactly 100 (the "
+        "CSV's pct_of_means, of means, do).", "",
         *[line for mode, title in (("train", "Training"), ("inference", "Inference"))
           for line in (f"## {title} iteration", "", table(rows, mode, models), "", grouped(rows, mode, models), "")],
-        f"**RoI extraction share of the SPPNet training iteration: {spp_pct:.1f} % ({spp_ms:.1f} ms, forward + "
-        f"backward; {spp_row['pct_of_means']:.1f} % with means; {spp_row['pct_iter_min']:.1f}-"
-        f"{spp_row['pct_iter_max']:.1f} % across the {a.iters} iterations)** -> "
-        f"{'below' if spp_pct < 10 else 'ABOVE'} the 10 % "
-        f"mark. Baseline (mmcv RoIAlign 7x7 via "
-        f"SingleRoIExtractor): {frc_pct:.1f} % ({frc_ms:.1f} ms). Inference: SPPNet {spp_ipct:.1f} %, "
-        f"Faster R-CNN {frc_ipct:.1f} %.",
-        "",
+        f"**RoI extraction share of the SPPNet training iteration: {spp['pct']:.1f} % ({spp['total_ms']:.1f} ms, "
+        f"forward + backward; {spp['pct_of_means']:.1f} % with means; {spp['pct_iter_min']:.1f}-"
+        f"{spp['pct_iter_max']:.1f} % across the {a.iters} iterations)** -> "
+        f"{'below' if spp['pct'] < 10 else 'ABOVE'} the 10 % mark. Baseline (mmcv RoIAlign 7x7 via "
+        f"SingleRoIExtractor): {frc['pct']:.1f} % ({frc['total_ms']:.1f} ms). Inference: SPPNet "
+        f"{roi['SPPNet', 'inference']['pct']:.1f} %, Faster R-CNN {roi['Faster R-CNN', 'inference']['pct']:.1f} %.", "",
         "Caveats: " + ("random weights" if not ckpts else "weights as listed above") + " (speed only). "
         "The SPP kernel's cost grows with the RoIs' window areas, so the RoI-extraction share depends on "
-        "the proposals' sizes, which change as the RPN trains. Post-processing cost depends on how many boxes pass the "
-        "score threshold into NMS, which differs for a trained model; the RPN proposal count is capped by "
+        "the proposals' sizes, which change as the RPN trains. Post-processing cost depends on how many boxes pass "
+        "the score threshold into NMS, which differs for a trained model; the RPN proposal count is capped by "
         "the configs (train: 1000 pre-NMS / 300 kept per image, 128 sampled RoIs per image; test: 500 / 300). "
         "The profiler adds overhead per op (compare the profiled and unprofiled iteration times); "
-        "data loading is excluded; CPU timings on a shared 2-core machine are noisy, so compare parts "
-        "within a run rather than absolute ms across runs.",
+        "data loading is excluded.",
     ]
     common.write_text(stem.with_suffix(".md"), "\n".join(out))
     print(f"\nwrote {stem}.csv and {stem}.md")
