@@ -1,70 +1,53 @@
 """Reproduce SPPNet's headline speed comparison: R-CNN vs SPP-net, per image, on this CPU.
 
-Two ways: ``main()`` (below, ``make bench``) times untrained networks at the paper's scale
-(VOC-sized image, 2,000 windows, a 4096-wide head, ZF-5); ``time_trained()`` times trained
-detectors (mmdet_plugin's ``RCNN`` against SPP-net's ``FastRCNN`` / ``MultiScaleSPPNet``)
-on real test images with their own selective-search windows, side by side;
-``rcnn_vs_sppnet_table.py`` calls it for the trained table. The rest of this docstring is
-about ``main()``.
+Two ways: ``main()`` (``make bench``) times untrained networks at the paper's scale, below;
+``time_trained()`` times trained detectors (mmdet_plugin's ``RCNN`` against SPP-net's
+``FastRCNN`` / ``MultiScaleSPPNet``) side by side on real test images with their own
+selective-search windows, for ``rcnn_vs_sppnet_table.py``.
 
-Both pipelines use the same backbone, the same spatial pyramid (1x1, 2x2, 3x3, 6x6 max =
-50 bins), the same head (fc6, fc7, 21-way classifier; 4096 wide, the paper's) and the same
-2,000 proposals per image. All weights are random (nothing is downloaded): only speed is
-measured, and speed does not depend on the weights' values.
+``main()``: one synthetic VOC-like image, 500x375, with 2,000 selective-search-like proposals
+(sqrt(area) log-uniform in [20, 400] px, aspect ratio log-uniform in [1/3, 3]). Every pipeline
+has the same backbone, the same spatial pyramid (1x1, 2x2, 3x3, 6x6 max = 50 bins) and the same
+head (fc6, fc7, 21-way classifier; ``--fc`` wide, 4096 as in the paper). All weights are random
+(nothing is downloaded): speed does not depend on their values.
 
 Backbone (``--backbone``):
   zf5        (default) the paper's ZF-5-like 5-conv net: conv1 96 7x7/2, max-pool 3/2,
              conv2 256 5x5/2, max-pool 3/2, conv3 384, conv4 384, conv5 256 (3x3/1);
              total stride 16, 256 channels at conv5. Padding keeps a 224 crop at 14x14.
-  resnet18c4 mmdet's ResNet-18 (random init, BN in eval mode) cut after stage 3 (C4):
-             stride 16, 256 channels.
+  resnet18c4 mmdet's ResNet-18 (BN in eval mode) cut after stage 3 (C4): stride 16, 256 channels.
 
-Pipelines (one synthetic VOC-like image, 500x375, with 2,000 synthetic selective-search-like
-boxes: sqrt(area) log-uniform in [20, 400] px, aspect ratio log-uniform in [1/3, 3]):
-  R-CNN      each proposal is cropped from the original image and warped to 224x224
-             (mmcv RoIAlign on the image, one bilinear sample per output pixel, i.e. a
-             plain crop-and-resize; no 16-px context padding as in R-CNN), the crops run
-             through the backbone in batches of ``--batch``, each crop's 14x14 final map is
-             pooled with the same pyramid (``spp_roi_pool`` over the whole map) so that fc6
-             has the same width as SPP-net's, then the head.
-             2,000 crops per image would take minutes here, so the warp, conv and crop-pooling
-             stages are timed on a subsample of ``--crops`` proposals and extrapolated
-             LINEARLY to 2,000 (x 2000 / crops). The fc stage of R-CNN is the same (2000,
-             12800) x fc6 x fc7 x fc8 computation as SPP-net's, so the SAME measured 2,000-row
-             fc time is used for both (a real R-CNN might run it in smaller batches, which on
-             a CPU is no faster).
-  R-CNN AlexNet  (context for the paper's "24x-64x vs AlexNet R-CNN") the same, with an
-             AlexNet-like conv net on 227x227 crops, pool5 3x3/2 -> 6x6x256 = 9216-d, and
-             a 9216-4096-4096-21 head (timed at 2,000 rows).
-  SPP-Align  the SPP-net 1-scale pipeline with ``sampling="bilinear"`` (sampling_ratio 2):
-             the pyramid on a 12 x 12 bilinear lattice per proposal.
-  SPP-net    1-scale: the image resized to shorter side 688 (917x688), backbone once,
-             ``spp_roi_pool`` (pyramid 1,2,3,6, max, "sppnet" projection) of all 2,000
-             proposals, then the head. 5-scale: shorter sides {480, 576, 688, 864, 1200};
-             the backbone runs once per scale and each proposal is pooled (one
-             ``spp_roi_pool`` call over the five maps, ``roi_levels`` = its scale) at the
-             scale where its scaled area is closest to 224x224.
+Pipelines:
+  R-CNN      each proposal is cropped from the image and warped to 224x224 (mmcv RoIAlign, one
+             bilinear sample per output pixel: a plain crop-and-resize, without R-CNN's 16-px
+             context), the crops run through the backbone in batches of ``--batch``, each crop's
+             14x14 map is pooled with the same pyramid (so that fc6 is as wide as SPP-net's), then
+             the head. 2,000 crops would take minutes here, so warp, conv and crop pooling are
+             timed on ``--crops`` proposals and extrapolated LINEARLY to 2,000. The fc stage is the
+             same (2000, 12800) computation as SPP-net's, so the SAME measured fc time is used for
+             both (smaller batches, as a real R-CNN might run, are no faster on a CPU).
+  R-CNN AlexNet  (context for the paper's "24x-64x vs AlexNet R-CNN") the same with an
+             AlexNet-like conv net on 227x227 crops, pool5 3x3/2 -> 6x6x256 = 9216-d, and a
+             9216-4096-4096-21 head (timed at 2,000 rows).
+  SPP-net    1-scale: the image resized to shorter side 688 (917x688), the backbone once,
+             ``spp_roi_pool`` (max, "sppnet" projection) of all 2,000 proposals, then the head.
+             5-scale: shorter sides {480, 576, 688, 864, 1200}, the backbone once per scale, each
+             proposal pooled at the scale where its scaled area is closest to 224x224 (one
+             ``spp_roi_pool`` call over the five maps, ``roi_levels`` = its scale).
+  SPP-Align  the 1-scale pipeline with ``sampling="bilinear"`` (sampling_ratio 2): the pyramid
+             on a 12 x 12 bilinear lattice per proposal.
 
-Timing: wall clock (time.perf_counter), median of ``--reps`` runs after one warm-up, under
-torch.inference_mode, float32, ONE intra-op thread by default (``--threads``): the machine is
-a 2-core CPU shared with other jobs (a training run) when this was written, and two OpenMP
-threads competing with it ran slower and far more erratically than one. Absolute numbers
-are noisy; medians; ratios between pipelines are what matter.
-The paper's numbers are on one GPU (ZF-5, R-CNN conv 14.37 s/image). Its R-CNN total is
-taken as 14.46 s (= 102 x 0.142 s, the only figure that makes both its quoted speed-ups
-consistent). "conv" = backbone only; "head" = SPP pooling + fc layers (the paper's fc
-column); R-CNN "warp" = crop-and-resize, counted in the overall time only.
-
-    python benchmarks/speed/rcnn_vs_sppnet.py [--quick] [--backbone zf5|resnet18c4]
-                                        [--crops 64] [--batch 16] [--reps 5] [--threads 1]
-
-Writes benchmarks/results/rcnn_vs_sppnet.csv, .png and .md.
+Each stage is timed on its own (``common.median_time``) under torch.inference_mode, float32;
+ratios between pipelines are what matter. The paper's numbers are on one GPU (ZF-5, R-CNN
+conv 14.37 s/image). Its R-CNN total is taken as 14.46 s (= 102 x 0.142 s, the only figure
+that makes both its quoted speed-ups consistent). "conv" = backbone only; "head" = SPP
+pooling + fc layers (the paper's fc column); R-CNN "warp" = crop-and-resize, counted in the
+overall time only. Writes benchmarks/results/rcnn_vs_sppnet.csv, .png and .md.
 """
 from __future__ import annotations
 
 import math
-import os
-import platform
+import statistics
 from pathlib import Path
 
 import torch
@@ -87,9 +70,8 @@ SCALE_1 = 688
 NUM_CLASSES = 21
 
 # Paper (TPAMI 2015, Table "speed", one GPU, ZF-5 for both).
-PAPER_RCNN_CONV = 14.37
 PAPER = {
-    "rcnn": dict(conv=PAPER_RCNN_CONV, head=None, total=14.46),
+    "rcnn": dict(conv=14.37, head=None, total=14.46),
     "spp_1scale": dict(conv=0.053, head=0.089, total=0.142, speedup=102, speedup_conv=270),
     "spp_5scale": dict(conv=0.293, head=0.089, total=0.382, speedup=38, speedup_conv=49),
 }
@@ -190,20 +172,16 @@ def whole_map_spp(m: torch.Tensor) -> torch.Tensor:
 
 
 def time_spp(backbone, scales, boxes, reps, sampling="cells"):
-    """SPP-net: conv (once per scale) and spp_roi_pool times; returns (conv, pool, levels).
-    ``sampling="bilinear"``: SPP-Align (sampling_ratio 2, aligned) instead of the paper's cells."""
+    """SPP-net: conv (once per scale) and spp_roi_pool times; returns (conv, pool, proposals per
+    scale, map shapes). ``sampling="bilinear"``: SPP-Align (sampling_ratio 2, aligned) instead of
+    the paper's cells."""
     g = torch.Generator().manual_seed(1)
-    imgs, factors = [], []
-    for s in scales:
-        f, h, w = scaled_size(s)
-        imgs.append(torch.randn(1, 3, h, w, generator=g))
-        factors.append(f)
-    fac = torch.tensor(factors)
-    if len(scales) == 1:
-        levels = torch.zeros(boxes.shape[0], dtype=torch.long)
-    else:
-        area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None] * fac[None] ** 2
-        levels = (area - 224.0 ** 2).abs().argmin(1)
+    sizes = [scaled_size(s) for s in scales]
+    imgs = [torch.randn(1, 3, h, w, generator=g) for _, h, w in sizes]
+    fac = torch.tensor([f for f, _, _ in sizes])
+    # each proposal's scale: the one where its scaled area is closest to 224 x 224 (one scale: 0)
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None] * fac[None] ** 2
+    levels = (area - 224.0 ** 2).abs().argmin(1)
     # proposals in each chosen scale's pixel coordinates; stride 16 on every scale
     rois = torch.cat([torch.zeros(boxes.shape[0], 1), boxes * fac[levels][:, None]], 1)
 
@@ -247,8 +225,7 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
         float32, no grad.
     """
     import copy
-    import statistics
-    import time as _time
+    import time
 
     import profile_detector
     from mmdet.registry import DATASETS, MODELS
@@ -271,42 +248,38 @@ def time_trained(run_dirs: dict, images: int = 3, rounds: int = 5) -> dict:
         dataset.data_root = str(common.ROOT / dataset.data_root) + "/"
         ds = DATASETS.build(dataset)
         batches[key] = [pseudo_collate([ds[i]]) for i in range(min(images, len(ds)))]
-    per_round = {key: {"conv": [], "total": []} for key in models}
     counts = [len(b["data_samples"][0].proposals) for b in next(iter(batches.values()))]
+
+    def per_image(key):
+        """One round of ``key``'s model over its images: {conv, total} seconds per image."""
+        model, conv_s, total_s = models[key], 0.0, 0.0
+        for batch in batches[key]:
+            data = model.data_preprocessor(batch, False)
+            inputs, samples = data["inputs"], data["data_samples"]
+            t0 = time.perf_counter()
+            feats = model.extract_feat(inputs)
+            if type(model).__name__ == "RCNN":
+                # StandardRoIHead.predict_bbox with the crops' maps split off as "conv".
+                head = model.roi_head
+                rois = bbox2roi([s.proposals.bboxes for s in samples])
+                crop_maps = head.bbox_roi_extractor(feats, rois)
+                t1 = time.perf_counter()
+                cls_score, bbox_pred = head.bbox_head(crop_maps)
+                head.bbox_head.predict_by_feat(rois=(rois, ), cls_scores=(cls_score, ), bbox_preds=(bbox_pred, ),
+                                               batch_img_metas=[s.metainfo for s in samples],
+                                               rcnn_test_cfg=head.test_cfg, rescale=True)
+            else:
+                t1 = time.perf_counter()
+                model.roi_head.predict(feats, [s.proposals for s in samples], samples)
+            t2 = time.perf_counter()
+            conv_s += t1 - t0
+            total_s += t2 - t0
+        return dict(conv=conv_s / len(batches[key]), total=total_s / len(batches[key]))
+
     with torch.no_grad():
-        for r in range(rounds + 1):  # round 0 warms up
-            for key, model in models.items():
-                conv_s = total_s = 0.0
-                for batch in batches[key]:
-                    data = model.data_preprocessor(batch, False)
-                    inputs, samples = data["inputs"], data["data_samples"]
-                    t0 = _time.perf_counter()
-                    feats = model.extract_feat(inputs)
-                    if type(model).__name__ == "RCNN":
-                        # StandardRoIHead.predict_bbox with the crops' maps split off as "conv".
-                        head = model.roi_head
-                        rois = bbox2roi([s.proposals.bboxes for s in samples])
-                        crop_maps = head.bbox_roi_extractor(feats, rois)
-                        t1 = _time.perf_counter()
-                        cls_score, bbox_pred = head.bbox_head(crop_maps)
-                        head.bbox_head.predict_by_feat(rois=(rois, ), cls_scores=(cls_score, ),
-                                                       bbox_preds=(bbox_pred, ),
-                                                       batch_img_metas=[s.metainfo for s in samples],
-                                                       rcnn_test_cfg=head.test_cfg, rescale=True)
-                    else:
-                        t1 = _time.perf_counter()
-                        model.roi_head.predict(feats, [s.proposals for s in samples], samples)
-                    t2 = _time.perf_counter()
-                    conv_s += t1 - t0
-                    total_s += t2 - t0
-                if r:
-                    per_round[key]["conv"].append(conv_s / len(batches[key]))
-                    per_round[key]["total"].append(total_s / len(batches[key]))
-    out = {}
-    for key, t in per_round.items():
-        conv, total = statistics.median(t["conv"]), statistics.median(t["total"])
-        out[key] = dict(conv_s=conv, head_s=total - conv, total_s=total, proposals=statistics.mean(counts))
-    return out
+        med = common.interleaved({key: lambda key=key: per_image(key) for key in models}, rounds, parts=True)
+    return {key: dict(conv_s=t["conv"], head_s=t["total"] - t["conv"], total_s=t["total"],
+                      proposals=statistics.mean(counts)) for key, t in med.items()}
 
 
 # --------------------------------------------------------------------------- main
@@ -324,9 +297,7 @@ def main():
         a.crops, a.batch, a.reps, a.fc = 8, 8, 1, 1024
         scales5 = (480, 688)
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    machine = (f"{platform.machine()} CPU, {threads} torch thread(s) (shared 2-core machine, "
-               f"1-min load average {os.getloadavg()[0]:.1f} at start)")
+    machine = common.machine() + " at start"
     print(f"backbone: {a.backbone} (stride 16, 256 ch, random init); head fc6/fc7 width {a.fc}; "
           f"pyramid {PYRAMID} max; {NUM_PROPOSALS} proposals/image; {machine}")
     print(f"timings: median of {a.reps} after 1 warm-up; R-CNN warp/conv/crop-pool timed on {a.crops} "
@@ -342,6 +313,12 @@ def main():
     ext = NUM_PROPOSALS / a.crops
     sub = boxes[torch.randperm(NUM_PROPOSALS, generator=g)[:a.crops]]
     rows = []
+
+    def row(pipeline, key, warp_s, conv_s, pool_s, fc_s, scales="-", measured_on=f"{a.crops} crops x{ext:.1f}"):
+        rows.append(dict(pipeline=pipeline, key=key, scales=scales, proposals=NUM_PROPOSALS, measured_on=measured_on,
+                         warp_s=warp_s, conv_s=conv_s, pool_s=pool_s, fc_s=fc_s, head_s=pool_s + fc_s,
+                         total_s=warp_s + conv_s + pool_s + fc_s))
+
     with torch.inference_mode():
         t_fc = median_time(lambda: head(feats), a.reps)
         print(f"  fc6-fc7-fc8 on {NUM_PROPOSALS} x {256 * bins}: {t_fc:.3f} s", flush=True)
@@ -349,9 +326,7 @@ def main():
         w, c, pl, dim = time_rcnn(backbone, orig, sub, 224, whole_map_spp, a.reps, a.batch)
         assert dim == 256 * bins
         print(f"  R-CNN {a.crops} crops: warp {w:.3f} s, conv {c:.3f} s, crop pool {pl:.4f} s", flush=True)
-        rows.append(dict(pipeline=f"R-CNN ({a.backbone})", scales="-", proposals=NUM_PROPOSALS,
-                         measured_on=f"{a.crops} crops x{ext:.1f}", warp_s=w * ext, conv_s=c * ext,
-                         pool_s=pl * ext, fc_s=t_fc, key="rcnn"))
+        row(f"R-CNN ({a.backbone})", "rcnn", w * ext, c * ext, pl * ext, t_fc)
 
         if not a.no_alexnet:
             anet, ahead = alexnet_conv().eval(), fc_head(9216, a.fc).eval()
@@ -361,9 +336,7 @@ def main():
             assert dim == 9216
             print(f"  R-CNN AlexNet {a.crops} crops: warp {w:.3f} s, conv {c:.3f} s; fc {t_afc:.3f} s",
                   flush=True)
-            rows.append(dict(pipeline="R-CNN (AlexNet, pool5 6x6)", scales="-", proposals=NUM_PROPOSALS,
-                             measured_on=f"{a.crops} crops x{ext:.1f}", warp_s=w * ext, conv_s=c * ext,
-                             pool_s=0.0, fc_s=t_afc, key="rcnn_alexnet"))
+            row("R-CNN (AlexNet, pool5 6x6)", "rcnn_alexnet", w * ext, c * ext, 0.0, t_afc)
 
         for key, scales, sampling in (("spp_1scale", (SCALE_1,), "cells"), ("spp_5scale", scales5, "cells"),
                                       ("align_1scale", (SCALE_1,), "bilinear")):
@@ -371,28 +344,22 @@ def main():
             name = f"SPP-net ({a.backbone}) {len(scales)}-scale" + (", SPP-Align r = 2" if sampling != "cells" else "")
             print(f"  {name} {scales}: conv {c:.3f} s, pool {pl:.3f} s; maps {shapes}; proposals per scale {counts}",
                   flush=True)
-            rows.append(dict(pipeline=name, scales="/".join(map(str, scales)), proposals=NUM_PROPOSALS,
-                             measured_on="all", warp_s=0.0, conv_s=c, pool_s=pl, fc_s=t_fc, key=key))
+            row(name, key, 0.0, c, pl, t_fc, "/".join(map(str, scales)), "all")
 
     rc = rows[0]
     alex = next((r for r in rows if r["key"] == "rcnn_alexnet"), None)
     for r in rows:
-        r["head_s"] = r["pool_s"] + r["fc_s"]
-        r["total_s"] = r["warp_s"] + r["conv_s"] + r["head_s"]
-    for r in rows:
-        r["speedup_overall"] = rc["total_s"] / r["total_s"]
-        r["speedup_conv"] = rc["conv_s"] / r["conv_s"]
-        r["speedup_vs_alexnet_rcnn"] = alex["total_s"] / r["total_s"] if alex else float("nan")
-        pp = PAPER.get(r["key"], {}) if r["key"] != "spp_5scale" or tuple(scales5) == SCALES_5 else {}
-        r["paper_conv_s"] = pp.get("conv", "")
-        r["paper_head_s"] = pp.get("head", "")
-        r["paper_total_s"] = pp.get("total", "")
-        r["paper_speedup_overall"] = pp.get("speedup", 1 if r["key"] == "rcnn" else "")
-        r["paper_speedup_conv"] = pp.get("speedup_conv", 1 if r["key"] == "rcnn" else "")
-        r["paper_speedup_vs_alexnet_rcnn"] = "24-64" if r["key"].startswith("spp") else ""
-        r["backbone"] = a.backbone
-        r["fc_width"] = a.fc
-        r["machine"] = machine
+        # the paper's 5-scale row only where the 5 scales are the paper's (not in --quick)
+        paper = PAPER.get(r["key"], {}) if r["key"] != "spp_5scale" or tuple(scales5) == SCALES_5 else {}
+        if r["key"] == "rcnn":
+            paper = dict(speedup=1, speedup_conv=1, **paper)
+        r.update(speedup_overall=rc["total_s"] / r["total_s"], speedup_conv=rc["conv_s"] / r["conv_s"],
+                 speedup_vs_alexnet_rcnn=alex["total_s"] / r["total_s"] if alex else float("nan"),
+                 paper_conv_s=paper.get("conv", ""), paper_head_s=paper.get("head", ""),
+                 paper_total_s=paper.get("total", ""), paper_speedup_overall=paper.get("speedup", ""),
+                 paper_speedup_conv=paper.get("speedup_conv", ""),
+                 paper_speedup_vs_alexnet_rcnn="24-64" if r["key"].startswith("spp") else "",
+                 backbone=a.backbone, fc_width=a.fc, machine=machine)
 
     stem = common.RESULTS / ("rcnn_vs_sppnet_quick" if a.quick else "rcnn_vs_sppnet")
     fields = ["pipeline", "backbone", "fc_width", "scales", "proposals", "measured_on", "warp_s", "conv_s",
@@ -401,74 +368,60 @@ def main():
               "paper_speedup_overall", "paper_speedup_conv", "paper_speedup_vs_alexnet_rcnn", "machine"]
     common.write_csv(stem.with_suffix(".csv"), rows, fields)
 
-    def fmt(x, d=3):
-        return "-" if x in ("", None) else (f"{x:.{d}f}" if isinstance(x, float) else str(x))
+    def fmt(x):
+        return "-" if x in ("", None) else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
-    lines = [
-        f"Per-image inference time, {NUM_PROPOSALS} proposals, backbone {a.backbone}, head fc {a.fc}, "
-        f"pyramid 1/2/3/6 max. Medians of {a.reps} runs on a shared 2-core CPU ({threads} thread(s), load average "
-        f"{os.getloadavg()[0]:.1f} at the end); "
-        f"R-CNN rows extrapolated linearly from {a.crops} crops; paper = one GPU, ZF-5.",
-        "",
-        "| pipeline | warp s | conv s | head s = SPP pool + fc | total s | speed-up overall "
-        "| speed-up conv | speed-up vs AlexNet R-CNN |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        def paper(x, unit=""):
-            return "" if x in ("", None) else f" (paper {fmt(x)}{unit})"
+    def paper(x, unit=""):
+        return "" if x in ("", None) else f" (paper {fmt(x)}{unit})"
 
-        vs_alex = (f"{r['speedup_vs_alexnet_rcnn']:.1f}x (paper {r['paper_speedup_vs_alexnet_rcnn']}x)"
-                   if r["key"].startswith("spp") and alex else "-")
-        lines.append(
-            f"| {r['pipeline']} | {fmt(r['warp_s'])} | {fmt(r['conv_s'])}{paper(r['paper_conv_s'])} "
-            f"| {fmt(r['head_s'])} = {fmt(r['pool_s'])} + {fmt(r['fc_s'])}{paper(r['paper_head_s'])} "
-            f"| {fmt(r['total_s'])}{paper(r['paper_total_s'])} "
-            f"| {r['speedup_overall']:.1f}x{paper(r['paper_speedup_overall'], 'x')} "
-            f"| {r['speedup_conv']:.1f}x{paper(r['paper_speedup_conv'], 'x')} | {vs_alex} |")
+    table = common.markdown_table(
+        ["pipeline", "warp s", "conv s", "head s = SPP pool + fc", "total s", "speed-up overall", "speed-up conv",
+         "speed-up vs AlexNet R-CNN"],
+        [[r["pipeline"], fmt(r["warp_s"]), fmt(r["conv_s"]) + paper(r["paper_conv_s"]),
+          f"{fmt(r['head_s'])} = {fmt(r['pool_s'])} + {fmt(r['fc_s'])}{paper(r['paper_head_s'])}",
+          fmt(r["total_s"]) + paper(r["paper_total_s"]),
+          f"{r['speedup_overall']:.1f}x{paper(r['paper_speedup_overall'], 'x')}",
+          f"{r['speedup_conv']:.1f}x{paper(r['paper_speedup_conv'], 'x')}",
+          f"{r['speedup_vs_alexnet_rcnn']:.1f}x (paper {r['paper_speedup_vs_alexnet_rcnn']}x)"
+          if r["key"].startswith("spp") and alex else "-"] for r in rows])
     spp1 = next(r for r in rows if r["key"] == "spp_1scale")
-    lines += ["", f"SPP-net 1-scale time split: conv {100 * spp1['conv_s'] / spp1['total_s']:.0f} %, "
-              f"SPP pooling {100 * spp1['pool_s'] / spp1['total_s']:.0f} %, "
-              f"fc {100 * spp1['fc_s'] / spp1['total_s']:.0f} % (paper, GPU: conv 37 %, fc 63 %).",
-              f"Both pipelines run the same fc layers on {NUM_PROPOSALS} rows, so no SPP-net variant can beat "
-              f"R-CNN by more than R-CNN total / fc time = {rc['total_s'] / rc['fc_s']:.0f}x overall with this "
-              f"head on this CPU (the paper's GPU: 14.46 / 0.089 = 162x)."]
-    common.write_text(stem.with_suffix(".md"), "\n".join(lines))
+    split = {part: f"{100 * spp1[part + '_s'] / spp1['total_s']:.0f} %" for part in ("conv", "pool", "fc")}
+    common.write_text(stem.with_suffix(".md"), "\n".join([
+        f"Per-image inference time, {NUM_PROPOSALS} proposals, backbone {a.backbone}, head fc {a.fc}, "
+        f"pyramid 1/2/3/6 max. Medians of {a.reps} runs ({common.machine()} at the end); "
+        f"R-CNN rows extrapolated linearly from {a.crops} crops; paper = one GPU, ZF-5.", "", table, "",
+        f"SPP-net 1-scale time split: conv {split['conv']}, SPP pooling {split['pool']}, fc {split['fc']} "
+        "(paper, GPU: conv 37 %, fc 63 %).",
+        f"Both pipelines run the same fc layers on {NUM_PROPOSALS} rows, so no SPP-net variant can beat "
+        f"R-CNN by more than R-CNN total / fc time = {rc['total_s'] / rc['fc_s']:.0f}x overall with this "
+        f"head on this CPU (the paper's GPU: 14.46 / 0.089 = 162x)."]))
     plot(rows, stem.with_suffix(".png"), a)
     print(f"\nwrote {stem}.csv, {stem}.md and {stem}.png")
 
 
 def plot(rows, path: Path, a):
     fig, (ax1, ax2) = common.figure(1, 2, figsize=(12, 4.5))
-    names = [r["pipeline"].replace(" (", "\n(") for r in rows]
     parts = (("warp_s", "tab:gray"), ("conv_s", "tab:blue"), ("pool_s", "tab:orange"), ("fc_s", "tab:green"),
              ("total_s", "black"))
-    wd = 0.16
     for j, (part, colour) in enumerate(parts):
-        xs = [i + (j - 2) * wd for i in range(len(rows))]
         vals = [r[part] if r[part] > 0 else float("nan") for r in rows]
-        ax1.bar(xs, vals, wd, label=part[:-2], color=colour)
-    ax1.set_xticks(range(len(rows)), names)
-    ax1.set_yscale("log")
-    ax1.set_ylabel("seconds per image (log)")
+        ax1.bar([i + (j - 2) * 0.16 for i in range(len(rows))], vals, 0.16, label=part[:-2], color=colour)
+    ax1.set_xticks(range(len(rows)), [r["pipeline"].replace(" (", "\n(") for r in rows])
+    ax1.set(yscale="log", ylabel="seconds per image (log)")
     ax1.set_title(f"Per-image time, {NUM_PROPOSALS} proposals (R-CNN extrapolated from {a.crops})", fontsize=10)
     ax1.legend(fontsize=8)
     ax1.grid(True, axis="y", which="both", alpha=0.3)
     ax1.tick_params(axis="x", labelsize=7)
     spp = [r for r in rows if r["key"].startswith("spp")]
-    x = range(len(spp))
-    wdt = 0.2
     series = (("speedup_overall", "measured overall"), ("paper_speedup_overall", "paper overall"),
               ("speedup_conv", "measured conv"), ("paper_speedup_conv", "paper conv"))
     for j, (key, label) in enumerate(series):
-        xs = [i + (j - 1.5) * wdt for i in x]
         vals = [float(r[key]) if r[key] != "" else float("nan") for r in spp]
-        bars = ax2.bar(xs, vals, wdt, label=label)
+        bars = ax2.bar([i + (j - 1.5) * 0.2 for i in range(len(spp))], vals, 0.2, label=label)
         ax2.bar_label(bars, [f"{v:.0f}x" if v == v else "" for v in vals], fontsize=7)
-    ax2.set_xticks(list(x), [r["pipeline"] for r in spp], fontsize=8)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("speed-up vs R-CNN (same backbone)")
-    ax2.set_title("Speed-up: measured (shared 2-core CPU) vs paper (GPU)")
+    ax2.set_xticks(range(len(spp)), [r["pipeline"] for r in spp], fontsize=8)
+    ax2.set(yscale="log", ylabel="speed-up vs R-CNN (same backbone)",
+            title="Speed-up: measured (shared 2-core CPU) vs paper (GPU)")
     ax2.legend(fontsize=8)
     common.save_figure(fig, path)
 
