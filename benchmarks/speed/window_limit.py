@@ -1,10 +1,7 @@
 """How far one window's forward pass is from this CPU's limit, and where a photograph's time goes.
 
-    .venv/bin/python benchmarks/speed/window_limit.py [--checkpoint CKPT] [--model M.onnx] [--reps 5]
-
-The tree detector (``configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py``, the `make demo-real`
-checkpoint; its ONNX export, `make export-onnx`) on the first window the config cuts from the
-held-out photograph, one thread everywhere:
+The tree detector (``make demo-real``; its ONNX export, ``make export-onnx``) on the first
+window the config cuts from the held-out photograph, one thread everywhere:
 
 1. Work: MMEngine's ``FlopAnalyzer`` on the window (what mmdet's get_flops counts, the SPP
    stage included through mmdet_plugin's handle). It counts a multiply-add as one
@@ -21,6 +18,7 @@ Writes benchmarks/results/window_limit.{csv,md}.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from common import RESULTS, ROOT, machine, median_time, parser, setup_threads, write_csv, write_text
-
-CONFIG = ROOT / "configs" / "pretrained_effnet" / "sppnet_effnet-lite0_fpn_36e_trees-voc.py"
+from common import (RESULTS, ROOT, checkpoint_of, detector_args, machine, markdown_table, median_time, parser,
+                    setup_threads, tree_detector, write_csv, write_text)
 
 
 def matmul_peak(reps: int, n: int = 2048) -> float:
@@ -40,18 +37,14 @@ def matmul_peak(reps: int, n: int = 2048) -> float:
 
 def main():
     p = parser(__doc__, reps=5, threads=1)
-    p.add_argument("--checkpoint", default=None, help="default: work_dirs/demo-real's last checkpoint")
-    p.add_argument("--model", default=str(ROOT / "work_dirs/demo-real/epoch_36_whole.onnx"))
+    detector_args(p, onnx=True)
     a = p.parse_args()
     setup_threads(a.threads)
-    checkpoint = a.checkpoint or (ROOT / "work_dirs/demo-real/last_checkpoint").read_text().strip()
+    checkpoint = checkpoint_of(a)
+    cfg, model = tree_detector(a)  # imports mmdet_plugin: the SPP's FLOP handle too
 
-    import mmdet_plugin  # noqa: F401  (registers the plugin and the SPP FLOP handle)
-    from mmdet.apis import init_detector
     from mmengine.analysis import FlopAnalyzer
-    from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
-    from mmengine.registry import init_default_scope
 
     from imagery.merge import merge_detections
     from imagery.outputs import draw_boxes, prediction_record, write_json
@@ -61,21 +54,21 @@ def main():
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
     from sppnet_runtime import OnnxDetector
 
-    init_default_scope("mmdet")
-    cfg = Config.fromfile(str(CONFIG))
-    model = init_detector(cfg, checkpoint, device="cpu").eval()
     settings = SliceSettings.from_config(cfg)
     photo_path = deepforest_data() / TEST_IMAGE
-    decode_s = median_time(lambda: load_image(photo_path), a.reps)
+    timed = partial(median_time, reps=a.reps)
+    decode_s = timed(lambda: load_image(photo_path))
     photo = load_image(photo_path)
-    grid = window_grid(photo.shape[1], photo.shape[0], settings.tile, settings.overlap)
-    x0, y0, w, h = grid[0]
+    x0, y0, w, h = window_grid(photo.shape[1], photo.shape[0], settings.tile, settings.overlap)[0]
     window = np.ascontiguousarray(photo[y0:y0 + h, x0:x0 + w])
     inferencer = SlicedInferencer(model, cfg, settings)
 
+    def model_input() -> dict:  # the test pipeline at scale 1 on the window, then the data preprocessor
+        return model.data_preprocessor(pseudo_collate([inferencer.pipelines[True](
+            dict(img=np.ascontiguousarray(window[..., ::-1]), img_id=0))]), False)
+
     # 1. work, counted on exactly what the model gets for this window
-    data = model.data_preprocessor(pseudo_collate([inferencer.pipelines[True](
-        dict(img=np.ascontiguousarray(window[..., ::-1]), img_id=0))]), False)
+    data = model_input()
     counted = FlopAnalyzer(_Predict(model, data["data_samples"]), (data["inputs"],))
     counted.unsupported_ops_warnings(False)
     counted.uncalled_modules_warnings(False)
@@ -83,11 +76,11 @@ def main():
     by_module = {k: counted.by_module().get(k, 0) for k in ("model.backbone", "model.neck", "model.rpn_head",
                                                               "model.roi_head")}
 
-    # 2. time per window, 3. the peak, interleaved so the machine's drift hits each alike
+    # 2. time per window, 3. the peak, measured before and after them (the higher kept)
     ort = OnnxDetector(a.model, threads=a.threads) if Path(a.model).is_file() else None
     peak = matmul_peak(a.reps)
-    torch_s = median_time(lambda: inferencer.detect([window], True), a.reps)
-    ort_s = median_time(lambda: ort(window, native=True), a.reps) if ort else float("nan")
+    torch_s = timed(lambda: inferencer.detect([window], True))
+    ort_s = timed(lambda: ort(window, native=True)) if ort else float("nan")
     peak = max(peak, matmul_peak(a.reps))
 
     # 4. stages (PyTorch) on the window
@@ -97,27 +90,26 @@ def main():
         neck = model.neck(feats)
         proposals = model.rpn_head.predict(neck, samples, rescale=False)
         stages = {
-            "pipeline (to the model's input)": median_time(lambda: model.data_preprocessor(pseudo_collate(
-                [inferencer.pipelines[True](dict(img=np.ascontiguousarray(window[..., ::-1]), img_id=0))]), False),
-                a.reps),
-            "backbone": median_time(lambda: model.backbone(inputs), a.reps),
-            "neck": median_time(lambda: model.neck(feats), a.reps),
-            "RPN (head, decode, NMS)": median_time(lambda: model.rpn_head.predict(neck, samples, rescale=False), a.reps),
-            "RoI stage (SPP pooling, head, NMS)": median_time(
-                lambda: model.roi_head.predict(neck, proposals, samples, rescale=True), a.reps),
+            "pipeline (to the model's input)": timed(model_input),
+            "backbone": timed(lambda: model.backbone(inputs)),
+            "neck": timed(lambda: model.neck(feats)),
+            "RPN (head, decode, NMS)": timed(lambda: model.rpn_head.predict(neck, samples, rescale=False)),
+            "RoI stage (SPP pooling, head, NMS)": timed(lambda: model.roi_head.predict(neck, proposals, samples,
+                                                                                       rescale=True)),
         }
     raw = inferencer(ArrayImage(photo), merge=False)
     out = ROOT / "work_dirs" / "window_limit"
-    merged = merge_detections(raw["bboxes"], raw["scores"], raw["labels"], settings.merge, settings.merge_thr,
-                              windows=raw["window"])
-    record = prediction_record(dict(zip(("bboxes", "scores", "labels"), merged)), ["Tree"], photo_path)
+
+    def merge():
+        return merge_detections(raw["bboxes"], raw["scores"], raw["labels"], settings.merge, settings.merge_thr,
+                                windows=raw["window"])
+
+    record = prediction_record(dict(zip(("bboxes", "scores", "labels"), merge())), ["Tree"], photo_path)
     photo_stages = {
         "decode the photograph (PNG, 1.3 MP)": decode_s,
-        f"merge ({len(raw['scores'])} boxes of {raw['windows']} windows)": median_time(lambda: merge_detections(
-            raw["bboxes"], raw["scores"], raw["labels"], settings.merge, settings.merge_thr, windows=raw["window"]),
-            a.reps),
-        "write the JSON": median_time(lambda: write_json(record, out / "photo.json"), a.reps),
-        "draw the picture": median_time(lambda: draw_boxes(ArrayImage(photo), record, out / "photo.png", 0.3), a.reps),
+        f"merge ({len(raw['scores'])} boxes of {raw['windows']} windows)": timed(merge),
+        "write the JSON": timed(lambda: write_json(record, out / "photo.json")),
+        "draw the picture": timed(lambda: draw_boxes(ArrayImage(photo), record, out / "photo.png", 0.3)),
     }
 
     ops = 2 * macs
@@ -131,16 +123,16 @@ def main():
     rows += [dict(what=f"stage: {k}", torch_s=round(v, 4)) for k, v in {**stages, **photo_stages}.items()]
     write_csv(RESULTS / "window_limit.csv", rows, list(dict.fromkeys(k for r in rows for k in r)))
     r = rows[0]
-    text = (f"{machine()}; checkpoint {Path(checkpoint).name}; medians of {a.reps}.\n\n"
+    text = (f"{machine()}; checkpoint {checkpoint.name}; medians of {a.reps}.\n\n"
             f"One window of the held-out photograph, {r['size']} (the config's first): "
             f"{r['gflop']} GFLOP (2 x MMEngine's {macs:,} multiply-adds; backbone {r['gflop_backbone']}, "
             f"neck {r['gflop_neck']}, RPN head {r['gflop_rpn_head']}, RoI head {r['gflop_roi_head']}). "
             f"Practical peak: float32 torch.matmul 2048 x 2048, {peak:.1f} GFLOP/s on {a.threads} thread(s).\n\n"
-            "| runtime | s per window | GFLOP/s | of the matmul peak |\n|---|---|---|---|\n"
-            f"| PyTorch (test pipeline + model) | {torch_s:.3f} | {r['torch_gflops']} | {r['torch_of_peak']:.0%} |\n"
-            f"| ONNX Runtime (padding + graph) | {ort_s:.3f} | {r['onnx_gflops']} | {r['onnx_of_peak']:.0%} |\n\n"
-            "| stage (PyTorch, one thread) | ms |\n|---|---|\n"
-            + "".join(f"| {k} | {v * 1000:.1f} |\n" for k, v in {**stages, **photo_stages}.items()))
+            + markdown_table(["runtime", "s per window", "GFLOP/s", "of the matmul peak"], [
+                ["PyTorch (test pipeline + model)", f"{torch_s:.3f}", r["torch_gflops"], f"{r['torch_of_peak']:.0%}"],
+                ["ONNX Runtime (padding + graph)", f"{ort_s:.3f}", r["onnx_gflops"], f"{r['onnx_of_peak']:.0%}"]])
+            + "\n\n" + markdown_table(["stage (PyTorch, one thread)", "ms"],
+                                       [[k, f"{v * 1000:.1f}"] for k, v in {**stages, **photo_stages}.items()]))
     write_text(RESULTS / "window_limit.md", text)
 
 
