@@ -1,14 +1,10 @@
 """Processes against threads for the ONNX runtime and PyTorch on whole photographs, side by side.
 
-    .venv/bin/python benchmarks/speed/runtime_workers.py [--model M.onnx] [--reps 3] [--big [--big-side 10000]]
-        [--engines onnx,torch] [--config CFG --checkpoint PTH]
-
-``python -m sppnet_runtime`` (the tree detector exported whole: ``make export-onnx``, by
-default work_dirs/demo-real/epoch_36_whole.onnx) and ``tools/infer.py`` (the same
-detector's checkpoint, by default work_dirs/demo-real/epoch_36.pth) on the whole held-out
-photograph (1249 x 1035) and, with --big, a generated JPEG of --big-side px square (the
-photograph mirrored), each layout a subprocess, the layouts interleaved over --reps rounds
-(one for an image over 20 MP):
+``python -m sppnet_runtime`` (the tree detector exported whole, ``make export-onnx``) and
+``tools/infer.py`` (the same detector's checkpoint) on the whole held-out photograph
+(1249 x 1035) and, with --big, a generated JPEG of --big-side px square (the photograph
+mirrored), each layout a subprocess, the layouts interleaved over --reps rounds (one for an
+image over 20 MP):
 
 * 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread (the runtime's
   ``--workers 2``; for PyTorch ``torchrun --standalone --nproc_per_node 2 ... --launcher
@@ -29,16 +25,16 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from common import RESULTS, ROOT, machine, parser, write_csv, write_text
+from common import (RESULTS, ROOT, TREES_CONFIG, checkpoint_of, detector_args, interleaved, machine, markdown_table,
+                    parser, write_csv, write_text)
 
 import sliced_trees  # noqa: E402  (benchmarks/accuracy/, on the path common.py sets)
 
@@ -47,7 +43,8 @@ WORK = ROOT / "work_dirs" / "runtime_workers"
 # Runs its arguments and prints the largest resident set of any process it waited for,
 # directly or through them (the runtime waits for its workers): one process's peak.
 PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-        "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+        "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+        "sys.exit(r.returncode)")
 
 
 def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> dict:
@@ -58,7 +55,7 @@ def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> d
     if engine == "onnx":
         tool = ["-m", "sppnet_runtime", a.model, *shared_args, "--threads", str(threads), "--workers", str(workers)]
     else:
-        tool = [str(ROOT / "tools" / "infer.py"), a.config, a.checkpoint, *shared_args]
+        tool = [str(ROOT / "tools" / "infer.py"), a.config, str(a.checkpoint), *shared_args]
         if workers > 1:
             tool = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", *tool,
                     "--launcher", "pytorch"]
@@ -82,20 +79,19 @@ def run(engine: str, a, image: Path, workers: int, threads: int, out: Path) -> d
 def main():
     p = parser(__doc__, reps=3)
     load_before = os.getloadavg()[0]  # the runs themselves load the machine: machine() reports the end
-    p.add_argument("--model", default=str(ROOT / "work_dirs/demo-real/epoch_36_whole.onnx"))
-    # the committed config: its sliced_infer_cfg is what the export carries (a work_dir keeps its training-time config)
-    p.add_argument("--config", default=str(ROOT / "configs/pretrained_effnet/sppnet_effnet-lite0_fpn_36e_trees-voc.py"))
-    p.add_argument("--checkpoint", default=str(ROOT / "work_dirs/demo-real/epoch_36.pth"))
+    detector_args(p, onnx=True)
     p.add_argument("--engines", default="onnx,torch", help="onnx (the runtime), torch (tools/infer.py), or both")
     p.add_argument("--big", action="store_true", help="also a generated --big-side px square image (minutes)")
     p.add_argument("--big-side", type=int, default=10000, help="its side, at most 10000 (a crop of the 10,000 px one)")
     a = p.parse_args()
     engines = a.engines.split(",")
     if "onnx" in engines and not Path(a.model).is_file():
-        sys.exit(f"{a.model}: no model; run `make export-onnx CONFIG=configs/pretrained_effnet/sppnet_effnet-lite0_fpn_"
-                 "36e_trees-voc.py CHECKPOINT=$(cat work_dirs/demo-real/last_checkpoint)` first")
-    if "torch" in engines and not Path(a.checkpoint).is_file():
-        sys.exit(f"{a.checkpoint}: no checkpoint; run `make demo-real` first")
+        sys.exit(f"{a.model}: no model; run `make export-onnx CONFIG={TREES_CONFIG} "
+                 "CHECKPOINT=$(cat work_dirs/demo-real/last_checkpoint)` first")
+    if "torch" in engines:
+        a.checkpoint = checkpoint_of(a)
+        if not a.checkpoint.is_file():
+            sys.exit(f"{a.checkpoint}: no checkpoint; run `make demo-real` first")
     from imagery.read import open_image
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
@@ -114,34 +110,36 @@ def main():
         with open_image(image, max_pixels=None) as im:
             megapixels, size = im.width * im.height / 1e6, im.size
         runs_of = {(e, name): [] for e in engines for name in LAYOUTS}
+
+        def one(engine: str, name: str) -> dict:  # a layout's run: all of it kept, its seconds and wall medianed
+            got = run(engine, a, image, *LAYOUTS[name], WORK / "out" / name.replace(" ", "_"))
+            runs_of[engine, name].append(got)
+            print(f"{image.name} {engine} {name}: {got['seconds']:.2f} s", flush=True)
+            return {k: got[k] for k in ("seconds", "wall")}
+
         rounds = 1 if a.quick or megapixels > 20 else a.reps  # a generated image: one round (minutes each)
-        for _ in range(rounds):
-            for (engine, name), results in runs_of.items():  # interleaved: the machine's drift hits all alike
-                workers, threads = LAYOUTS[name]
-                results.append(run(engine, a, image, workers, threads, WORK / "out" / name.replace(" ", "_")))
-                print(f"{image.name} {engine} {name}: {results[-1]['seconds']:.2f} s", flush=True)
+        # each run a fresh subprocess: no warm-up round
+        medians = interleaved({key: partial(one, *key) for key in runs_of}, rounds, warmup=0, parts=True)
         for (engine, name), runs in runs_of.items():
-            base = statistics.median(r["seconds"] for r in runs_of[engine, "1 x 1 thread"])
-            med = statistics.median(r["seconds"] for r in runs)
+            base, med = medians[engine, "1 x 1 thread"]["seconds"], medians[engine, name]["seconds"]
             rows.append(dict(image=f"{image.name} ({size})", engine=engine, layout=name, runs=len(runs),
-                             seconds=round(med, 3),
-                             s_per_megapixel=round(med / megapixels, 3),
-                             wall_s=round(statistics.median(r["wall"] for r in runs), 2),
-                             speedup=round(base / med, 2),
+                             seconds=round(med, 3), s_per_megapixel=round(med / megapixels, 3),
+                             wall_s=round(medians[engine, name]["wall"], 2), speedup=round(base / med, 2),
                              efficiency=round(base / med / (LAYOUTS[name][0] * LAYOUTS[name][1]), 2),
                              peak_rss_mb=round(max(r["peak_mb"] for r in runs)),
                              same_as_1x1=all(r["boxes"] == runs_of[engine, "1 x 1 thread"][0]["boxes"] for r in runs),
                              boxes=len(runs[0]["boxes"]["scores"]),
                              merge_s=runs[0]["merge_s"], gather_s=runs[0]["gather_s"]))
     write_csv(RESULTS / "runtime_workers.csv", rows)
-    table = ("| image | engine | layout | s / MP | speed-up over 1 x 1 | efficiency | wall s | peak RSS MB | boxes | "
-             "same as 1 x 1 | merge s | rank 0 in gathers s |\n" + "|---" * 12 + "|\n")
-    for r in rows:
-        table += (f"| {r['image']} | {r['engine']} | {r['layout']} | {r['s_per_megapixel']:.3f} | "
-                  f"{r['speedup']:.2f}x | {r['efficiency']:.2f} | {r['wall_s']} | {r['peak_rss_mb']} | {r['boxes']} | "
-                  f"{r['same_as_1x1']} | {r['merge_s']} | {r['gather_s']} |\n")
-    write_text(RESULTS / "runtime_workers.md", f"Models {Path(a.model).name} (onnx), {Path(a.checkpoint).name} "
-               f"(torch); {machine()} (at the end; {load_before:.2f} before the first run); medians of the interleaved "
+    table = markdown_table(
+        ["image", "engine", "layout", "s / MP", "speed-up over 1 x 1", "efficiency", "wall s", "peak RSS MB", "boxes",
+         "same as 1 x 1", "merge s", "rank 0 in gathers s"],
+        [[r["image"], r["engine"], r["layout"], f"{r['s_per_megapixel']:.3f}", f"{r['speedup']:.2f}x",
+          f"{r['efficiency']:.2f}", r["wall_s"], r["peak_rss_mb"], r["boxes"], r["same_as_1x1"], r["merge_s"],
+          r["gather_s"]] for r in rows])
+    models = ", ".join(f"{Path(m).name} ({e})" for e, m in (("onnx", a.model), ("torch", a.checkpoint)) if e in engines)
+    write_text(RESULTS / "runtime_workers.md", f"Models {models}; "
+               f"{machine()} (at the end; {load_before:.2f} before the first run); medians of the interleaved "
                "runs (column runs in the CSV); s / MP is the tool's own detection time (rank 0's, for PyTorch's "
                "ranks).\n\n" + table)
 
