@@ -157,8 +157,7 @@ def time_rcnn(backbone, img, boxes, crop_size, pool_fn, reps, batch):
     t_warp = median_time(warp, reps)
     t_conv = median_time(lambda: [backbone(c) for c in crops], reps)
     t_pool = median_time(lambda: [pool_fn(m) for m in maps], reps)
-    feat = pool_fn(maps[0])
-    return t_warp, t_conv, t_pool, feat.shape[1]
+    return t_warp, t_conv, t_pool, pool_fn(maps[0]).shape[1]
 
 
 def whole_map_spp(m: torch.Tensor) -> torch.Tensor:
@@ -185,12 +184,8 @@ def time_spp(backbone, scales, boxes, reps, sampling="cells"):
     # proposals in each chosen scale's pixel coordinates; stride 16 on every scale
     rois = torch.cat([torch.zeros(boxes.shape[0], 1), boxes * fac[levels][:, None]], 1)
 
-    def conv():
-        return [backbone(x) for x in imgs]
-
-    maps = conv()
-    t_conv = median_time(conv, reps)
-
+    maps = [backbone(x) for x in imgs]
+    t_conv = median_time(lambda: [backbone(x) for x in imgs], reps)
     geometry = dict(projection="sppnet") if sampling == "cells" else dict(sampling=sampling, sampling_ratio=2)
 
     def pool():
