@@ -273,12 +273,13 @@ def profile_model(name, cfg, training, args, checkpoint=None):
             f, b = [d.get(part, 0.0) for d in fwd], [d.get(part, 0.0) for d in bwd]
         tot = [x + y for x, y in zip(f, b)]
         per_it = [100 * t / it for t, it in zip(tot, iters)]
-        rows.append(dict(model=name, mode="train" if training else "inference", part=part, group=GROUP[part],
-                         forward_ms=med(f), backward_ms=med(b), total_ms=med(tot), pct=100 * med(tot) / med(iters),
-                         total_ms_mean=mean(tot), pct_of_means=100 * mean(tot) / mean(iters),
-                         pct_iter_min=min(per_it), pct_iter_max=max(per_it), iter_ms_profiled_median=med(iters),
-                         iter_ms_profiled_mean=mean(iters), iter_ms_unprofiled_median=med(plain) * 1e3,
-                         rois_per_iter=rois_per_iter[0], roi_mean_side_px=rois_per_iter[1], data=data_desc))
+        rows.append(dict(  # the CSV's columns, in order
+            model=name, mode="train" if training else "inference", part=part, group=GROUP[part],
+            forward_ms=med(f), backward_ms=med(b), total_ms=med(tot), pct=100 * med(tot) / med(iters),
+            total_ms_mean=mean(tot), pct_of_means=100 * mean(tot) / mean(iters), pct_iter_min=min(per_it),
+            pct_iter_max=max(per_it), iter_ms_profiled_median=med(iters), iter_ms_profiled_mean=mean(iters),
+            iter_ms_unprofiled_median=med(plain) * 1e3, rois_per_iter=rois_per_iter[0],
+            roi_mean_side_px=rois_per_iter[1], data=data_desc))
     return rows, data_desc, rois_per_iter
 
 
@@ -342,10 +343,7 @@ def main():
                   flush=True)
 
     stem = common.RESULTS / ("profile_detector" + ("_ckpt" if ckpts else "") + ("_quick" if a.quick else ""))
-    fields = ["model", "mode", "part", "group", "forward_ms", "backward_ms", "total_ms", "pct", "total_ms_mean",
-              "pct_of_means", "pct_iter_min", "pct_iter_max", "iter_ms_profiled_median", "iter_ms_profiled_mean",
-              "iter_ms_unprofiled_median", "rois_per_iter", "roi_mean_side_px", "data"]
-    common.write_csv(stem.with_suffix(".csv"), rows, fields)
+    common.write_csv(stem.with_suffix(".csv"), rows)
 
     roi = {(r["model"], r["mode"]): r for r in rows if r["part"] == "RoI extraction"}
     spp, frc = roi["SPPNet", "train"], roi["Faster R-CNN", "train"]
