@@ -89,7 +89,7 @@ def _inputs(k, c, pyr):
     h, w = IMG_H // STRIDE, IMG_W // STRIDE
     bins = sum(n * n for n in pyr)
     feat = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(1)).requires_grad_()
-    # the first k of one draw (seed 0), so a larger K adds RoIs of the same distribution
+    # one draw of 8192 RoIs, the first k (see the docstring's workload)
     rois = rpn_like_rois(k, IMG_H, IMG_W, generator=torch.Generator().manual_seed(0), draw=8192)[0]
     return feat, rois, torch.ones(k, c, bins), bins, (h, w)
 
