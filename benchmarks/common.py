@@ -42,8 +42,8 @@ def parser(doc: str, reps: int = 5, threads: int = 1) -> argparse.ArgumentParser
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--reps", type=int, default=reps, help="timed repetitions (medians are reported)")
     p.add_argument("--threads", type=int, default=threads,
-                   help="torch intra-op threads (0: torch's default). Default 1: on a shared 2-core "
-                        "machine two OpenMP threads ran up to 20x slower and erratically")
+                   help=f"torch intra-op threads (0: torch's default; default {threads}). One is the usual "
+                        "default: on a shared 2-core machine two OpenMP threads ran up to 20x slower and erratically")
     p.add_argument("--quick", action="store_true", help="a smoke run: fewest points and repetitions")
     return p
 

@@ -136,8 +136,9 @@ def tile_test_ap(cfg, checkpoint: Path) -> dict:
 
 
 def mirrored_photo(big: Path) -> Path:
-    """A 10,000 x 10,000 px JPEG at ``big`` (made once): the held-out photograph tiled,
-    mirrored at every seam so that no edge is cut."""
+    """A 10,000 x 10,000 px JPEG at ``big`` (made once): the held-out photograph tiled, every
+    other copy flipped left to right and every other strip of copies top to bottom (a seam
+    between copies side by side is a mirror; one between strips is not)."""
     from PIL import Image
 
     from imagery.read import load_image
@@ -247,10 +248,8 @@ def main():
         rows.append(dict(split="test", what=f"time, {n} thread(s)", tile=chosen.tile, overlap=chosen.overlap,
                          windows=pred["windows"], seconds=t["s"], s_per_megapixel=t["s"] / megapixels))
 
-    # peak_rss_mb ("peak RSS"): only the removed --big run filled it (now runtime_workers.py --big); the
-    # column stays so that the files keep their format
     fields = ["split", "what", "tile", "overlap", "merge", "merge_thr", "pairs", "windows", "AP40", "AP50", "boxes",
-              "boxes_above_0_3", "seconds", "s_per_megapixel", "peak_rss_mb"]
+              "boxes_above_0_3", "seconds", "s_per_megapixel"]
     write_csv(RESULTS / "sliced_trees.csv", rows, fields)
     head = f"Checkpoint {checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint}; " \
            f"{machine()}.\n\n"
@@ -261,11 +260,10 @@ def main():
         return fmt.format(r[key]) if r.get(key) is not None else ""
 
     table = markdown_table(
-        ["split", "what", "tile", "overlap", "merge", "pairs merged", "windows", "AP40", "AP50", "s / MP", "peak RSS"],
+        ["split", "what", "tile", "overlap", "merge", "pairs merged", "windows", "AP40", "AP50", "s / MP"],
         [[r["split"], r["what"], cell(r, "tile"), cell(r, "overlap"),
           f"{r['merge']} > {r['merge_thr']}" if r.get("merge") else "", cell(r, "pairs"), cell(r, "windows"),
-          cell(r, "AP40", "{:.3f}"), cell(r, "AP50", "{:.3f}"), cell(r, "s_per_megapixel", "{:.2f}"),
-          cell(r, "peak_rss_mb", "{:.0f} MB")] for r in top + [r for r in rows if r["split"] != "val"]])
+          cell(r, "AP40", "{:.3f}"), cell(r, "AP50", "{:.3f}"), cell(r, "s_per_megapixel", "{:.2f}")] for r in top + [r for r in rows if r["split"] != "val"]])
     write_text(RESULTS / "sliced_trees.md", head + "Val: the five best of " +
                f"{sum(r['split'] == 'val' for r in rows) // 2} settings for each way of merging; test: the chosen "
                "ones.\n\n" + table)
