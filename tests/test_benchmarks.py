@@ -16,9 +16,15 @@ SCRIPTS = sorted(p for p in (ROOT / "benchmarks").rglob("*.py") if p.name != "co
 
 @pytest.fixture(scope="module")
 def common():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import common as module
+    """benchmarks/common.py as a module of its own; the import path it extends for the
+    scripts is put back, so that no other test imports a benchmark by accident."""
+    import importlib.util
 
+    saved = list(sys.path)
+    spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.path[:] = saved
     return module
 
 
