@@ -38,14 +38,24 @@ for _folder in ("speed", "accuracy"):
         sys.path.insert(1, str(ROOT / "benchmarks" / _folder))
 
 
-def parser(doc: str, reps: int = 5, threads: int = 1) -> argparse.ArgumentParser:
+def parser(doc: str, reps: int = 5, threads: int = 1, quick: bool = True) -> argparse.ArgumentParser:
+    """argparse with ``--reps``, ``--threads`` and, for a script that has a smoke run, ``--quick``."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--reps", type=int, default=reps, help="timed repetitions (medians are reported)")
     p.add_argument("--threads", type=int, default=threads,
                    help=f"torch intra-op threads (0: torch's default; default {threads}). One is the usual "
                         "default: on a shared 2-core machine two OpenMP threads ran up to 20x slower and erratically")
-    p.add_argument("--quick", action="store_true", help="a smoke run: fewest points and repetitions")
+    if quick:
+        p.add_argument("--quick", action="store_true",
+                       help="a smoke run: fewest points and repetitions, written to *_quick files")
     return p
+
+
+def result(name: str, args) -> Path:
+    """``results/<name>``, or ``<name>_quick`` after ``--quick``, so that a smoke run never
+    overwrites the committed figures. ``name`` may end in a suffix (``sliced_trees_test.jpg``)."""
+    name = Path(name)
+    return RESULTS / (name.stem + ("_quick" if getattr(args, "quick", False) else "") + name.suffix)
 
 
 def setup_threads(threads: int) -> int:

@@ -77,3 +77,12 @@ def test_every_benchmark_script_imports_and_has_a_main_and_a_docstring():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"imported {len(SCRIPTS)}" in done.stdout
+
+
+def test_a_quick_run_writes_beside_the_committed_figures_never_over_them(common):
+    import argparse
+
+    assert common.result("scaling.csv", argparse.Namespace(quick=False)) == ROOT / "benchmarks/results/scaling.csv"
+    assert common.result("sliced_trees_test.jpg", argparse.Namespace(quick=True)).name == "sliced_trees_test_quick.jpg"
+    assert common.result("rcnn_vs_sppnet", argparse.Namespace(quick=True)).name == "rcnn_vs_sppnet_quick"
+    assert "--quick" not in common.parser("doc", quick=False).format_help()

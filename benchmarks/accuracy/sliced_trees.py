@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
-from common import (RESULTS, ROOT, checkpoint_of, detector_args, interleaved, machine, markdown_table, parser,
+from common import (ROOT, checkpoint_of, detector_args, interleaved, machine, markdown_table, parser, result,
                     setup_threads, tree_detector, write_csv, write_text)
 
 TILES, OVERLAPS = (400, 600), (0, 50, 100, 150)
@@ -232,7 +232,7 @@ def main():
                              boxes_above_0_3=int((pred["scores"] > 0.3).sum())))
         chosen = chosen[PAIRS[0]]
         sliced = SlicedInferencer(model, cfg, chosen)
-        draw_boxes(image, prediction_record(pred, ["Tree"], data / TEST_IMAGE), RESULTS / "sliced_trees_test.jpg",
+        draw_boxes(image, prediction_record(pred, ["Tree"], data / TEST_IMAGE), result("sliced_trees_test.jpg", a),
                    score_thr=0.3, palette=[(255, 255, 0)])
 
         # 3. time per megapixel, 1 and 2 threads interleaved
@@ -250,7 +250,7 @@ def main():
 
     fields = ["split", "what", "tile", "overlap", "merge", "merge_thr", "pairs", "windows", "AP40", "AP50", "boxes",
               "boxes_above_0_3", "seconds", "s_per_megapixel"]
-    write_csv(RESULTS / "sliced_trees.csv", rows, fields)
+    write_csv(result("sliced_trees.csv", a), rows, fields)
     head = f"Checkpoint {checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint}; " \
            f"{machine()}.\n\n"
     top = [r for pairs in PAIRS for r in sorted((r for r in rows if r["split"] == "val" and r["pairs"] == pairs),
@@ -264,7 +264,7 @@ def main():
         [[r["split"], r["what"], cell(r, "tile"), cell(r, "overlap"),
           f"{r['merge']} > {r['merge_thr']}" if r.get("merge") else "", cell(r, "pairs"), cell(r, "windows"),
           cell(r, "AP40", "{:.3f}"), cell(r, "AP50", "{:.3f}"), cell(r, "s_per_megapixel", "{:.2f}")] for r in top + [r for r in rows if r["split"] != "val"]])
-    write_text(RESULTS / "sliced_trees.md", head + "Val: the five best of " +
+    write_text(result("sliced_trees.md", a), head + "Val: the five best of " +
                f"{sum(r['split'] == 'val' for r in rows) // 2} settings for each way of merging; test: the chosen "
                "ones.\n\n" + table)
 

@@ -30,7 +30,7 @@ from sliced_trees import ap40_50, ground_truth
 
 
 def main():
-    p = parser(__doc__, reps=3, threads=2)
+    p = parser(__doc__, reps=3, threads=2, quick=False)
     detector_args(p)
     a = p.parse_args()
     setup_threads(a.threads)

@@ -151,7 +151,7 @@ def main():
     torch.manual_seed(0)
     machine = common.machine(a.device)
     rows = run(a.device, a.ks, a.reps)
-    stem = common.RESULTS / f"spp_roi_pool_{a.device}{'_quick' if a.quick else ''}"
+    stem = common.result(f"spp_roi_pool_{a.device}", a)
     common.write_csv(stem.with_suffix(".csv"), rows)
     plot(rows, stem.with_suffix(".png"), f"FPN 800x1216, C=256, pyramid 1/2/3/6 ({machine})")
     if not a.no_traffic:

@@ -266,7 +266,7 @@ def tune(reps: int) -> None:  # --tune (the module's docstring)
 
 
 def main() -> None:
-    p = common.parser(__doc__, reps=3)
+    p = common.parser(__doc__, reps=3, quick=False)
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["trees", "demo"])
     p.add_argument("--tune", action="store_true", help="session options and int8 instead (onnx_tuning.{csv,md})")
     args = p.parse_args()

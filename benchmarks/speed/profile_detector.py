@@ -342,7 +342,7 @@ def main():
                   f"profiled (median of {a.iters}), {it['iter_ms_unprofiled_median']:.1f} ms unprofiled (median)",
                   flush=True)
 
-    stem = common.RESULTS / ("profile_detector" + ("_ckpt" if ckpts else "") + ("_quick" if a.quick else ""))
+    stem = common.result("profile_detector" + ("_ckpt" if ckpts else ""), a)
     common.write_csv(stem.with_suffix(".csv"), rows)
 
     roi = {(r["model"], r["mode"]): r for r in rows if r["part"] == "RoI extraction"}

@@ -356,7 +356,7 @@ def main():
                  paper_speedup_vs_alexnet_rcnn="24-64" if r["key"].startswith("spp") else "",
                  backbone=a.backbone, fc_width=a.fc, machine=machine)
 
-    stem = common.RESULTS / ("rcnn_vs_sppnet_quick" if a.quick else "rcnn_vs_sppnet")
+    stem = common.result("rcnn_vs_sppnet", a)
     fields = ["pipeline", "backbone", "fc_width", "scales", "proposals", "measured_on", "warp_s", "conv_s",
               "pool_s", "fc_s", "head_s", "total_s", "speedup_overall", "speedup_conv",
               "speedup_vs_alexnet_rcnn", "paper_conv_s", "paper_head_s", "paper_total_s",

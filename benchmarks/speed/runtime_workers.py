@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from common import (RESULTS, ROOT, TREES_CONFIG, checkpoint_of, detector_args, interleaved, machine, markdown_table,
-                    parser, write_csv, write_text)
+from common import (ROOT, TREES_CONFIG, checkpoint_of, detector_args, interleaved, machine, markdown_table, parser,
+                    result, write_csv, write_text)
 
 import sliced_trees  # noqa: E402  (benchmarks/accuracy/, on the path common.py sets)
 
@@ -130,7 +130,7 @@ def main():
                              same_as_1x1=all(r["boxes"] == runs_of[engine, "1 x 1 thread"][0]["boxes"] for r in runs),
                              boxes=len(runs[0]["boxes"]["scores"]),
                              merge_s=runs[0]["merge_s"], gather_s=runs[0]["gather_s"]))
-    write_csv(RESULTS / "runtime_workers.csv", rows)
+    write_csv(result("runtime_workers.csv", a), rows)
     table = markdown_table(
         ["image", "engine", "layout", "s / MP", "speed-up over 1 x 1", "efficiency", "wall s", "peak RSS MB", "boxes",
          "same as 1 x 1", "merge s", "rank 0 in gathers s"],
@@ -138,7 +138,7 @@ def main():
           f"{r['efficiency']:.2f}", r["wall_s"], r["peak_rss_mb"], r["boxes"], r["same_as_1x1"], r["merge_s"],
           r["gather_s"]] for r in rows])
     models = ", ".join(f"{Path(m).name} ({e})" for e, m in (("onnx", a.model), ("torch", a.checkpoint)) if e in engines)
-    write_text(RESULTS / "runtime_workers.md", f"Models {models}; "
+    write_text(result("runtime_workers.md", a), f"Models {models}; "
                f"{machine()} (at the end; {load_before:.2f} before the first run); medians of the interleaved "
                "runs (column runs in the CSV); s / MP is the tool's own detection time (rank 0's, for PyTorch's "
                "ranks).\n\n" + table)

@@ -248,7 +248,7 @@ def main():
     times = {"fwd+bwd median": "fwd_bwd_s", "fwd+bwd min": "fwd_bwd_min_s",
              "fwd median": "fwd_s", "bwd median": "bwd_s"}
     fits = {stat: k_fits(krows, key) for stat, key in times.items()}
-    stem = common.RESULTS / ("scaling_quick" if a.quick else "scaling")
+    stem = common.result("scaling", a)
     fields = ["sweep", "k", "c", "pyramid", "bins", "fmap", "fwd_bwd_s", "fwd_bwd_min_s", "fwd_s", "bwd_s",
               "peak_mem_mb", "fwd_peak_mem_mb", "analytic_fwd_mb",
               "maxrss_floor", "analytic_mb", "threads", "reps"]

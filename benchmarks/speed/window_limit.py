@@ -36,7 +36,7 @@ def matmul_peak(reps: int, n: int = 2048) -> float:
 
 
 def main():
-    p = parser(__doc__, reps=5, threads=1)
+    p = parser(__doc__, reps=5, threads=1, quick=False)
     detector_args(p, onnx=True)
     a = p.parse_args()
     setup_threads(a.threads)
