@@ -255,18 +255,17 @@ def detect_in_windows(image, settings: SliceSettings | None, detect, batch_size:
     for first in range(0, len(todo), step):
         mine = range(min(first + share.rank * batch_size, len(todo)), min(first + (share.rank + 1) * batch_size,
                                                                             len(todo)))
-        if share.world == 1:
-            parts = [list(zip(mine, detect([image.read(*todo[i]) for i in mine], native)))]
-        else:
-            try:
-                part = list(zip(mine, detect([image.read(*todo[i]) for i in mine], native))) if mine else []
-            except Exception as e:  # every rank must still come to the gather: it carries the failure
-                traceback.print_exc()
-                part = _picklable(e)
-            parts = share.all_gather(part)
-            for part in parts:
-                if isinstance(part, BaseException):
-                    raise part
+        try:
+            part = list(zip(mine, detect([image.read(*todo[i]) for i in mine], native))) if mine else []
+        except Exception as e:
+            if share.world == 1:
+                raise
+            traceback.print_exc()  # every rank must still come to the gather: it carries the failure
+            part = _picklable(e)
+        parts = share.all_gather(part)
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
         for part in parts:  # rank order, and each rank's windows in order: window order
             for k, pred in part:
                 x0, y0 = todo[k][:2]
