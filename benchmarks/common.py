@@ -80,11 +80,13 @@ def bench(fn, device, reps: int) -> float:
     return median_time(fn, reps)
 
 
-def interleaved(fns: dict, rounds: int, warmup: int = 1, parts: bool = False, label: str | None = None) -> dict:
+def interleaved(fns: dict, rounds: int, warmup: int = 1, parts: bool = False, label: str | None = None,
+                summary=statistics.median) -> dict:
     """{key: median wall-clock seconds} of ``fns`` ({key: fn()}), each called once per round
     in turn (so that the machine's drift hits each alike), ``warmup`` rounds first, not
     counted. With ``parts``, every fn times its own parts and returns {part: seconds}: then
-    {key: {part: median seconds}}. ``label``: a progress line per round."""
+    {key: {part: median seconds}}. ``summary`` replaces the median (``list``: the counted
+    samples themselves). ``label``: a progress line per round."""
     samples = {key: [] for key in fns}
     for r in range(warmup + rounds):
         for key, fn in fns.items():
@@ -96,8 +98,8 @@ def interleaved(fns: dict, rounds: int, warmup: int = 1, parts: bool = False, la
         if label:
             print(f"  {label}: round {r + 1}/{warmup + rounds}", flush=True)
     if parts:
-        return {key: {part: statistics.median(s[part] for s in got) for part in got[0]} for key, got in samples.items()}
-    return {key: statistics.median(got) for key, got in samples.items()}
+        return {key: {part: summary([s[part] for s in got]) for part in got[0]} for key, got in samples.items()}
+    return {key: summary(got) for key, got in samples.items()}
 
 
 def machine(device="cpu") -> str:
@@ -179,12 +181,17 @@ def detector_args(p: argparse.ArgumentParser, onnx: bool = False) -> None:
         p.add_argument("--model", default=str(DEMO_REAL / "epoch_36_whole.onnx"))
 
 
+def last_checkpoint(work_dir: Path, make: str = "make demo-real", otherwise: str = "") -> Path:
+    """The last checkpoint of a training's work_dir; exits saying what to run if there is none."""
+    last = work_dir / "last_checkpoint"
+    if not last.exists():
+        sys.exit(f"no checkpoint in {work_dir}: run `{make}` first{otherwise}")
+    return Path(last.read_text().strip())
+
+
 def checkpoint_of(args) -> Path:
-    """``--checkpoint``, or make demo-real's last; exits with what to run if there is none."""
-    last = DEMO_REAL / "last_checkpoint"
-    if not args.checkpoint and not last.exists():
-        sys.exit(f"no checkpoint in {DEMO_REAL}: run `make demo-real` first, or pass --checkpoint")
-    return Path(args.checkpoint or last.read_text().strip())
+    """``--checkpoint``, or make demo-real's last."""
+    return Path(args.checkpoint) if args.checkpoint else last_checkpoint(DEMO_REAL, otherwise=", or pass --checkpoint")
 
 
 def tree_detector(args):

@@ -90,10 +90,7 @@ def run(name: str, reps: int) -> list[dict]:
     from sppnet_runtime import OnnxDetector, load_image
 
     config, work = (ROOT / p for p in MODELS[name])
-    last = work / "last_checkpoint"
-    if not last.exists():
-        sys.exit(f"{name}: no checkpoint in {work} (run `make demo-real` / `make demo` first)")
-    checkpoint = Path(last.read_text().strip())
+    checkpoint = common.last_checkpoint(work, "make demo" if name == "demo" else "make demo-real")
     cfg = Config.fromfile(str(config))
     model = init_detector(cfg, str(checkpoint), device="cpu").eval()
     meta = model.dataset_meta

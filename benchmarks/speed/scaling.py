@@ -118,28 +118,26 @@ def mem_worker(spec: dict) -> dict:
 def time_worker(spec: dict) -> list:
     """One process per sweep: all its points side by side, ``reps`` rounds after one warm-up."""
     _setup(spec["threads"])
-    totals, fns, res = {}, {}, []
+    fns, res = {}, []
 
-    def fwd_bwd(i, feat, rois, pyr, grad):
+    def fwd_bwd(feat, rois, pyr, grad):
         t0 = time.perf_counter()
         out = _call(feat, rois, pyr)
         t1 = time.perf_counter()
         out.backward(grad)
         t2 = time.perf_counter()
         feat.grad = None
-        totals[i].append(t2 - t0)
         return dict(fwd=t1 - t0, bwd=t2 - t1, fwd_bwd=t2 - t0)
 
     for i, (k, c, pyr) in enumerate(spec["points"]):
         feat, rois, grad, bins, (h, w) = _inputs(k, c, tuple(pyr))
-        totals[i] = []
-        fns[i] = functools.partial(fwd_bwd, i, feat, rois, tuple(pyr), grad)
+        fns[i] = functools.partial(fwd_bwd, feat, rois, tuple(pyr), grad)
         res.append(dict(k=k, c=c, pyramid="/".join(map(str, pyr)), bins=bins, fmap=f"{h}x{w}",
                         threads=spec["threads"], reps=spec["reps"]))
-    med = common.interleaved(fns, spec["reps"], warmup=1, parts=True)
+    times = common.interleaved(fns, spec["reps"], warmup=1, parts=True, summary=list)
     for i, r in enumerate(res):
-        r.update(fwd_bwd_s=med[i]["fwd_bwd"], fwd_bwd_min_s=min(totals[i][1:]),  # [0]: the warm-up round
-                 fwd_s=med[i]["fwd"], bwd_s=med[i]["bwd"])
+        med = {part: statistics.median(t) for part, t in times[i].items()}
+        r.update(fwd_bwd_s=med["fwd_bwd"], fwd_bwd_min_s=min(times[i]["fwd_bwd"]), fwd_s=med["fwd"], bwd_s=med["bwd"])
     return res
 
 
