@@ -28,12 +28,28 @@ def common():
     return module
 
 
-def test_interleaved_calls_every_row_once_per_round_in_turn_after_the_warm_up(common):
+@pytest.fixture
+def clock(common, monkeypatch):
+    """``common``'s perf_counter replaced by a clock that each row's call moves on by the
+    seconds the row says: timings without a time assertion."""
+    now = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: now[0])
+
+    def row(key, seconds):
+        def call():
+            calls.append(key)
+            now[0] += next(seconds)
+        return call
+
     calls = []
-    fns = {key: (lambda k=key: calls.append(k)) for key in ("a", "b", "c")}
-    medians = common.interleaved(fns, rounds=3, warmup=2)
-    assert calls == ["a", "b", "c"] * 5
-    assert set(medians) == {"a", "b", "c"} and all(m >= 0 for m in medians.values())
+    return row, calls
+
+
+def test_interleaved_calls_every_row_once_per_round_in_turn_and_skips_the_warm_up(common, clock):
+    row, calls = clock
+    fns = {"a": row("a", iter([100.0, 1.0, 3.0, 2.0])), "b": row("b", iter([100.0, 5.0, 4.0, 6.0]))}
+    assert common.interleaved(fns, rounds=3, warmup=1) == {"a": 2.0, "b": 5.0}
+    assert calls == ["a", "b"] * 4
 
 
 def test_interleaved_takes_the_median_of_each_part_a_row_times_itself(common):
@@ -42,10 +58,10 @@ def test_interleaved_takes_the_median_of_each_part_a_row_times_itself(common):
     assert medians == {"row": {"x": 2.0, "y": 4.0}}  # the warm-up's 9.0 and 0.0 are not counted
 
 
-def test_median_time_is_a_wall_clock_median(common):
-    import time
-
-    assert 0.009 <= common.median_time(lambda: time.sleep(0.01), reps=3) < 1.0
+def test_interleaved_hands_the_counted_samples_to_its_summary(common, clock):
+    row, _ = clock
+    assert common.interleaved({"a": row("a", iter([7.0, 3.0, 1.0]))}, rounds=2, summary=list) == {"a": [3.0, 1.0]}
+    assert common.median_time(row("b", iter([9.0, 4.0, 8.0, 5.0])), reps=3) == 5.0  # after one warm-up call
 
 
 def test_markdown_table_has_a_header_a_rule_and_one_line_per_row(common):

@@ -467,6 +467,7 @@ def test_sessions_do_not_spin_and_threads_give_the_same_boxes(demo):
     for rgb in images:
         assert _matched_both_ways(one(rgb), two(rgb)) >= 0.99
 
+
 def test_a_model_file_without_a_metadata_key_is_named(demo, tmp_path):
     import onnx
 
