@@ -195,15 +195,15 @@ def checkpoint_of(args) -> Path:
 
 
 def tree_detector(args):
-    """(cfg, model) of ``--config`` with its checkpoint, on CPU, in mmdet's scope."""
+    """(cfg, model, checkpoint) of ``--config`` with its checkpoint, on CPU, in mmdet's scope."""
     import mmdet_plugin  # noqa: F401  (registers the plugin's modules)
     from mmdet.apis import init_detector
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     init_default_scope("mmdet")
-    cfg = Config.fromfile(str(ROOT / args.config))
-    return cfg, init_detector(cfg, str(checkpoint_of(args)), device="cpu").eval()
+    cfg, checkpoint = Config.fromfile(str(ROOT / args.config)), checkpoint_of(args)
+    return cfg, init_detector(cfg, str(checkpoint), device="cpu").eval(), checkpoint
 
 
 # --------------------------------------------------------------------------- synthetic-set trainings

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
-from common import (ROOT, checkpoint_of, detector_args, interleaved, machine, markdown_table, parser, result,
+from common import (ROOT, detector_args, interleaved, machine, markdown_table, parser, result,
                     setup_threads, tree_detector, write_csv, write_text)
 
 TILES, OVERLAPS = (400, 600), (0, 50, 100, 150)
@@ -160,8 +160,7 @@ def main():
     detector_args(p)
     a = p.parse_args()
     setup_threads(a.threads)
-    checkpoint = checkpoint_of(a)
-    cfg, model = tree_detector(a)
+    cfg, model, checkpoint = tree_detector(a)
 
     import torch
     from mmdet.registry import DATASETS

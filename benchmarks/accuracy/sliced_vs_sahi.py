@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, which adds speed/ and accuracy/
 
-from common import (RESULTS, ROOT, checkpoint_of, detector_args, interleaved, machine, markdown_table, parser,
+from common import (RESULTS, ROOT, detector_args, interleaved, machine, markdown_table, parser,
                     setup_threads, tree_detector, write_csv, write_text)
 from sliced_trees import ap40_50, ground_truth
 
@@ -44,8 +44,7 @@ def main():
     from mmdet_plugin.apis import SlicedInferencer, SliceSettings
     from mmdet_plugin.datasets.trees import TEST_IMAGE, deepforest_data
 
-    checkpoint = checkpoint_of(a)
-    cfg, model = tree_detector(a)
+    cfg, model, checkpoint = tree_detector(a)
     settings = SliceSettings.from_config(cfg)
     image_path = deepforest_data() / TEST_IMAGE
     # image_size: sahi's mmdet wrapper keeps the config's Resize (400 px here), so without it

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from common import (RESULTS, ROOT, checkpoint_of, detector_args, machine, markdown_table, median_time, parser,
+from common import (RESULTS, ROOT, detector_args, machine, markdown_table, median_time, parser,
                     setup_threads, tree_detector, write_csv, write_text)
 
 
@@ -40,8 +40,7 @@ def main():
     detector_args(p, onnx=True)
     a = p.parse_args()
     setup_threads(a.threads)
-    checkpoint = checkpoint_of(a)
-    cfg, model = tree_detector(a)  # imports mmdet_plugin: the SPP's FLOP handle too
+    cfg, model, checkpoint = tree_detector(a)  # imports mmdet_plugin: the SPP's FLOP handle too
 
     from mmengine.analysis import FlopAnalyzer
     from mmengine.dataset import pseudo_collate
